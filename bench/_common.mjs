@@ -1,0 +1,48 @@
+// Shared by the benchmarks: daemons on temporary roots, timing, and the ratio table.
+import { createRequire } from 'node:module';
+import { spawn } from 'node:child_process';
+
+const require = createRequire(import.meta.url);
+export const testkit = require('../packages/testkit/dist/index.js');
+
+/** Starts berthd and, when installed, containerd; each on its own temporary root. */
+export async function startBoth() {
+  const daemons = { berthd: await testkit.startBerthd() };
+  if (testkit.containerdInstalled()) daemons.containerd = await testkit.startContainerd();
+  else console.error('containerd is not installed: measuring berthd alone');
+  return daemons;
+}
+
+export async function stopAll(daemons) {
+  await Promise.all(Object.values(daemons).map((d) => d.dispose()));
+}
+
+/** Runs a command with stdin/stdout file descriptors or 'ignore'; rejects on a non-zero exit. */
+export function exec(cmd, args, { stdin = 'ignore', stdout = 'ignore' } = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: [stdin, stdout, 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (b) => (err += b));
+    child.once('error', reject);
+    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}\n${err}`))));
+  });
+}
+
+export async function timed(fn) {
+  const start = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - start) / 1e9;
+}
+
+/** Prints rows of { metric, berthd, containerd, unit } with ratio berthd/containerd. */
+export function report(title, rows, { lowerIsBetter = true } = {}) {
+  console.log(`\n${title}`);
+  const lines = [['metric', 'berthd', 'containerd', 'ratio (berthd/containerd)']];
+  for (const r of rows) {
+    const ratio = r.containerd ? r.berthd / r.containerd : undefined;
+    lines.push([r.metric, `${r.berthd.toFixed(2)} ${r.unit}`, r.containerd ? `${r.containerd.toFixed(2)} ${r.unit}` : '-', ratio ? ratio.toFixed(2) : '-']);
+  }
+  const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
+  for (const l of lines) console.log(l.map((c, i) => c.padEnd(widths[i])).join('  '));
+  if (!lowerIsBetter) console.log('(higher is better)');
+}
