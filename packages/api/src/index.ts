@@ -11,3 +11,4 @@ export * from './namespaces';
 export * from './events';
 export * from './plugin';
 export * from './filters';
+export * from './proto';

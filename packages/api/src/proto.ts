@@ -1,0 +1,290 @@
+/**
+ * The one place berth loads its containerd-compatible .proto files (packages/api/proto).
+ * gRPC servers and clients take service definitions from here; ttrpc and Any payloads
+ * take protobufjs types from here, so every package sees the same JS shapes:
+ * camelCase fields, int64 as number, bytes as Buffer, enums as their names,
+ * Timestamp as {seconds, nanos}, Any as {typeUrl, value}.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import * as protobuf from 'protobufjs';
+import { InvalidArgumentError, NotFoundError } from './errors';
+
+/** Directory holding the .proto tree; the same relative place from src/ and dist/. */
+export const PROTO_ROOT = path.join(__dirname, '..', 'proto');
+
+/** Options for @grpc/proto-loader; message conversion options are part of the contract. */
+export const LOADER_OPTIONS = {
+  keepCase: false,
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+  includeDirs: [PROTO_ROOT],
+} satisfies protoLoader.Options;
+
+/** The same conversion applied when decoding with a protobufjs Type (ttrpc, Any). */
+export const CONVERSION_OPTIONS: protobuf.IConversionOptions = {
+  longs: Number,
+  enums: String,
+  defaults: true,
+  oneofs: true,
+};
+
+/** Every gRPC service in the proto tree (the shim's ttrpc services included). */
+export const SERVICES: readonly string[] = Object.freeze([
+  'containerd.services.content.v1.Content',
+  'containerd.services.introspection.v1.Introspection',
+  'containerd.services.leases.v1.Leases',
+  'containerd.services.namespaces.v1.Namespaces',
+  'containerd.services.version.v1.Version',
+]);
+
+/** Lists every .proto file under dir, as paths relative to dir with '/' separators. */
+export function listProtoFiles(dir: string = PROTO_ROOT): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
+      const child = rel ? `${rel}/${entry.name}` : entry.name;
+      if (entry.isDirectory()) walk(child);
+      else if (entry.name.endsWith('.proto')) out.push(child);
+    }
+  };
+  walk('');
+  return out.sort();
+}
+
+/**
+ * Parses every .proto file under dir into one resolved protobufjs Root. Imports resolve
+ * against dir first; google/protobuf well-known types come bundled with protobufjs.
+ */
+export function loadProtoRoot(dir: string = PROTO_ROOT, options: protobuf.IParseOptions = {}): protobuf.Root {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => {
+    if (path.isAbsolute(target)) return target;
+    return path.join(dir, target);
+  };
+  const parse = { keepCase: false, ...options };
+  root.loadSync(listProtoFiles(dir), parse);
+  if (!parse.keepCase) camelCaseBundledTypes(root);
+  root.resolveAll();
+  return root;
+}
+
+/**
+ * protobufjs injects its bundled google/protobuf definitions without applying
+ * keepCase:false, which would leave Any as {type_url, value} and silently drop a
+ * `typeUrl` key on encode. Rename those fields so every message reads camelCase.
+ * Field numbers, and so the wire, are unchanged.
+ */
+function camelCaseBundledTypes(root: protobuf.Root): void {
+  let ns: protobuf.ReflectionObject | null = null;
+  try {
+    ns = root.lookup('google.protobuf');
+  } catch {
+    ns = null;
+  }
+  if (!(ns instanceof protobuf.Namespace)) return;
+  const visit = (n: protobuf.NamespaceBase): void => {
+    for (const child of n.nestedArray) {
+      if (child instanceof protobuf.Type) {
+        for (const field of [...child.fieldsArray]) {
+          if (!field.name.includes('_') || field instanceof protobuf.MapField) continue;
+          const renamed = new protobuf.Field(
+            protobuf.util.camelCase(field.name),
+            field.id,
+            field.type,
+            field.repeated
+              ? 'repeated'
+              : field.required
+                ? 'required'
+                : field.optional
+                  ? 'optional'
+                  : undefined,
+            undefined,
+            field.options,
+          );
+          const oneof = field.partOf;
+          if (oneof) oneof.remove(field);
+          child.remove(field);
+          child.add(renamed);
+          if (oneof) oneof.add(renamed);
+        }
+      }
+      if (child instanceof protobuf.Namespace || child instanceof protobuf.Type) visit(child);
+    }
+  };
+  visit(ns);
+}
+
+let cachedRoot: protobuf.Root | undefined;
+let cachedDefinition: protoLoader.PackageDefinition | undefined;
+const clientConstructors = new Map<string, grpc.ServiceClientConstructor>();
+
+function root(): protobuf.Root {
+  cachedRoot ??= loadProtoRoot();
+  return cachedRoot;
+}
+
+function packageDefinition(): protoLoader.PackageDefinition {
+  // Built from the already parsed root so the tree is parsed once per process.
+  cachedDefinition ??= protoLoader.fromJSON(root().toJSON(), LOADER_OPTIONS);
+  return cachedDefinition;
+}
+
+const stripDot = (name: string): string => (name.startsWith('.') ? name.slice(1) : name);
+
+/** The grpc-js service definition for a full service name, e.g. 'containerd.services.content.v1.Content'. */
+export function grpcService(fullServiceName: string): grpc.ServiceDefinition {
+  const name = stripDot(fullServiceName);
+  const def = packageDefinition()[name];
+  // Message and enum definitions carry a `format`; services are plain method maps.
+  if (def === undefined || 'format' in def) {
+    throw new NotFoundError(`grpc service ${JSON.stringify(fullServiceName)}: not found`);
+  }
+  return def as unknown as grpc.ServiceDefinition;
+}
+
+/** A grpc-js client class for a full service name; instantiate with (address, credentials). */
+export function grpcClientConstructor(fullServiceName: string): grpc.ServiceClientConstructor {
+  const name = stripDot(fullServiceName);
+  let ctor = clientConstructors.get(name);
+  if (ctor === undefined) {
+    ctor = grpc.makeClientConstructor(grpcService(name), name);
+    clientConstructors.set(name, ctor);
+  }
+  return ctor;
+}
+
+/** The protobufjs Type for a full message name, e.g. 'containerd.events.ContainerCreate'. */
+export function protoType(fullMessageName: string): protobuf.Type {
+  const name = stripDot(fullMessageName);
+  let found: protobuf.ReflectionObject | null = null;
+  if (name !== '') {
+    try {
+      found = root().lookup(name);
+    } catch {
+      found = null;
+    }
+  }
+  if (!(found instanceof protobuf.Type)) {
+    throw new NotFoundError(`message type ${JSON.stringify(fullMessageName)}: not found`);
+  }
+  return found;
+}
+
+/** A protobufjs Service for a full service name (used by the ttrpc transport). */
+export function protoService(fullServiceName: string): protobuf.Service {
+  const name = stripDot(fullServiceName);
+  let found: protobuf.ReflectionObject | null = null;
+  try {
+    found = name === '' ? null : root().lookup(name);
+  } catch {
+    found = null;
+  }
+  if (!(found instanceof protobuf.Service)) {
+    throw new NotFoundError(`service ${JSON.stringify(fullServiceName)}: not found`);
+  }
+  return found;
+}
+
+/**
+ * Rejects keys the message type does not define, so a misspelt field fails loudly
+ * instead of silently encoding as its default.
+ */
+function checkKnownFields(type: protobuf.Type, value: unknown, where: string): void {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
+    throw new InvalidArgumentError(`${where}: expected an object for ${type.fullName.slice(1)}`);
+  }
+  for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
+    const field = type.fields[key];
+    if (field === undefined) {
+      if (type.oneofs?.[key] !== undefined) continue; // the virtual "which member is set" key
+      throw new InvalidArgumentError(
+        `${where}: unknown field ${JSON.stringify(key)} in ${type.fullName.slice(1)}`,
+      );
+    }
+    if (child === null || child === undefined) continue;
+    field.resolve();
+    const fieldType = field.resolvedType;
+    if (fieldType instanceof protobuf.Enum) {
+      const values =
+        field.repeated && Array.isArray(child) ? child : field.map ? Object.values(child) : [child];
+      for (const v of values) {
+        if (typeof v === 'string' && !(v in fieldType.values)) {
+          throw new InvalidArgumentError(
+            `${where}.${key}: unknown ${fieldType.fullName.slice(1)} value ${JSON.stringify(v)}`,
+          );
+        }
+      }
+      continue;
+    }
+    if (!(fieldType instanceof protobuf.Type) || fieldType.fullName === '.google.protobuf.Any') continue;
+    const at = `${where}.${key}`;
+    if (field.map) {
+      for (const [k, v] of Object.entries(child as Record<string, unknown>))
+        checkKnownFields(fieldType, v, `${at}[${k}]`);
+    } else if (field.repeated && Array.isArray(child)) {
+      child.forEach((v, i) => {
+        checkKnownFields(fieldType, v, `${at}[${i}]`);
+      });
+    } else {
+      checkKnownFields(fieldType, child, at);
+    }
+  }
+}
+
+/** Encodes a plain object (the loader's JS shape) as the named message. */
+export function encodeMessage(typeName: string, value: object): Buffer {
+  const type = protoType(typeName);
+  checkKnownFields(type, value, 'message');
+  let message: protobuf.Message;
+  try {
+    message = type.fromObject(value as Record<string, unknown>);
+  } catch (err) {
+    throw new InvalidArgumentError(`encode ${stripDot(typeName)}: ${(err as Error).message}`, { cause: err });
+  }
+  return Buffer.from(type.encode(message).finish());
+}
+
+/** Decodes bytes of the named message into a plain object (the loader's JS shape). */
+export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
+  const type = protoType(typeName);
+  let message: protobuf.Message;
+  try {
+    message = type.decode(bytes);
+  } catch (err) {
+    throw new InvalidArgumentError(`decode ${stripDot(typeName)}: ${(err as Error).message}`, { cause: err });
+  }
+  return type.toObject(message, CONVERSION_OPTIONS) as T;
+}
+
+/** The JS shape of google.protobuf.Any under LOADER_OPTIONS. */
+export interface AnyMessage {
+  typeUrl: string;
+  value: Buffer;
+}
+
+/** The message name an Any's type URL refers to ('type.googleapis.com/a.B' and 'a.B' alike). */
+export function typeNameOfUrl(typeUrl: string): string {
+  const slash = typeUrl.lastIndexOf('/');
+  return slash === -1 ? typeUrl : typeUrl.slice(slash + 1);
+}
+
+/**
+ * Packs a plain object into an Any. The type URL defaults to the bare full message
+ * name, which is what containerd's typeurl produces for its own messages.
+ */
+export function encodeAny(typeName: string, value: object, typeUrl: string = stripDot(typeName)): AnyMessage {
+  return { typeUrl, value: encodeMessage(typeName, value) };
+}
+
+/** Unpacks an Any whose type is in the proto tree into a plain object. */
+export function decodeAny<T = Record<string, unknown>>(any: { typeUrl: string; value: Uint8Array }): T {
+  if (any === null || typeof any !== 'object' || typeof any.typeUrl !== 'string' || any.typeUrl === '') {
+    throw new InvalidArgumentError('decode any: missing type url');
+  }
+  return decodeMessage<T>(typeNameOfUrl(any.typeUrl), any.value ?? Buffer.alloc(0));
+}
