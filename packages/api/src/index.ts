@@ -12,3 +12,5 @@ export * from './events';
 export * from './plugin';
 export * from './filters';
 export * from './proto';
+export * from './mount';
+export * from './snapshots';
