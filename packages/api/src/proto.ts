@@ -35,11 +35,22 @@ export const CONVERSION_OPTIONS: protobuf.IConversionOptions = {
 
 /** Every gRPC service in the proto tree (the shim's ttrpc services included). */
 export const SERVICES: readonly string[] = Object.freeze([
+  'containerd.services.containers.v1.Containers',
   'containerd.services.content.v1.Content',
+  'containerd.services.diff.v1.Diff',
+  'containerd.services.events.v1.Events',
+  'containerd.services.images.v1.Images',
   'containerd.services.introspection.v1.Introspection',
   'containerd.services.leases.v1.Leases',
   'containerd.services.namespaces.v1.Namespaces',
+  'containerd.services.snapshots.v1.Snapshots',
+  'containerd.services.streaming.v1.Streaming',
+  'containerd.services.tasks.v1.Tasks',
+  'containerd.services.transfer.v1.Transfer',
   'containerd.services.version.v1.Version',
+  // ttrpc services: the shim's task API and the events a shim forwards.
+  'containerd.services.events.ttrpc.v1.Events',
+  'containerd.task.v2.Task',
 ]);
 
 /** Lists every .proto file under dir, as paths relative to dir with '/' separators. */
