@@ -1,0 +1,378 @@
+/*
+ * Linux system calls that Node does not offer and berth needs: mount(2) and umount2(2),
+ * mknod(2), the l*xattr(2) family, prctl(PR_SET_CHILD_SUBREAPER), pidfd_open(2) and
+ * waitid(2). Every failure throws an Error with `code` set to the errno name and
+ * `syscall`/`path` naming the call, as Node's own fs errors do.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <node_api.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#define MAX_STR 65536
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  napi_value msg, error, code, sc;
+  char buf[MAX_STR + 128];
+  const char *name = strerrorname_np(err);
+  if (!name) name = "EUNKNOWN";
+  if (path)
+    snprintf(buf, sizeof buf, "%s: %s, %s '%s'", name, strerror(err), syscall, path);
+  else
+    snprintf(buf, sizeof buf, "%s: %s, %s", name, strerror(err), syscall);
+  napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &code);
+  napi_set_named_property(env, error, "code", code);
+  napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &sc);
+  napi_set_named_property(env, error, "syscall", sc);
+  napi_value errnum;
+  napi_create_int32(env, -err, &errnum);
+  napi_set_named_property(env, error, "errno", errnum);
+  if (path) {
+    napi_value p;
+    napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &p);
+    napi_set_named_property(env, error, "path", p);
+  }
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int get_string(napi_env env, napi_value v, char **out) {
+  size_t len;
+  napi_valuetype t;
+  napi_typeof(env, v, &t);
+  if (t == napi_null || t == napi_undefined) {
+    *out = NULL;
+    return 0;
+  }
+  if (napi_get_value_string_utf8(env, v, NULL, 0, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "expected a string");
+    return -1;
+  }
+  *out = malloc(len + 1);
+  napi_get_value_string_utf8(env, v, *out, len + 1, &len);
+  return 0;
+}
+
+#define ARGS(n)                                                      \
+  size_t argc = n;                                                   \
+  napi_value argv[n];                                                \
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);              \
+  if (argc < n) {                                                    \
+    napi_throw_type_error(env, NULL, "expected " #n " arguments");   \
+    return NULL;                                                     \
+  }
+
+static int64_t get_i64(napi_env env, napi_value v) {
+  int64_t x = 0;
+  napi_get_value_int64(env, v, &x);
+  return x;
+}
+
+/*
+ * mount(source, target, fstype, flags, data, cwd?): with cwd, a forked child changes into it
+ * first, so overlay lowerdir lists may use short relative paths (the kernel bounds the option
+ * string by a page); the parent's working directory is never touched.
+ */
+static napi_value js_mount(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 5) {
+    napi_throw_type_error(env, NULL, "mount(source, target, fstype, flags, data, cwd?)");
+    return NULL;
+  }
+  char *source = NULL, *target = NULL, *fstype = NULL, *data = NULL, *cwd = NULL;
+  napi_value result = NULL;
+  if (get_string(env, argv[0], &source) || get_string(env, argv[1], &target) ||
+      get_string(env, argv[2], &fstype) || get_string(env, argv[4], &data) ||
+      (argc > 5 && get_string(env, argv[5], &cwd)))
+    goto out;
+  unsigned long flags = (unsigned long)get_i64(env, argv[3]);
+  if (cwd) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      throw_errno(env, errno, "fork", target);
+      goto out;
+    }
+    if (pid == 0) {
+      if (chdir(cwd) != 0) _exit(errno);
+      if (mount(source, target, fstype, flags, data) != 0) _exit(errno);
+      _exit(0);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0) {
+      if (errno != EINTR) {
+        throw_errno(env, errno, "waitpid", target);
+        goto out;
+      }
+    }
+    if (!WIFEXITED(status)) {
+      throw_errno(env, EIO, "mount", target);
+      goto out;
+    }
+    if (WEXITSTATUS(status) != 0) {
+      throw_errno(env, WEXITSTATUS(status), "mount", target);
+      goto out;
+    }
+  } else if (mount(source, target, fstype, flags, data) != 0) {
+    throw_errno(env, errno, "mount", target);
+    goto out;
+  }
+  napi_get_undefined(env, &result);
+out:
+  free(source);
+  free(target);
+  free(fstype);
+  free(data);
+  free(cwd);
+  return result;
+}
+
+static napi_value js_umount(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char *target = NULL;
+  if (get_string(env, argv[0], &target)) return NULL;
+  int flags = (int)get_i64(env, argv[1]);
+  int rc = umount2(target, flags);
+  napi_value result = NULL;
+  if (rc != 0)
+    throw_errno(env, errno, "umount2", target);
+  else
+    napi_get_undefined(env, &result);
+  free(target);
+  return result;
+}
+
+static napi_value js_mknod(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  char *path = NULL;
+  if (get_string(env, argv[0], &path)) return NULL;
+  mode_t mode = (mode_t)get_i64(env, argv[1]);
+  dev_t dev = makedev((unsigned)get_i64(env, argv[2]), (unsigned)get_i64(env, argv[3]));
+  napi_value result = NULL;
+  if (mknod(path, mode, dev) != 0)
+    throw_errno(env, errno, "mknod", path);
+  else
+    napi_get_undefined(env, &result);
+  free(path);
+  return result;
+}
+
+static napi_value js_lsetxattr(napi_env env, napi_callback_info info) {
+  ARGS(4);
+  char *path = NULL, *name = NULL;
+  napi_value result = NULL;
+  void *data;
+  size_t len;
+  if (get_string(env, argv[0], &path) || get_string(env, argv[1], &name)) goto out;
+  if (napi_get_buffer_info(env, argv[2], &data, &len) != napi_ok) {
+    napi_throw_type_error(env, NULL, "value must be a Buffer");
+    goto out;
+  }
+  if (lsetxattr(path, name, data, len, (int)get_i64(env, argv[3])) != 0)
+    throw_errno(env, errno, "lsetxattr", path);
+  else
+    napi_get_undefined(env, &result);
+out:
+  free(path);
+  free(name);
+  return result;
+}
+
+/* Returns a Buffer, or undefined when the attribute does not exist. */
+static napi_value js_lgetxattr(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char *path = NULL, *name = NULL;
+  napi_value result = NULL;
+  if (get_string(env, argv[0], &path) || get_string(env, argv[1], &name)) goto out;
+  for (;;) {
+    ssize_t n = lgetxattr(path, name, NULL, 0);
+    if (n < 0) {
+      if (errno == ENODATA) napi_get_undefined(env, &result);
+      else throw_errno(env, errno, "lgetxattr", path);
+      goto out;
+    }
+    void *buf;
+    napi_value b;
+    char *tmp = malloc(n > 0 ? n : 1);
+    ssize_t m = lgetxattr(path, name, tmp, n);
+    if (m < 0 && errno == ERANGE) {
+      free(tmp);
+      continue;
+    }
+    if (m < 0) {
+      free(tmp);
+      throw_errno(env, errno, "lgetxattr", path);
+      goto out;
+    }
+    napi_create_buffer_copy(env, m, tmp, &buf, &b);
+    free(tmp);
+    result = b;
+    goto out;
+  }
+out:
+  free(path);
+  free(name);
+  return result;
+}
+
+static napi_value js_llistxattr(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  char *path = NULL;
+  napi_value result = NULL;
+  if (get_string(env, argv[0], &path)) return NULL;
+  for (;;) {
+    ssize_t n = llistxattr(path, NULL, 0);
+    if (n < 0) {
+      if (errno == ENOTSUP) napi_create_array(env, &result);
+      else throw_errno(env, errno, "llistxattr", path);
+      break;
+    }
+    char *buf = malloc(n > 0 ? n : 1);
+    ssize_t m = llistxattr(path, buf, n);
+    if (m < 0 && errno == ERANGE) {
+      free(buf);
+      continue;
+    }
+    if (m < 0) {
+      free(buf);
+      throw_errno(env, errno, "llistxattr", path);
+      break;
+    }
+    napi_create_array(env, &result);
+    uint32_t i = 0;
+    for (char *p = buf; p < buf + m; p += strlen(p) + 1) {
+      napi_value s;
+      napi_create_string_utf8(env, p, NAPI_AUTO_LENGTH, &s);
+      napi_set_element(env, result, i++, s);
+    }
+    free(buf);
+    break;
+  }
+  free(path);
+  return result;
+}
+
+static napi_value js_lremovexattr(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char *path = NULL, *name = NULL;
+  napi_value result = NULL;
+  if (get_string(env, argv[0], &path) || get_string(env, argv[1], &name)) goto out;
+  if (lremovexattr(path, name) != 0)
+    throw_errno(env, errno, "lremovexattr", path);
+  else
+    napi_get_undefined(env, &result);
+out:
+  free(path);
+  free(name);
+  return result;
+}
+
+static napi_value js_set_child_subreaper(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value result = NULL;
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0)
+    throw_errno(env, errno, "prctl", NULL);
+  else
+    napi_get_undefined(env, &result);
+  return result;
+}
+
+static napi_value js_pidfd_open(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int pid = (int)get_i64(env, argv[0]);
+  int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+  if (fd < 0) return throw_errno(env, errno, "pidfd_open", NULL);
+  fcntl(fd, F_SETFD, FD_CLOEXEC);
+  napi_value r;
+  napi_create_int32(env, fd, &r);
+  return r;
+}
+
+static napi_value status_object(napi_env env, siginfo_t *si) {
+  napi_value obj, v;
+  napi_create_object(env, &obj);
+  napi_create_int32(env, si->si_pid, &v);
+  napi_set_named_property(env, obj, "pid", v);
+  /* exitStatus follows the shell: 128 + signal for a killed process. */
+  int exited = si->si_code == CLD_EXITED;
+  napi_create_int32(env, exited ? si->si_status : 128 + si->si_status, &v);
+  napi_set_named_property(env, obj, "exitStatus", v);
+  if (!exited) {
+    napi_create_int32(env, si->si_status, &v);
+    napi_set_named_property(env, obj, "signal", v);
+  }
+  return obj;
+}
+
+/*
+ * waitid(kind, id, nowait): kind 0 = P_PID (id is a pid), 1 = P_PIDFD (id is a pidfd), 2 = P_ALL.
+ * Never blocks. Returns {pid, exitStatus, signal?} for an exited child (reaping it unless nowait),
+ * or null when none has exited yet.
+ */
+static napi_value js_waitid(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int kind = (int)get_i64(env, argv[0]);
+  int id = (int)get_i64(env, argv[1]);
+  bool nowait = false;
+  napi_get_value_bool(env, argv[2], &nowait);
+  idtype_t idtype = kind == 0 ? P_PID : kind == 1 ? P_PIDFD : P_ALL;
+  siginfo_t si;
+  memset(&si, 0, sizeof si);
+  int opts = WEXITED | WNOHANG | (nowait ? WNOWAIT : 0);
+  int rc;
+  do rc = waitid(idtype, (id_t)id, &si, opts);
+  while (rc < 0 && errno == EINTR);
+  napi_value r;
+  if (rc < 0) {
+    if (errno == ECHILD) {
+      napi_get_null(env, &r);
+      return r;
+    }
+    return throw_errno(env, errno, "waitid", NULL);
+  }
+  if (si.si_pid == 0) {
+    napi_get_null(env, &r);
+    return r;
+  }
+  return status_object(env, &si);
+}
+
+#define EXPORT(name, fn)                                   \
+  do {                                                     \
+    napi_value f;                                          \
+    napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f); \
+    napi_set_named_property(env, exports, name, f);        \
+  } while (0)
+
+static napi_value init(napi_env env, napi_value exports) {
+  EXPORT("mount", js_mount);
+  EXPORT("umount2", js_umount);
+  EXPORT("mknod", js_mknod);
+  EXPORT("lsetxattr", js_lsetxattr);
+  EXPORT("lgetxattr", js_lgetxattr);
+  EXPORT("llistxattr", js_llistxattr);
+  EXPORT("lremovexattr", js_lremovexattr);
+  EXPORT("setChildSubreaper", js_set_child_subreaper);
+  EXPORT("pidfdOpen", js_pidfd_open);
+  EXPORT("waitid", js_waitid);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,3 @@
+export * from './mount';
+export type { ExitInfo } from './native';
+export * from './syscalls';

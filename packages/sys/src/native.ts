@@ -1,0 +1,48 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+export interface ExitInfo {
+  pid: number;
+  /** The exit code, or 128 + signal for a process killed by a signal (as a shell reports it). */
+  exitStatus: number;
+  signal?: number;
+}
+
+export interface NativeSys {
+  mount(
+    source: string | null,
+    target: string,
+    fstype: string | null,
+    flags: number,
+    data: string | null,
+    cwd?: string,
+  ): void;
+  umount2(target: string, flags: number): void;
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lsetxattr(path: string, name: string, value: Buffer, flags: number): void;
+  lgetxattr(path: string, name: string): Buffer | undefined;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  setChildSubreaper(): void;
+  pidfdOpen(pid: number): number;
+  waitid(kind: 0 | 1 | 2, id: number, nowait: boolean): ExitInfo | null;
+}
+
+const addonPath = join(__dirname, '..', 'build', 'sys.node');
+
+function load(): NativeSys {
+  if (!existsSync(addonPath)) {
+    throw new Error(
+      `@berth/sys native addon missing at ${addonPath}: run \`pnpm build\` (it compiles native/sys.c with cc)`,
+    );
+  }
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require(addonPath) as NativeSys;
+}
+
+let cached: NativeSys | undefined;
+/** The addon, loaded on first use so that importing @berth/sys never fails by itself. */
+export function native(): NativeSys {
+  cached ??= load();
+  return cached;
+}
