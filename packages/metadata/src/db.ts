@@ -1,0 +1,213 @@
+import { type ContentStore, FailedPreconditionError } from '@berth/api';
+import type { Database, Statement } from 'better-sqlite3';
+import BetterSqlite3 from 'better-sqlite3';
+import { contentKinds, MetadataContentStore } from './content';
+import { type GCReport, mark, type ResourceKind, sweep } from './gc';
+import { leaseKind, SqliteLeaseManager } from './leases';
+import { SqliteNamespaceStore } from './namespaces';
+import { RwLock } from './rw-lock';
+import { MIGRATIONS, type Migration, type MigrationResult, migrate } from './schema';
+
+export interface MetadataDBOptions {
+  /** The backing (un-namespaced) content store the metadata content store wraps. */
+  content?: ContentStore;
+  /**
+   * `shared` (default, as containerd): a writer whose expected digest the backing store
+   * already holds commits without rewriting the bytes. `isolated`: every namespace must
+   * write the whole blob before it sees it.
+   */
+  contentSharing?: 'shared' | 'isolated';
+  /** How long an ingest held by no lease survives garbage collection. Default 24 h. */
+  ingestExpiryMs?: number;
+  /** Delay of a scheduled collection after a deletion. Default 100 ms. */
+  gcDelayMs?: number;
+  /** false: deletions never schedule a collection (collectGarbage() still works). */
+  gcSchedule?: boolean;
+  /** Called with the report of every scheduled collection. */
+  onGC?: (report: GCReport) => void;
+  /** Called when a scheduled collection fails (direct calls reject instead). */
+  onGCError?: (err: unknown) => void;
+  /** How long a statement waits for another connection's lock. Default 5000 ms. */
+  busyTimeoutMs?: number;
+  /** The schema steps; only tests pass their own. */
+  migrations?: readonly Migration[];
+}
+
+/**
+ * The metadata database: one SQLite file holding every namespace's view of content and
+ * leases (later snapshots, images, containers), and the garbage collector over them.
+ */
+export class MetadataDB {
+  readonly sql: Database;
+  /** What opening did to the schema: `from` 0 for a new file, `from === to` when current. */
+  readonly migration: MigrationResult;
+  readonly namespaces: SqliteNamespaceStore;
+  readonly leases: SqliteLeaseManager;
+  /** Present when a backing content store was given. */
+  readonly content: MetadataContentStore | undefined;
+  readonly contentSharing: 'shared' | 'isolated';
+  readonly ingestExpiryMs: number;
+
+  /** Shared by writes that await a backing store; exclusive for garbage collection. */
+  readonly gcLock = new RwLock();
+  private readonly kinds: ResourceKind[] = [];
+  private readonly statements = new Map<string, Statement>();
+  private dirty = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+  private closing = false;
+  private closed = false;
+  private readonly gcDelayMs: number;
+  private readonly gcSchedule: boolean;
+  private readonly onGC?: (report: GCReport) => void;
+  private readonly onGCError?: (err: unknown) => void;
+
+  constructor(path: string, opts: MetadataDBOptions = {}) {
+    this.sql = new BetterSqlite3(path, { timeout: opts.busyTimeoutMs ?? 5000 });
+    try {
+      this.sql.pragma('journal_mode = WAL');
+      this.sql.pragma('foreign_keys = ON');
+      this.sql.pragma('synchronous = NORMAL');
+      this.migration = migrate(this.sql, opts.migrations ?? MIGRATIONS);
+    } catch (e) {
+      this.sql.close();
+      throw e;
+    }
+    this.contentSharing = opts.contentSharing ?? 'shared';
+    this.ingestExpiryMs = opts.ingestExpiryMs ?? 24 * 60 * 60 * 1000;
+    this.gcDelayMs = opts.gcDelayMs ?? 100;
+    this.gcSchedule = opts.gcSchedule ?? true;
+    this.onGC = opts.onGC;
+    this.onGCError = opts.onGCError;
+
+    this.namespaces = new SqliteNamespaceStore(this);
+    this.leases = new SqliteLeaseManager(this);
+    this.content = opts.content ? new MetadataContentStore(this, opts.content) : undefined;
+    for (const kind of contentKinds(this, opts.content)) this.registerResourceKind(kind);
+    this.registerResourceKind(leaseKind(this));
+  }
+
+  /** The schema version of the open file. */
+  get schemaVersion(): number {
+    return this.sql.pragma('user_version', { simple: true }) as number;
+  }
+
+  /** Adds a resource kind to garbage collection and to namespace-emptiness checks. */
+  registerResourceKind(kind: ResourceKind): void {
+    if (this.kinds.some((k) => k.type === kind.type)) {
+      throw new FailedPreconditionError(`resource kind "${kind.type}" is already registered`);
+    }
+    this.kinds.push(kind);
+  }
+
+  get resourceKinds(): readonly ResourceKind[] {
+    return this.kinds;
+  }
+
+  /** A cached prepared statement. */
+  stmt(source: string): Statement {
+    let s = this.statements.get(source);
+    if (!s) {
+      s = this.sql.prepare(source);
+      this.statements.set(source, s);
+    }
+    return s;
+  }
+
+  /** Runs fn in a write transaction (BEGIN IMMEDIATE); nested calls become savepoints. */
+  transaction<T>(fn: () => T): T {
+    this.checkOpen();
+    return this.sql.transaction(fn).immediate();
+  }
+
+  /** Runs fn in a read transaction: one consistent snapshot across its statements. */
+  view<T>(fn: () => T): T {
+    this.checkOpen();
+    return this.sql.transaction(fn).deferred();
+  }
+
+  /** Creates the namespace when it does not exist yet: writing into one creates it, as containerd. */
+  ensureNamespace(namespace: string): void {
+    this.stmt('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)').run(namespace, Date.now());
+  }
+
+  /** Records that something was deleted, so a collection has work to do; schedules one. */
+  markDirty(): void {
+    this.dirty++;
+    this.scheduleGC();
+  }
+
+  /** Deletions since the last collection. */
+  get dirtyCount(): number {
+    return this.dirty;
+  }
+
+  /** Whether a scheduled collection is waiting for its timer. */
+  get gcScheduled(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Schedules a collection after gcDelayMs, once however many calls arrive meanwhile. */
+  scheduleGC(): void {
+    if (!this.gcSchedule || this.closing || this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const run = this.collectGarbage().then(
+        (report) => this.onGC?.(report),
+        (err) => this.onGCError?.(err),
+      );
+      this.running = run;
+      void run.finally(() => {
+        if (this.running === run) this.running = undefined;
+      });
+    }, this.gcDelayMs);
+    this.timer.unref();
+  }
+
+  /**
+   * Marks from the roots, removes unreachable records in one transaction, then frees
+   * backing data no record references. Writers that await a backing store wait meanwhile.
+   */
+  async collectGarbage(): Promise<GCReport> {
+    this.checkOpen();
+    return this.gcLock.exclusive(async () => {
+      this.checkOpen();
+      // Everything dirtied so far is covered by this run.
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      const started = performance.now();
+      const report: GCReport = { removed: [], bytes: 0, durationMs: 0 };
+      this.transaction(() => {
+        const reachable = mark(this.kinds, new Date());
+        report.removed.push(...sweep(this.kinds, reachable));
+      });
+      this.dirty = 0;
+      for (const kind of this.kinds) await kind.cleanup?.(report);
+      report.durationMs = performance.now() - started;
+      return report;
+    });
+  }
+
+  /** Cancels a scheduled collection, waits for a running one, closes the file. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+    await this.gcLock.exclusive(() => {
+      this.closed = true;
+      this.statements.clear();
+      this.sql.close();
+    });
+  }
+
+  private checkOpen(): void {
+    if (this.closed) throw new FailedPreconditionError('metadata database is closed');
+  }
+}
+
+/** Opens (creating and migrating as needed) the metadata database at `path`. */
+export function openMetadataDB(path: string, opts?: MetadataDBOptions): MetadataDB {
+  return new MetadataDB(path, opts);
+}

@@ -1,0 +1,16 @@
+export { MetadataContentStore } from './content';
+export { MetadataDB, type MetadataDBOptions, openMetadataDB } from './db';
+export {
+  GC_REF_CONTENT_LABEL,
+  GC_REF_SNAPSHOT_PREFIX,
+  GC_ROOT_LABEL,
+  type GCNode,
+  type GCRemoved,
+  type GCReport,
+  labelReferences,
+  type ResourceKind,
+} from './gc';
+export { parseExpiry, SqliteLeaseManager, validateLeaseResource } from './leases';
+export { SqliteNamespaceStore } from './namespaces';
+export { RwLock } from './rw-lock';
+export { MIGRATIONS, type Migration, type MigrationResult, migrate, SCHEMA_VERSION } from './schema';

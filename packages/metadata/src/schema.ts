@@ -1,0 +1,138 @@
+import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
+import type { Database } from 'better-sqlite3';
+
+/**
+ * One step of the schema. Migrations run in version order, all of them in one
+ * transaction with the new version stamp, so a failure leaves the database as it was.
+ * A migration is never edited once released: a change is a new migration.
+ */
+export interface Migration {
+  /** The schema version this migration produces: 1, 2, 3... with no gaps. */
+  version: number;
+  description: string;
+  up(db: Database): void;
+}
+
+/** The schema, documented table by table in packages/metadata/README.md. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    description: 'namespaces, content, ingests and leases',
+    up(db) {
+      db.exec(`
+        CREATE TABLE namespaces (
+          name       TEXT PRIMARY KEY,
+          created_at INTEGER NOT NULL
+        ) STRICT;
+
+        CREATE TABLE namespace_labels (
+          namespace TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+          key       TEXT NOT NULL,
+          value     TEXT NOT NULL,
+          PRIMARY KEY (namespace, key)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE content (
+          namespace  TEXT NOT NULL REFERENCES namespaces(name),
+          digest     TEXT NOT NULL,
+          size       INTEGER NOT NULL,
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          PRIMARY KEY (namespace, digest)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX content_by_digest ON content(digest);
+
+        CREATE TABLE content_labels (
+          namespace TEXT NOT NULL,
+          digest    TEXT NOT NULL,
+          key       TEXT NOT NULL,
+          value     TEXT NOT NULL,
+          PRIMARY KEY (namespace, digest, key),
+          FOREIGN KEY (namespace, digest) REFERENCES content(namespace, digest) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX content_labels_by_key ON content_labels(key);
+
+        CREATE TABLE ingests (
+          seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+          namespace   TEXT NOT NULL REFERENCES namespaces(name),
+          ref         TEXT NOT NULL,
+          backing_ref TEXT NOT NULL UNIQUE,
+          expected    TEXT,
+          expires_at  INTEGER,
+          created_at  INTEGER NOT NULL,
+          UNIQUE (namespace, ref)
+        ) STRICT;
+
+        CREATE TABLE leases (
+          namespace  TEXT NOT NULL REFERENCES namespaces(name),
+          id         TEXT NOT NULL,
+          created_at INTEGER NOT NULL,
+          PRIMARY KEY (namespace, id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE lease_labels (
+          namespace TEXT NOT NULL,
+          lease     TEXT NOT NULL,
+          key       TEXT NOT NULL,
+          value     TEXT NOT NULL,
+          PRIMARY KEY (namespace, lease, key),
+          FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE lease_resources (
+          namespace TEXT NOT NULL,
+          lease     TEXT NOT NULL,
+          type      TEXT NOT NULL,
+          id        TEXT NOT NULL,
+          PRIMARY KEY (namespace, lease, type, id),
+          FOREIGN KEY (namespace, lease) REFERENCES leases(namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+export interface MigrationResult {
+  from: number;
+  to: number;
+}
+
+function checkOrder(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) {
+      throw new InvalidArgumentError(
+        `migration "${m.description}" has version ${m.version}, expected ${i + 1}`,
+      );
+    }
+  });
+}
+
+/** Brings the database to the last migration's version, atomically. */
+export function migrate(db: Database, migrations: readonly Migration[] = MIGRATIONS): MigrationResult {
+  checkOrder(migrations);
+  const target = migrations.length;
+  const run = db.transaction((): MigrationResult => {
+    const from = db.pragma('user_version', { simple: true }) as number;
+    if (from > target) {
+      throw new FailedPreconditionError(
+        `metadata database schema version ${from} is newer than this berth understands (${target})`,
+      );
+    }
+    for (const m of migrations.slice(from)) {
+      try {
+        m.up(db);
+      } catch (e) {
+        throw new FailedPreconditionError(
+          `metadata migration to version ${m.version} (${m.description}) failed: ${(e as Error).message}`,
+          { cause: e },
+        );
+      }
+    }
+    // user_version lives in the database header and follows the transaction.
+    if (from !== target) db.pragma(`user_version = ${target}`);
+    return { from, to: target };
+  });
+  return run.immediate();
+}
