@@ -91,12 +91,8 @@ export function loadProtoRoot(dir: string = PROTO_ROOT, options: protobuf.IParse
  * Field numbers, and so the wire, are unchanged.
  */
 function camelCaseBundledTypes(root: protobuf.Root): void {
-  let ns: protobuf.ReflectionObject | null = null;
-  try {
-    ns = root.lookup('google.protobuf');
-  } catch {
-    ns = null;
-  }
+  const ns =
+    root.nested?.google instanceof protobuf.Namespace ? root.nested.google.nested?.protobuf : undefined;
   if (!(ns instanceof protobuf.Namespace)) return;
   const visit = (n: protobuf.NamespaceBase): void => {
     for (const child of n.nestedArray) {
@@ -169,17 +165,26 @@ export function grpcClientConstructor(fullServiceName: string): grpc.ServiceClie
   return ctor;
 }
 
+/**
+ * Finds an object by its exact full name. protobufjs's own lookup also tries partial
+ * and relative matches, which would let 'Mount' or 'types.Mount' resolve by accident.
+ */
+function lookupExact(fullName: string): protobuf.ReflectionObject | null {
+  const name = stripDot(fullName);
+  if (name === '') return null;
+  let current: protobuf.ReflectionObject = root();
+  for (const part of name.split('.')) {
+    const nested: Record<string, protobuf.ReflectionObject> | undefined = (current as protobuf.Namespace)
+      .nested;
+    if (nested === undefined || !Object.hasOwn(nested, part)) return null;
+    current = nested[part];
+  }
+  return current;
+}
+
 /** The protobufjs Type for a full message name, e.g. 'containerd.events.ContainerCreate'. */
 export function protoType(fullMessageName: string): protobuf.Type {
-  const name = stripDot(fullMessageName);
-  let found: protobuf.ReflectionObject | null = null;
-  if (name !== '') {
-    try {
-      found = root().lookup(name);
-    } catch {
-      found = null;
-    }
-  }
+  const found = lookupExact(fullMessageName);
   if (!(found instanceof protobuf.Type)) {
     throw new NotFoundError(`message type ${JSON.stringify(fullMessageName)}: not found`);
   }
@@ -188,13 +193,7 @@ export function protoType(fullMessageName: string): protobuf.Type {
 
 /** A protobufjs Service for a full service name (used by the ttrpc transport). */
 export function protoService(fullServiceName: string): protobuf.Service {
-  const name = stripDot(fullServiceName);
-  let found: protobuf.ReflectionObject | null = null;
-  try {
-    found = name === '' ? null : root().lookup(name);
-  } catch {
-    found = null;
-  }
+  const found = lookupExact(fullServiceName);
   if (!(found instanceof protobuf.Service)) {
     throw new NotFoundError(`service ${JSON.stringify(fullServiceName)}: not found`);
   }

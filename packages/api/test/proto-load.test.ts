@@ -74,6 +74,13 @@ describe('proto tree', () => {
       expect.objectContaining({ code: 'ERR_NOT_FOUND' }),
     );
     expect(() => protoType('')).toThrow(expect.objectContaining({ code: 'ERR_NOT_FOUND' }));
+    // Only exact full names resolve, never partial or relative ones.
+    expect(() => protoType('Mount')).toThrow(expect.objectContaining({ code: 'ERR_NOT_FOUND' }));
+    expect(() => protoType('types.Mount')).toThrow(expect.objectContaining({ code: 'ERR_NOT_FOUND' }));
+    expect(protoType('.containerd.types.Mount').fullName).toBe('.containerd.types.Mount');
+    expect(() => protoType('containerd.types.Mount.type')).toThrow(
+      expect.objectContaining({ code: 'ERR_NOT_FOUND' }),
+    );
     expect(() => protoService('containerd.types.Mount')).toThrow(
       expect.objectContaining({ code: 'ERR_NOT_FOUND' }),
     );
