@@ -28,7 +28,7 @@ import {
 import type { MetadataDB } from './db';
 import { GC_ROOT_LABEL, type GCNode, type GCReport, labelReferences, type ResourceKind } from './gc';
 import { groupLabels } from './label-rows';
-import { addToContextLease, removeFromContextLease } from './leases';
+import { addToContextLease, removeFromContextLease, requireLease } from './leases';
 
 interface ContentRow {
   digest: string;
@@ -385,6 +385,8 @@ class NamespacedWriter implements Writer {
     const want = expected ?? this.desc.digest;
     const ns = this.namespace;
     await this.db.gcLock.shared(async () => {
+      // Fail before the backing commit consumes the ingest, when the lease is already gone.
+      if (this.ctx.lease) this.db.view(() => requireLease(this.db, ns, this.ctx.lease!));
       let actual: Digest;
       let finalSize: number;
       if (!this.w) {

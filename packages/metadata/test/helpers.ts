@@ -54,7 +54,9 @@ export async function put(
     desc: { digest, size: buf.length },
   });
   try {
-    await w.write(buf);
+    // As containerd's clients: send only what the ingest does not have yet.
+    const { offset } = await w.status();
+    await w.write(buf.subarray(offset));
     await w.commit(buf.length, digest, { labels: opts.labels });
   } finally {
     await w.close();
