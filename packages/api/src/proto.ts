@@ -208,6 +208,12 @@ function checkKnownFields(type: protobuf.Type, value: unknown, where: string): v
   if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
     throw new InvalidArgumentError(`${where}: expected an object for ${type.fullName.slice(1)}`);
   }
+  // A Date has no own keys and would silently encode as the zero timestamp.
+  if (value instanceof Date) {
+    throw new InvalidArgumentError(
+      `${where}: expected {seconds, nanos} for ${type.fullName.slice(1)}, got a Date`,
+    );
+  }
   for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
     const field = type.fields[key];
     if (field === undefined) {

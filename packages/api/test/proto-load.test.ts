@@ -165,6 +165,17 @@ describe('message conversion', () => {
     ).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
   });
 
+  it('rejects a Date where a Timestamp object is expected', () => {
+    expect(() =>
+      encodeMessage('containerd.services.leases.v1.Lease', { id: 'l', createdAt: new Date() }),
+    ).toThrow(
+      expect.objectContaining({
+        code: 'ERR_INVALID_ARGUMENT',
+        message: expect.stringContaining('message.createdAt'),
+      }),
+    );
+  });
+
   it('rejects corrupt bytes with InvalidArgument', () => {
     // Unused field 4 with the reserved wire type 7.
     expect(() => decodeMessage('containerd.types.Descriptor', Buffer.from([0x27, 1]))).toThrow(
