@@ -72,7 +72,11 @@ export type WalkFunc = (info: ContentInfo) => void | Promise<void>;
 export interface Manager {
   info(ctx: Context, digest: Digest): Promise<ContentInfo>;
   /** Updates the fields named by `fieldpaths` (`labels`, `labels.<key>`); all labels when empty. */
-  update(ctx: Context, info: Pick<ContentInfo, 'digest' | 'labels'>, fieldpaths?: string[]): Promise<ContentInfo>;
+  update(
+    ctx: Context,
+    info: Pick<ContentInfo, 'digest' | 'labels'>,
+    fieldpaths?: string[],
+  ): Promise<ContentInfo>;
   walk(ctx: Context, fn: WalkFunc, filters?: string[]): Promise<void>;
   delete(ctx: Context, digest: Digest): Promise<void>;
 }
@@ -86,7 +90,11 @@ export interface IngestManager {
 export interface ContentStore extends Manager, Provider, IngestManager, Ingester {}
 
 /** Reads a whole blob (for small content: manifests, configs). */
-export async function readBlob(provider: Provider, ctx: Context, desc: Pick<Descriptor, 'digest'>): Promise<Buffer> {
+export async function readBlob(
+  provider: Provider,
+  ctx: Context,
+  desc: Pick<Descriptor, 'digest'>,
+): Promise<Buffer> {
   const ra = await provider.readerAt(ctx, desc);
   try {
     return await ra.readAt(0, ra.size);

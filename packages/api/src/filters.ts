@@ -9,7 +9,9 @@ import { InvalidArgumentError } from './errors';
  *   fieldpath := field ("." field)*
  *   field     := quoted | [A-Za-z][A-Za-z0-9_]*
  *   operator  := "==" | "!=" | "~="             ~= is a regular expression
- *   value     := quoted | [^\s,|]+
+ *   value     := quoted | [^\s,|]+               after ~=: [^\s,]+ (containerd's, so a|b
+ *                                                stays one regular expression; quote it
+ *                                                to follow it with another alternative)
  *   quoted    := "..." | /.../ | |...|          (Go string escapes inside "...")
  *
  * Several filter strings given to one call are alternatives too (containerd's ParseAll).
@@ -78,9 +80,10 @@ class Parser {
     const ch = this.peek();
     if (ch !== '=' && ch !== '!' && ch !== '~') return { fieldpath };
     const operator = this.input.slice(this.pos, this.pos + 2);
-    if (operator !== '==' && operator !== '!=' && operator !== '~=') this.fail(`invalid operator "${operator}"`);
+    if (operator !== '==' && operator !== '!=' && operator !== '~=')
+      this.fail(`invalid operator "${operator}"`);
     this.pos += 2;
-    const value = this.value();
+    const value = this.value(operator);
     const sel: Selector = { fieldpath, operator, value };
     if (operator === '~=') {
       try {
@@ -102,11 +105,11 @@ class Parser {
     return m[0];
   }
 
-  private value(): string {
+  private value(operator: Operator): string {
     const ch = this.peek();
     if (ch === undefined) this.fail('expected value');
     if (ch === '"' || ch === '/' || ch === '|') return this.quoted(ch);
-    const m = /^[^\s,|]+/.exec(this.input.slice(this.pos));
+    const m = (operator === '~=' ? /^[^\s,]+/ : /^[^\s,|]+/).exec(this.input.slice(this.pos));
     if (!m) this.fail(`expected value, found "${ch}"`);
     this.pos += m[0].length;
     return m[0];
@@ -132,14 +135,22 @@ class Parser {
       if (esc === undefined) this.fail('quoted literal not terminated');
       this.pos++;
       if (esc === quote) out += quote;
-      else if (quote !== '"') out += `\\${esc}`; // regex quoting keeps escapes for RegExp
+      else if (quote !== '"')
+        out += `\\${esc}`; // regex quoting keeps escapes for RegExp
       else out += this.escape(esc);
     }
   }
 
   private escape(esc: string): string {
     const simple: Record<string, string> = {
-      a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\',
+      a: '\x07',
+      b: '\b',
+      f: '\f',
+      n: '\n',
+      r: '\r',
+      t: '\t',
+      v: '\v',
+      '\\': '\\',
     };
     if (simple[esc] !== undefined) return simple[esc]!;
     const digits = (n: number, re: RegExp, base: number): string => {
@@ -189,7 +200,10 @@ export function parseFilters(inputs: readonly string[] | undefined): Filter {
 }
 
 /** Adapts a label map: `labels.<key>` (the key may itself contain dots when quoted). */
-export function labelField(labels: Record<string, string> | undefined, fieldpath: readonly string[]): string | undefined {
+export function labelField(
+  labels: Record<string, string> | undefined,
+  fieldpath: readonly string[],
+): string | undefined {
   if (!labels || fieldpath.length < 2) return undefined;
   return labels[fieldpath.slice(1).join('.')];
 }

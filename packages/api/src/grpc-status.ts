@@ -7,6 +7,7 @@ import {
   type ErrorCode,
   FailedPreconditionError,
   InvalidArgumentError,
+  isBerthError,
   NotFoundError,
   NotImplementedError,
   OutOfRangeError,
@@ -14,7 +15,6 @@ import {
   ResourceExhaustedError,
   UnavailableError,
   UnknownError,
-  isBerthError,
 } from './errors';
 
 /** gRPC status codes (numbers fixed by the gRPC spec). */

@@ -31,7 +31,11 @@ export type SnapshotWalkFunc = (info: SnapshotInfo) => void | Promise<void>;
 export interface Snapshotter {
   stat(ctx: Context, key: string): Promise<SnapshotInfo>;
   /** Updates labels by field paths (`labels`, `labels.<key>`); all labels when none given. */
-  update(ctx: Context, info: Pick<SnapshotInfo, 'name' | 'labels'>, fieldpaths?: string[]): Promise<SnapshotInfo>;
+  update(
+    ctx: Context,
+    info: Pick<SnapshotInfo, 'name' | 'labels'>,
+    fieldpaths?: string[],
+  ): Promise<SnapshotInfo>;
   usage(ctx: Context, key: string): Promise<SnapshotUsage>;
   /** Mounts of an active snapshot or view. */
   mounts(ctx: Context, key: string): Promise<Mount[]>;
