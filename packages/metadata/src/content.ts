@@ -42,8 +42,11 @@ interface IngestRow {
   ref: string;
   backing_ref: string;
   expected: string | null;
+  shared: number;
   created_at: number;
 }
+
+const INGEST_COLUMNS = 'seq, ref, backing_ref, expected, shared, created_at';
 
 const COPY_CHUNK = 1 << 20;
 
@@ -158,9 +161,7 @@ export class MetadataContentStore implements ContentStore {
     const ns = requireNamespace(ctx);
     const filter = parseFilters(filters);
     const rows = this.db
-      .stmt(
-        'SELECT seq, ref, backing_ref, expected, created_at FROM ingests WHERE namespace = ? ORDER BY ref',
-      )
+      .stmt(`SELECT ${INGEST_COLUMNS} FROM ingests WHERE namespace = ? ORDER BY ref`)
       .all(ns) as IngestRow[];
     const out: IngestStatus[] = [];
     for (const row of rows) {
@@ -201,21 +202,6 @@ export class MetadataContentStore implements ContentStore {
     const ref = opts.ref;
 
     return this.db.gcLock.shared(async () => {
-      // Shared policy: a blob already in the backing store (from another namespace) needs
-      // no bytes from this client, only a commit. The ingest record keeps it from GC.
-      let shared = false;
-      if (desc.digest && this.db.contentSharing === 'shared' && !this.has(ns, desc.digest)) {
-        try {
-          const info = await this.backing.info(ctx, desc.digest);
-          if (!desc.size || desc.size === info.size) {
-            shared = true;
-            desc.size = info.size;
-          }
-        } catch (e) {
-          if (!isNotFound(e)) throw e;
-        }
-      }
-
       const outcome = this.db.transaction(() => {
         if (desc.digest && this.has(ns, desc.digest)) {
           // Lease it all the same, so a lease the client holds protects what it found.
@@ -223,6 +209,8 @@ export class MetadataContentStore implements ContentStore {
           return { exists: true as const };
         }
         this.db.ensureNamespace(ns);
+        const shared = desc.digest !== undefined && this.sharedSize(desc.digest, desc.size) !== undefined;
+        if (shared) desc.size = this.sharedSize(desc.digest!, desc.size);
         const now = Date.now();
         let row = this.ingest(ns, ref);
         const created = !row;
@@ -234,7 +222,7 @@ export class MetadataContentStore implements ContentStore {
             .get(ns, ref, now) as { seq: number };
           const backingRef = `${ns}/${r.seq}/${ref}`;
           this.db.stmt('UPDATE ingests SET backing_ref = ? WHERE seq = ?').run(backingRef, r.seq);
-          row = { seq: r.seq, ref, backing_ref: backingRef, expected: null, created_at: now };
+          row = { seq: r.seq, ref, backing_ref: backingRef, expected: null, shared: 0, created_at: now };
         }
         const leased = addToContextLease(this.db, ctx, ns, 'ingests', ref);
         // Unleased ingests expire, so an abandoned one is collected eventually.
@@ -243,16 +231,21 @@ export class MetadataContentStore implements ContentStore {
             .stmt('UPDATE ingests SET expires_at = ? WHERE seq = ?')
             .run(now + this.db.ingestExpiryMs, row.seq);
         }
-        const expected = shared ? desc.digest! : null;
-        this.db.stmt('UPDATE ingests SET expected = ? WHERE seq = ?').run(expected, row.seq);
+        row.expected = desc.digest ?? null;
+        row.shared = shared ? 1 : 0;
+        this.db
+          .stmt('UPDATE ingests SET expected = ?, shared = ? WHERE seq = ?')
+          .run(row.expected, row.shared, row.seq);
         return { exists: false as const, row, created };
       });
       if (outcome.exists) throw new AlreadyExistsError(`content ${desc.digest}: already exists`);
 
       const { row, created } = outcome;
       let backingWriter: Writer | undefined;
-      if (!shared) {
+      if (!row.shared) {
         try {
+          // The digest stays here: the backing store refuses a writer for a blob it has,
+          // yet this namespace must still write (or share) a blob to see it.
           backingWriter = await this.backing.writer(ctx, {
             ref: row.backing_ref,
             desc: { ...desc, digest: undefined },
@@ -272,6 +265,20 @@ export class MetadataContentStore implements ContentStore {
     });
   }
 
+  /**
+   * Shared policy: a blob another namespace holds needs no bytes from this client, only
+   * a commit (the ingest record keeps it from GC meanwhile). Returns its size, or
+   * undefined when the blob is not shareable: isolated policy, a size that differs, or
+   * no namespace holding it (a blob on its way out is written afresh).
+   */
+  private sharedSize(digest: Digest, size: number | undefined): number | undefined {
+    if (this.db.contentSharing !== 'shared') return undefined;
+    const other = this.db.stmt('SELECT size FROM content WHERE digest = ? LIMIT 1').get(digest) as
+      | { size: number }
+      | undefined;
+    return other && (!size || size === other.size) ? other.size : undefined;
+  }
+
   /** Whether `namespace` has committed `digest`. */
   has(namespace: string, digest: Digest): boolean {
     return !!this.db.stmt('SELECT 1 FROM content WHERE namespace = ? AND digest = ?').get(namespace, digest);
@@ -279,7 +286,7 @@ export class MetadataContentStore implements ContentStore {
 
   private ingest(ns: string, ref: string): IngestRow | undefined {
     return this.db
-      .stmt('SELECT seq, ref, backing_ref, expected, created_at FROM ingests WHERE namespace = ? AND ref = ?')
+      .stmt(`SELECT ${INGEST_COLUMNS} FROM ingests WHERE namespace = ? AND ref = ?`)
       .get(ns, ref) as IngestRow | undefined;
   }
 
@@ -287,11 +294,11 @@ export class MetadataContentStore implements ContentStore {
   private async backingStatus(ctx: Context, row: IngestRow): Promise<IngestStatus | undefined> {
     try {
       const st = await this.backing.status(ctx, row.backing_ref);
-      return { ...st, ref: row.ref };
+      return { ...st, ref: row.ref, expected: row.expected ?? st.expected };
     } catch (e) {
       if (!isNotFound(e)) throw e;
     }
-    if (!row.expected) return undefined;
+    if (!row.shared || !row.expected) return undefined;
     try {
       const info = await this.backing.info(ctx, row.expected);
       const at = new Date(row.created_at);
@@ -336,6 +343,7 @@ export class MetadataContentStore implements ContentStore {
  */
 class NamespacedWriter implements Writer {
   private readonly startedAt = new Date();
+  private committed = false;
 
   constructor(
     private readonly db: MetadataDB,
@@ -349,6 +357,7 @@ class NamespacedWriter implements Writer {
   ) {}
 
   async write(data: Buffer): Promise<void> {
+    this.checkOpen();
     if (!this.w) {
       if (data.length === 0) return;
       await this.createAndCopy(this.desc.size ?? 0);
@@ -361,7 +370,10 @@ class NamespacedWriter implements Writer {
   }
 
   async status(): Promise<IngestStatus> {
-    if (this.w) return { ...(await this.w.status()), ref: this.ref };
+    if (this.w) {
+      const st = await this.w.status();
+      return { ...st, ref: this.ref, expected: this.desc.digest ?? st.expected };
+    }
     const size = this.desc.size ?? 0;
     return {
       ref: this.ref,
@@ -374,19 +386,28 @@ class NamespacedWriter implements Writer {
   }
 
   async truncate(size: number): Promise<void> {
+    this.checkOpen();
     if (this.w) return this.w.truncate(size);
     await this.createAndCopy(size);
   }
 
   async commit(size: number, expected?: Digest, opts: CommitOptions = {}): Promise<void> {
+    this.checkOpen();
     validateLabels(opts.labels);
     if (expected !== undefined) validateDigest(expected);
     // The descriptor given at open is checked too (our Writer contract), not only commit's.
     const want = expected ?? this.desc.digest;
     const ns = this.namespace;
     await this.db.gcLock.shared(async () => {
-      // Fail before the backing commit consumes the ingest, when the lease is already gone.
-      if (this.ctx.lease) this.db.view(() => requireLease(this.db, ns, this.ctx.lease!));
+      // Fail before the backing commit consumes the ingest: when the ingest was aborted
+      // (or collected) meanwhile, or the lease is already gone.
+      this.db.view(() => {
+        const row = this.db
+          .stmt('SELECT 1 FROM ingests WHERE namespace = ? AND ref = ? AND backing_ref = ?')
+          .get(ns, this.ref, this.backingRef);
+        if (!row) throw new NotFoundError(`ref ${this.ref}: not found (aborted)`);
+        if (this.ctx.lease) requireLease(this.db, ns, this.ctx.lease);
+      });
       let actual: Digest;
       let finalSize: number;
       if (!this.w) {
@@ -434,8 +455,13 @@ class NamespacedWriter implements Writer {
         addToContextLease(this.db, this.ctx, ns, 'content', actual);
         return r.changes === 0;
       });
+      this.committed = true;
       if (exists) throw new AlreadyExistsError(`content ${actual}: already exists`);
     });
+  }
+
+  private checkOpen(): void {
+    if (this.committed) throw new FailedPreconditionError(`ref ${this.ref}: already committed`);
   }
 
   async close(): Promise<void> {
@@ -528,9 +554,7 @@ export function contentKinds(db: MetadataDB, backing: ContentStore | undefined):
       if (!backing) return;
       const kept = new Set(
         (
-          db
-            .stmt('SELECT digest FROM content UNION SELECT expected FROM ingests WHERE expected IS NOT NULL')
-            .all() as {
+          db.stmt('SELECT digest FROM content UNION SELECT expected FROM ingests WHERE shared = 1').all() as {
             digest: string;
           }[]
         ).map((r) => r.digest),
@@ -565,7 +589,7 @@ export function contentKinds(db: MetadataDB, backing: ContentStore | undefined):
       ).map((r): GCNode => ({ type: 'ingests', namespace: r.namespace, id: r.ref })),
     references(node) {
       const row = db
-        .stmt('SELECT expected FROM ingests WHERE namespace = ? AND ref = ?')
+        .stmt('SELECT expected FROM ingests WHERE namespace = ? AND ref = ? AND shared = 1')
         .get(node.namespace, node.id) as { expected: string | null } | undefined;
       return row?.expected ? [{ type: 'content', namespace: node.namespace, id: row.expected }] : [];
     },

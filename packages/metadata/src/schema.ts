@@ -58,6 +58,7 @@ export const MIGRATIONS: readonly Migration[] = [
           ref         TEXT NOT NULL,
           backing_ref TEXT NOT NULL UNIQUE,
           expected    TEXT,
+          shared      INTEGER NOT NULL DEFAULT 0,
           expires_at  INTEGER,
           created_at  INTEGER NOT NULL,
           UNIQUE (namespace, ref)

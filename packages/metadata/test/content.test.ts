@@ -177,6 +177,38 @@ describe('MetadataContentStore', () => {
       expect((await readBlob(cs, B, { digest: d })).toString()).toBe('shared bytes');
     });
 
+    it('shared policy: a blob no namespace holds any more is written afresh', async () => {
+      const d = await put(cs, A, 'deleted');
+      await cs.delete(A, d);
+      expect(f.backing.blobs.has(d)).toBe(true); // GC has not run
+      const w = await cs.writer(B, { ref: 'r', desc: { digest: d, size: 7 } });
+      expect(await w.status()).toMatchObject({ offset: 0, total: 7, expected: d });
+      expect(await cs.status(B, 'r')).toMatchObject({ offset: 0, total: 7, expected: d });
+      await w.write(Buffer.from('deleted'));
+      await w.commit(7, d);
+      await w.close();
+      expect((await readBlob(cs, B, { digest: d })).toString()).toBe('deleted');
+    });
+
+    it('a writer is done after commit', async () => {
+      const d = await put(cs, A, 'shared once');
+      const w = await cs.writer(B, { ref: 'r', desc: { digest: d } });
+      await w.commit(0);
+      expect((await errorOf(() => w.write(Buffer.from('x')))).code).toBe('ERR_FAILED_PRECONDITION');
+      expect((await errorOf(() => w.commit(0))).code).toBe('ERR_FAILED_PRECONDITION');
+      await w.close();
+    });
+
+    it('an aborted ingest cannot be committed by its open writer', async () => {
+      const w = await cs.writer(A, { ref: 'r' });
+      await w.write(Buffer.from('abandoned'));
+      await cs.abort(A, 'r');
+      const err = await errorOf(() => w.commit(9));
+      expect(err.code).toBe('ERR_NOT_FOUND');
+      await w.close();
+      expect(await walkAll(cs, A)).toEqual([]);
+    });
+
     it('shared policy: a size that does not match the blob means a normal write', async () => {
       const d = await put(cs, A, 'sized');
       const w = await cs.writer(B, { ref: 'r', desc: { digest: d, size: 99 } });
