@@ -1,0 +1,29 @@
+import type { Registration } from '@berth/api';
+import { exchangePlugin } from './events/plugin';
+import { gcSchedulerPlugin } from './gc/plugin';
+import { contentPlugin } from './plugins/content';
+import { metadataPlugin } from './plugins/metadata';
+import { contentGrpcPlugin, contentServicePlugin } from './services/content/plugin';
+import { introspectionGrpcPlugin, introspectionServicePlugin } from './services/introspection/plugin';
+import { leasesGrpcPlugin, leasesServicePlugin } from './services/leases/plugin';
+import { namespacesGrpcPlugin, namespacesServicePlugin } from './services/namespaces/plugin';
+import { versionGrpcPlugin } from './services/version/plugin';
+
+/** The only list of berthd's plugins; the registry orders them by what they require. */
+export function builtins(): Registration<any, any>[] {
+  return [
+    exchangePlugin,
+    contentPlugin,
+    metadataPlugin,
+    gcSchedulerPlugin,
+    contentServicePlugin,
+    namespacesServicePlugin,
+    leasesServicePlugin,
+    introspectionServicePlugin,
+    versionGrpcPlugin,
+    introspectionGrpcPlugin,
+    namespacesGrpcPlugin,
+    leasesGrpcPlugin,
+    contentGrpcPlugin,
+  ];
+}

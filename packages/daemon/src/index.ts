@@ -1,0 +1,45 @@
+export { builtins } from './builtins';
+export {
+  CONFIG_VERSION,
+  configFromToml,
+  configToToml,
+  type DaemonConfig,
+  DEFAULT_ADDRESS,
+  DEFAULT_CONFIG_PATH,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_ROOT,
+  DEFAULT_STATE,
+  defaultConfig,
+  type LoadedConfig,
+  loadConfig,
+  mergePluginConfig,
+  type ProxyPluginConfig,
+  parseConfig,
+} from './config';
+export { createTopLevelDirectories, type Daemon, type DaemonOptions, startDaemon } from './daemon';
+export { Exchange, type ExchangeEnvelope, type Subscription, validateTopic } from './events/exchange';
+export { GCScheduler, parseDuration } from './gc/scheduler';
+export {
+  createLogger,
+  formatLine,
+  LOG_LEVELS,
+  type Logger,
+  type LogLevel,
+  nullLogger,
+  parseLogLevel,
+} from './log';
+export { type Flags, main, parseFlags, resolveConfig, USAGE } from './main';
+export {
+  type DaemonRegistration,
+  mergeDeep,
+  type PluginInitContext,
+  type PluginRecord,
+  PluginRegistry,
+  type PluginState,
+  pluginUri,
+  type RegistryOptions,
+  sortRegistrations,
+} from './registry';
+export { GrpcServer, type GrpcService, isGrpcService, prepareSocket, socketPath } from './server/grpc-server';
+export { bidi, contextOf, send, serverStream, unary } from './server/handlers';
+export { REVISION, VERSION } from './version';

@@ -1,0 +1,44 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { type ContentStore, InvalidArgumentError, PluginType } from '@berth/api';
+import { type MetadataDB, openMetadataDB } from '@berth/metadata';
+import type { DaemonRegistration } from '../registry';
+
+export interface MetadataConfig {
+  /** `shared` (default) or `isolated`, as containerd's bolt plugin. */
+  content_sharing_policy: string;
+}
+
+/**
+ * io.containerd.metadata.v1 "sqlite" (containerd's "bolt"): namespaces, leases and the
+ * per-namespace view of content in `<root>/io.containerd.metadata.v1.sqlite/meta.db`.
+ */
+export const metadataPlugin: DaemonRegistration<MetadataConfig, MetadataDB> = {
+  type: PluginType.Metadata,
+  id: 'sqlite',
+  requires: [PluginType.Content],
+  config: { content_sharing_policy: 'shared' },
+  init: async (ic) => {
+    const policy = ic.config.content_sharing_policy;
+    if (policy !== 'shared' && policy !== 'isolated') {
+      throw new InvalidArgumentError(
+        `unknown content sharing policy "${policy}": expected "shared" or "isolated"`,
+      );
+    }
+    mkdirSync(ic.root, { recursive: true, mode: 0o711 });
+    const content = await ic.get<ContentStore>(PluginType.Content);
+    const path = join(ic.root, 'meta.db');
+    ic.exports.path = path;
+    ic.exports.policy = policy;
+    const log = ic.log;
+    return openMetadataDB(path, {
+      content,
+      contentSharing: policy,
+      onGC: (report) => {
+        if (log.enabled('debug'))
+          log.with({ removed: (report as { removed: unknown[] }).removed.length }).debug('garbage collected');
+      },
+      onGCError: (err) => log.with({ error: (err as Error).message }).error('garbage collection failed'),
+    });
+  },
+};

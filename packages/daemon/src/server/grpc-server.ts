@@ -1,0 +1,138 @@
+import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect } from 'node:net';
+import { dirname } from 'node:path';
+import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
+import * as grpc from '@grpc/grpc-js';
+import { type Logger, nullLogger } from '../log';
+
+/** What a gRPC plugin's instance offers: it adds its handlers to the daemon's server. */
+export interface GrpcService {
+  register(server: grpc.Server): void;
+}
+
+export const isGrpcService = (x: unknown): x is GrpcService =>
+  typeof x === 'object' && x !== null && typeof (x as GrpcService).register === 'function';
+
+/** The socket path of an address given as a path or as `unix://<path>`. */
+export function socketPath(address: string): string {
+  const path = address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+  if (path === '') throw new InvalidArgumentError('grpc address cannot be empty');
+  if (address.includes('://') && !address.startsWith('unix://')) {
+    throw new InvalidArgumentError(`grpc address "${address}": only unix sockets are supported`);
+  }
+  return path;
+}
+
+/** Resolves true when something accepts connections on the socket. */
+function isListening(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Makes the socket's place ready: the parent directory (0711, as containerd), a stale
+ * socket from a dead daemon removed; a live daemon on it, or a non-socket file, refused.
+ */
+export async function prepareSocket(path: string, log: Logger = nullLogger): Promise<void> {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
+  let st: ReturnType<typeof lstatSync>;
+  try {
+    st = lstatSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!st.isSocket()) throw new FailedPreconditionError(`socket ${path}: exists and is not a socket`);
+  if (await isListening(path)) {
+    throw new FailedPreconditionError(`socket ${path}: another daemon is already serving on it`);
+  }
+  log.with({ address: path }).info('removing stale socket');
+  unlinkSync(path);
+}
+
+export interface GrpcServerOptions {
+  maxRecvMessageSize: number;
+  maxSendMessageSize: number;
+  log?: Logger;
+}
+
+/** HTTP/2 windows large enough that a 1 MiB message does not wait on window updates. */
+const WINDOW = 16 << 20;
+
+/** grpc-js's server, on a unix socket, with containerd's message limits and clean shutdown. */
+export class GrpcServer {
+  readonly server: grpc.Server;
+  private path: string | undefined;
+  private readonly log: Logger;
+
+  constructor(opts: GrpcServerOptions) {
+    this.log = opts.log ?? nullLogger;
+    this.server = new grpc.Server({
+      'grpc.max_receive_message_length': opts.maxRecvMessageSize,
+      'grpc.max_send_message_length': opts.maxSendMessageSize,
+    });
+    tuneWindows(this.server);
+  }
+
+  register(service: GrpcService): void {
+    service.register(this.server);
+  }
+
+  /** Binds the socket (mode 0660, owned by uid:gid when given) and starts serving. */
+  async listen(address: string, uid = 0, gid = 0): Promise<string> {
+    const path = socketPath(address);
+    await prepareSocket(path, this.log);
+    await new Promise<void>((resolve, reject) => {
+      this.server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) =>
+        err ? reject(err) : resolve(),
+      );
+    });
+    this.path = path;
+    chmodSync(path, 0o660);
+    if (uid !== 0 || gid !== 0) chownSync(path, uid, gid);
+    return path;
+  }
+
+  /**
+   * Stops accepting calls, lets in-flight ones finish for up to graceMs, then cancels the
+   * rest; removes the socket file.
+   */
+  async shutdown(graceMs = 5000): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.log.with({ graceMs }).warn('calls still in flight at shutdown, cancelling them');
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+    if (this.path) {
+      try {
+        unlinkSync(this.path);
+      } catch {
+        // already gone: the listener removes it on close
+      }
+    }
+  }
+}
+
+/**
+ * Node's HTTP/2 defaults (64 KiB stream and connection windows) make bulk transfers wait
+ * on window updates; containerd's clients send 1 MiB messages. grpc-js reads its HTTP/2
+ * settings from this field when it creates the listener, so raise the windows there.
+ */
+function tuneWindows(server: grpc.Server): void {
+  const s = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
+  if (!s.commonServerOptions) return;
+  s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: WINDOW };
+}

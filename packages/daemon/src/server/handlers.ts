@@ -1,0 +1,163 @@
+import {
+  CanceledError,
+  type Context,
+  isBerthError,
+  LEASE_HEADER,
+  NAMESPACE_HEADER,
+  toGrpcStatus,
+} from '@berth/api';
+import type * as grpc from '@grpc/grpc-js';
+import { type Logger, nullLogger } from '../log';
+
+/**
+ * The edge between grpc-js and berth's services: every handler gets an @berth/api Context
+ * built from the call's metadata (namespace, lease, cancellation) and every thrown error
+ * leaves through toGrpcStatus, the one mapping to gRPC codes.
+ */
+
+function header(metadata: grpc.Metadata, key: string): string | undefined {
+  const values = metadata.get(key);
+  if (values.length === 0) return undefined;
+  const v = values[0];
+  return typeof v === 'string' ? v : v!.toString();
+}
+
+/** The Context of a call: `containerd-namespace` and `containerd-lease` from its metadata. */
+export function contextOf(
+  call:
+    | grpc.ServerUnaryCall<any, any>
+    | grpc.ServerWritableStream<any, any>
+    | grpc.ServerDuplexStream<any, any>,
+): Context {
+  const controller = new AbortController();
+  (call as NodeJS.EventEmitter).once('cancelled', () => controller.abort());
+  return {
+    namespace: header(call.metadata, NAMESPACE_HEADER),
+    lease: header(call.metadata, LEASE_HEADER),
+    signal: controller.signal,
+  };
+}
+
+export type UnaryImpl<Req, Res> = (
+  ctx: Context,
+  req: Req,
+  call: grpc.ServerUnaryCall<Req, Res>,
+) => Promise<Res> | Res;
+export type ServerStreamImpl<Req, Res> = (
+  ctx: Context,
+  req: Req,
+  call: grpc.ServerWritableStream<Req, Res>,
+) => Promise<void>;
+export type BidiImpl<Req, Res> = (ctx: Context, call: grpc.ServerDuplexStream<Req, Res>) => Promise<void>;
+
+export interface HandlerOptions {
+  log?: Logger;
+  /** `<service>/<method>`, for log lines about unexpected errors. */
+  method?: string;
+}
+
+function statusOf(err: unknown, opts: HandlerOptions): grpc.StatusObject {
+  const st = toGrpcStatus(err);
+  if (!isBerthError(err)) {
+    // A plain Error here is a bug or an unexpected system error: keep its trace in the log.
+    const log = opts.log ?? nullLogger;
+    log.with({ method: opts.method, error: (err as Error)?.stack ?? String(err) }).error('unexpected error');
+  }
+  return { code: st.code, details: st.details, metadata: undefined as unknown as grpc.Metadata };
+}
+
+export function unary<Req, Res>(
+  impl: UnaryImpl<Req, Res>,
+  opts: HandlerOptions = {},
+): grpc.handleUnaryCall<Req, Res> {
+  return (call, callback) => {
+    let result: Promise<Res> | Res;
+    try {
+      result = impl(contextOf(call), call.request, call);
+    } catch (err) {
+      callback(statusOf(err, opts) as grpc.ServiceError);
+      return;
+    }
+    Promise.resolve(result).then(
+      (res) => callback(null, res),
+      (err) => callback(statusOf(err, opts) as grpc.ServiceError),
+    );
+  };
+}
+
+/** Ends a stream call with the error's status (unless the client already went away). */
+export function failStream(
+  call: grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>,
+  err: unknown,
+  opts: HandlerOptions,
+): void {
+  if (call.cancelled || call.destroyed) return;
+  call.emit('error', statusOf(err, opts));
+}
+
+export function serverStream<Req, Res>(
+  impl: ServerStreamImpl<Req, Res>,
+  opts: HandlerOptions = {},
+): grpc.handleServerStreamingCall<Req, Res> {
+  return (call) => {
+    let p: Promise<void>;
+    try {
+      p = impl(contextOf(call), call.request, call);
+    } catch (err) {
+      failStream(call, err, opts);
+      return;
+    }
+    p.then(
+      () => {
+        if (!call.cancelled && !call.destroyed) call.end();
+      },
+      (err) => failStream(call, err, opts),
+    );
+  };
+}
+
+export function bidi<Req, Res>(
+  impl: BidiImpl<Req, Res>,
+  opts: HandlerOptions = {},
+): grpc.handleBidiStreamingCall<Req, Res> {
+  return (call) => {
+    let p: Promise<void>;
+    try {
+      p = impl(contextOf(call), call);
+    } catch (err) {
+      failStream(call, err, opts);
+      return;
+    }
+    p.then(
+      () => {
+        if (!call.cancelled && !call.destroyed) call.end();
+      },
+      (err) => failStream(call, err, opts),
+    );
+  };
+}
+
+/**
+ * Writes to a server stream. Returns undefined when the stream takes more at once, else a
+ * promise for when it drains (grpc-js backpressure); rejects when the call goes away.
+ */
+export function send<Res>(
+  call: grpc.ServerWritableStream<any, Res> | grpc.ServerDuplexStream<any, Res>,
+  msg: Res,
+): Promise<void> | undefined {
+  if (call.write(msg)) return undefined;
+  return new Promise((resolve, reject) => {
+    const done = (err?: Error) => {
+      call.off('drain', onDrain);
+      call.off('close', onClose);
+      call.off('cancelled', onClose);
+      if (err) reject(err);
+      else resolve();
+    };
+    const onDrain = () => done();
+    const onClose = () => done(new CanceledError('context canceled'));
+    call.once('drain', onDrain);
+    call.once('close', onClose);
+    call.once('cancelled', onClose);
+  });
+}

@@ -1,0 +1,308 @@
+import {
+  AlreadyExistsError,
+  type BerthError,
+  type ContentInfo,
+  type ContentStore,
+  type Context,
+  grpcService,
+  type IngestStatus,
+  InvalidArgumentError,
+  isBerthError,
+  OutOfRangeError,
+  validateDigest,
+} from '@berth/api';
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../../log';
+import { EMPTY, maskPaths, type Timestamp, toTimestamp } from '../../server/convert';
+import type { GrpcService } from '../../server/grpc-server';
+import { bidi, type HandlerOptions, send, serverStream, unary } from '../../server/handlers';
+import { StreamReader } from '../../server/stream-reader';
+
+export const CONTENT_SERVICE = 'containerd.services.content.v1.Content';
+
+/** Read answers in chunks of this size (containerd's 1 MiB copy buffer). */
+export const READ_CHUNK = 1 << 20;
+/** List sends infos in batches of this many. */
+export const LIST_BATCH = 100;
+
+type WriteAction = 'STAT' | 'WRITE' | 'COMMIT';
+
+interface WriteRequest {
+  action: WriteAction;
+  ref: string;
+  total: number;
+  expected: string;
+  offset: number;
+  data: Buffer;
+  labels: Record<string, string>;
+}
+
+interface WriteResponse {
+  action: WriteAction;
+  startedAt: Timestamp | null;
+  updatedAt: Timestamp | null;
+  offset: number;
+  total: number;
+  digest: string;
+}
+
+const infoMsg = (i: ContentInfo) => ({
+  digest: i.digest,
+  size: i.size,
+  createdAt: toTimestamp(i.createdAt),
+  updatedAt: toTimestamp(i.updatedAt),
+  labels: i.labels,
+});
+
+const statusMsg = (s: IngestStatus) => ({
+  startedAt: toTimestamp(s.startedAt),
+  updatedAt: toTimestamp(s.updatedAt),
+  ref: s.ref,
+  offset: s.offset,
+  total: s.total,
+  expected: s.expected,
+});
+
+/** Re-throws err with more context in its message, keeping its class (and so its code). */
+function withContext(err: unknown, prefix: string): never {
+  if (isBerthError(err)) {
+    const Ctor = err.constructor as new (m: string, o?: { cause?: unknown }) => BerthError;
+    throw new Ctor(`${prefix}: ${err.message}`, { cause: err });
+  }
+  throw err;
+}
+
+/**
+ * containerd.services.content.v1.Content over a content store (the service layer). Write
+ * follows containerd's contentserver: the first message names the ref, the writer's lock
+ * is held for the life of the stream, every request gets a response carrying the offset.
+ */
+export class ContentServer implements GrpcService {
+  constructor(
+    private readonly store: ContentStore,
+    private readonly log?: Logger,
+  ) {}
+
+  register(server: grpc.Server): void {
+    const opts = (method: string): HandlerOptions => ({ log: this.log, method: `Content/${method}` });
+    server.addService(grpcService(CONTENT_SERVICE), {
+      Info: unary((ctx, req: { digest: string }) => this.info(ctx, req.digest), opts('Info')),
+      Update: unary(
+        (
+          ctx,
+          req: {
+            info: { digest: string; labels: Record<string, string> } | null;
+            updateMask: { paths: string[] } | null;
+          },
+        ) => this.update(ctx, req),
+        opts('Update'),
+      ),
+      List: serverStream(
+        (ctx, req: { filters: string[] }, call) => this.list(ctx, req.filters, call),
+        opts('List'),
+      ),
+      Delete: unary(async (ctx, req: { digest: string }) => {
+        await this.store.delete(ctx, validateDigest(req.digest));
+        return EMPTY;
+      }, opts('Delete')),
+      Read: serverStream(
+        (ctx, req: { digest: string; offset: number; size: number }, call) => this.read(ctx, req, call),
+        opts('Read'),
+      ),
+      Status: unary(async (ctx, req: { ref: string }) => {
+        try {
+          return { status: statusMsg(await this.store.status(ctx, req.ref)) };
+        } catch (err) {
+          withContext(err, `could not get status for ref ${JSON.stringify(req.ref)}`);
+        }
+      }, opts('Status')),
+      ListStatuses: unary(
+        async (ctx, req: { filters: string[] }) => ({
+          statuses: (await this.store.listStatuses(ctx, req.filters)).map(statusMsg),
+        }),
+        opts('ListStatuses'),
+      ),
+      Abort: unary(async (ctx, req: { ref: string }) => {
+        await this.store.abort(ctx, req.ref);
+        return EMPTY;
+      }, opts('Abort')),
+      Write: bidi(
+        (ctx, call) => this.write(ctx, call as grpc.ServerDuplexStream<WriteRequest, WriteResponse>),
+        opts('Write'),
+      ),
+    });
+  }
+
+  private async info(ctx: Context, digest: string) {
+    return { info: infoMsg(await this.store.info(ctx, validateDigest(digest))) };
+  }
+
+  private async update(
+    ctx: Context,
+    req: {
+      info: { digest: string; labels: Record<string, string> } | null;
+      updateMask: { paths: string[] } | null;
+    },
+  ) {
+    const digest = validateDigest(req.info?.digest ?? '');
+    const info = await this.store.update(
+      ctx,
+      { digest, labels: req.info?.labels ?? {} },
+      maskPaths(req.updateMask),
+    );
+    return { info: infoMsg(info) };
+  }
+
+  private async list(
+    ctx: Context,
+    filters: string[],
+    call: grpc.ServerWritableStream<unknown, unknown>,
+  ): Promise<void> {
+    let batch: ReturnType<typeof infoMsg>[] = [];
+    await this.store.walk(
+      ctx,
+      (info) => {
+        batch.push(infoMsg(info));
+        if (batch.length < LIST_BATCH) return;
+        const full = batch;
+        batch = [];
+        return send(call, { info: full });
+      },
+      filters,
+    );
+    if (batch.length > 0) await send(call, { info: batch });
+  }
+
+  /**
+   * Streams [offset, offset+size) of a blob in 1 MiB chunks (size 0: to the end). The
+   * next chunk is read from disk while the current one is being sent.
+   */
+  private async read(
+    ctx: Context,
+    req: { digest: string; offset: number; size: number },
+    call: grpc.ServerWritableStream<unknown, unknown>,
+  ): Promise<void> {
+    const digest = validateDigest(req.digest);
+    const ra = await this.store.readerAt(ctx, { digest });
+    try {
+      const total = ra.size;
+      const offset = Math.max(0, req.offset);
+      if (offset > total) throw new OutOfRangeError(`read past object length ${total} bytes`);
+      let size = req.size;
+      if (size <= 0 || offset + size > total) size = total - offset;
+      const end = offset + size;
+      let at = offset;
+      let next = at < end ? ra.readAt(at, Math.min(READ_CHUNK, end - at)) : undefined;
+      while (next) {
+        const data = await next;
+        if (data.length === 0)
+          throw new OutOfRangeError(`content ${digest}: short read at offset ${at} of ${total}`);
+        const chunkOffset = at;
+        at += data.length;
+        next = at < end && !ctx.signal?.aborted ? ra.readAt(at, Math.min(READ_CHUNK, end - at)) : undefined;
+        if (ctx.signal?.aborted) break;
+        const drained = send(call, { offset: chunkOffset, data });
+        if (drained) await drained;
+      }
+      // A read started ahead and abandoned must settle before the reader closes.
+      await next?.catch(() => {});
+    } finally {
+      await ra.close();
+    }
+  }
+
+  /** containerd's Write: see the class comment. */
+  private async write(
+    ctx: Context,
+    call: grpc.ServerDuplexStream<WriteRequest, WriteResponse>,
+  ): Promise<void> {
+    const reader = new StreamReader<WriteRequest>(call, ctx.signal);
+    let req = await reader.next();
+    if (!req) return;
+    const ref = req.ref;
+    if (!ref) throw new InvalidArgumentError('first message must have a reference');
+    let total = req.total;
+    let expected = req.expected;
+
+    const wr = await this.store.writer(ctx, { ref, desc: { size: total, digest: expected || undefined } });
+    // The response is containerd's one reused message: fields set once (started_at by a
+    // STAT, say) stay set in later responses. A copy is sent each time.
+    const msg: WriteResponse = {
+      action: 'STAT',
+      startedAt: null,
+      updatedAt: null,
+      offset: 0,
+      total: 0,
+      digest: '',
+    };
+    try {
+      // Only this stream writes the ref while it holds the lock, so the offset is tracked here.
+      let offset = (await wr.status()).offset;
+      for (;;) {
+        msg.action = req.action;
+        msg.offset = offset;
+
+        if (req.expected) {
+          expected = req.expected;
+          if (await this.exists(ctx, req.expected)) {
+            await wr.close().catch(() => {});
+            await this.store.abort(ctx, ref).catch(() => {});
+            throw new AlreadyExistsError(`blob with expected digest ${req.expected} exists`);
+          }
+        }
+        if (req.total > 0) total = req.total;
+
+        if (req.action === 'STAT') {
+          const ws = await wr.status();
+          msg.digest = wr.digest();
+          msg.startedAt = toTimestamp(ws.startedAt);
+          msg.updatedAt = toTimestamp(ws.updatedAt);
+          msg.total = total;
+        } else if (req.action === 'WRITE' || req.action === 'COMMIT') {
+          if (req.offset > 0 && req.offset !== offset) {
+            throw new OutOfRangeError(`write @${req.offset} must occur at current offset ${offset}`);
+          }
+          if (req.offset === 0 && offset > 0) {
+            await wr.truncate(0);
+            offset = 0;
+            msg.offset = 0;
+          }
+          const data = req.data;
+          if (data && data.length > 0) {
+            await wr.write(data);
+            offset += data.length;
+            msg.offset = offset;
+          }
+          if (req.action === 'COMMIT') {
+            const labels = req.labels && Object.keys(req.labels).length > 0 ? req.labels : undefined;
+            await wr.commit(total, expected || undefined, labels ? { labels } : {});
+          }
+          msg.digest = wr.digest();
+        } else {
+          throw new InvalidArgumentError(`unknown write action ${JSON.stringify(req.action)}`);
+        }
+
+        const drained = send(call, { ...msg });
+        if (drained) await drained;
+        if (req.action === 'COMMIT') break;
+        const nextReq = await reader.next();
+        if (!nextReq) break;
+        req = nextReq;
+      }
+      // containerd's handler sends its last response once more as it returns.
+      const drained = send(call, { ...msg });
+      if (drained) await drained;
+    } finally {
+      await wr.close().catch(() => {});
+    }
+  }
+
+  private async exists(ctx: Context, digest: string): Promise<boolean> {
+    try {
+      await this.store.info(ctx, digest);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}
