@@ -1,0 +1,576 @@
+import { createHash } from 'node:crypto';
+import { constants, type Stats } from 'node:fs';
+import {
+  chmod,
+  type FileHandle,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rm,
+  stat,
+  symlink,
+  utimes,
+} from 'node:fs/promises';
+import {
+  BerthError,
+  CanceledError,
+  type Digest,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  PermissionDeniedError,
+  ResourceExhaustedError,
+} from '@berth/api';
+import { lgetxattr, llistxattr, lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from '@berth/sys';
+import { decompressStream, type ZstdImplementation } from './compression';
+import { type Compression, layerCompression } from './media-types';
+import { cleanEntryName, PATH_MAX, quoteName, resolveInRoot } from './root-path';
+import type { TarHeader } from './tar-format';
+import { readTar, type TarEntry } from './tar-reader';
+import { parseWhiteout, setOverlayOpaque, type WhiteoutMode, writeOverlayWhiteout } from './whiteouts';
+
+export interface ApplyOptions {
+  /**
+   * The layer's media type. Checked to be a layer type (NotImplemented otherwise); the
+   * compression itself is always sniffed from the data, as containerd does.
+   */
+  mediaType?: string;
+  /** `direct` (default): delete whited-out paths. `overlay`: the target is an overlay upper dir. */
+  whiteouts?: WhiteoutMode;
+  /**
+   * Overlay mode: the lower directories, uppermost first. A parent directory created in the
+   * upper dir copies mode, owner, times and xattrs from the first lower that has it, so it
+   * does not hide the lower one's attributes (containerd's WithParents).
+   */
+  parents?: readonly string[];
+  /** Create block and character devices. Default true (as containerd); false refuses them. */
+  allowDevices?: boolean;
+  /** Keep setuid/setgid bits. Default true (as containerd); false strips them. */
+  allowSetuid?: boolean;
+  /** File writes and metadata updates in flight at once (default 16). */
+  concurrency?: number;
+  zstd?: ZstdImplementation;
+  signal?: AbortSignal;
+}
+
+export interface ApplyResult {
+  /** Bytes of the uncompressed tar stream. */
+  size: number;
+  /** sha256 of the uncompressed tar stream: the layer's diffID. */
+  digest: Digest;
+  /** What the data turned out to be compressed with. */
+  compression: Compression;
+}
+
+/** Files up to this size are read whole and written in the background; larger ones stream. */
+const SMALL_FILE = 512 * 1024;
+const OPEN_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
+// Go's archive code clamps times it cannot represent to the epoch.
+const MAX_TIME = 2 ** 53 / 1e6;
+
+function clampTime(t: number): number {
+  return t < 0 || t > MAX_TIME || !Number.isFinite(t) ? 0 : t;
+}
+
+function errnoOf(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException)?.code;
+}
+
+/** Turns a filesystem error into a typed one naming the entry. */
+function entryError(name: string, what: string, e: unknown): BerthError {
+  if (e instanceof BerthError) return e;
+  const msg = `layer entry ${quoteName(name)}: ${what}: ${(e as Error)?.message ?? String(e)}`;
+  switch (errnoOf(e)) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new ResourceExhaustedError(msg, { cause: e });
+    case 'EPERM':
+    case 'EACCES':
+      return new PermissionDeniedError(msg, { cause: e });
+    case 'ENAMETOOLONG':
+      return new InvalidArgumentError(msg, { cause: e });
+    default:
+      return new FailedPreconditionError(msg, { cause: e });
+  }
+}
+
+async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await lstat(path);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+function setXattrs(path: string, xattrs: Map<string, Buffer>, regularOrDir: boolean): void {
+  for (const [key, value] of xattrs) {
+    // Admin attributes (overlay's among them) are never taken from a layer, as containerd.
+    if (key.startsWith('trusted.')) continue;
+    try {
+      lsetxattr(path, key, value);
+    } catch (e) {
+      const code = errnoOf(e);
+      if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') continue;
+      // user.* attributes exist only on regular files and directories.
+      if (code === 'EPERM' && key.startsWith('user.') && !regularOrDir) continue;
+      throw e;
+    }
+  }
+}
+
+/** Copies a lower directory's attributes onto a parent created in the upper dir. */
+async function copyDirInfo(from: string, st: Stats, to: string): Promise<void> {
+  await lchown(to, st.uid, st.gid);
+  await chmod(to, st.mode & 0o7777);
+  await lutimes(to, st.atime, st.mtime);
+  for (const key of llistxattr(from)) {
+    if (key.startsWith('trusted.')) continue;
+    const value = lgetxattr(from, key);
+    if (value !== undefined) lsetxattr(to, key, value);
+  }
+}
+
+interface DirTimes {
+  path: string;
+  atime: number;
+  mtime: number;
+}
+
+/** The state of one apply: caches that make a fresh unpack cheap, and the work in flight. */
+class Applier {
+  /** Parent directory (as named in the layer) -> its resolved absolute path, known to exist. */
+  private readonly dirCache = new Map<string, string>();
+  /** Directories this apply created: nothing below them predates it. */
+  private readonly createdDirs = new Set<string>();
+  /** Paths this apply created (only consulted below createdDirs). */
+  private readonly createdPaths = new Set<string>();
+  /** Direct mode: paths this layer put in place and their ancestors (kept by opaque dirs). */
+  private readonly unpacked = new Set<string>();
+  private readonly dirs: DirTimes[] = [];
+  private readonly pending = new Set<Promise<void>>();
+  private readonly pendingByPath = new Map<string, Promise<void>>();
+  private failure: BerthError | undefined;
+  private readonly mode: WhiteoutMode;
+  private readonly concurrency: number;
+
+  constructor(
+    private readonly root: string,
+    private readonly opts: ApplyOptions,
+  ) {
+    this.mode = opts.whiteouts ?? 'direct';
+    this.concurrency = Math.max(1, opts.concurrency ?? 16);
+  }
+
+  async init(): Promise<void> {
+    if ((await readdir(this.root)).length === 0) this.createdDirs.add(this.root);
+  }
+
+  private check(): void {
+    if (this.failure) throw this.failure;
+    if (this.opts.signal?.aborted)
+      throw new CanceledError('layer apply canceled', { cause: this.opts.signal.reason });
+  }
+
+  /** Runs fn in the background, at most `concurrency` at once; the first failure stops the apply. */
+  private async schedule(
+    path: string | undefined,
+    name: string,
+    what: string,
+    fn: () => Promise<void>,
+  ): Promise<void> {
+    while (this.pending.size >= this.concurrency) await Promise.race(this.pending);
+    this.check();
+    const p: Promise<void> = fn()
+      .catch((e) => {
+        this.failure ??= entryError(name, what, e);
+      })
+      .finally(() => {
+        this.pending.delete(p);
+        if (path !== undefined && this.pendingByPath.get(path) === p) this.pendingByPath.delete(path);
+      });
+    this.pending.add(p);
+    if (path !== undefined) this.pendingByPath.set(path, p);
+  }
+
+  /** Waits for everything in flight (before anything is removed, and at the end). */
+  async drain(): Promise<void> {
+    while (this.pending.size > 0) await Promise.all(this.pending);
+    if (this.failure) throw this.failure;
+  }
+
+  /** Settles what is in flight without reporting it (after a failure, before returning). */
+  async settle(): Promise<void> {
+    while (this.pending.size > 0) await Promise.allSettled(this.pending);
+  }
+
+  private async removeAll(path: string): Promise<void> {
+    await this.drain();
+    await rm(path, { recursive: true, force: true });
+    // A removed directory or symlink may be on the way to anything cached.
+    this.dirCache.clear();
+    this.createdDirs.delete(path);
+    this.createdPaths.delete(path);
+  }
+
+  private markUnpacked(path: string): void {
+    if (this.mode !== 'direct') return;
+    for (
+      let p = path;
+      p.length > this.root.length && !this.unpacked.has(p);
+      p = p.slice(0, p.lastIndexOf('/'))
+    ) {
+      this.unpacked.add(p);
+    }
+  }
+
+  /** The directory an entry goes into: resolved inside the root, created when missing. */
+  private async parentDir(parts: readonly string[], name: string): Promise<string> {
+    const key = parts.join('/');
+    const cached = this.dirCache.get(key);
+    if (cached !== undefined) return cached;
+    const resolved = await resolveInRoot(this.root, parts, name);
+    let cur = this.root;
+    let creating = false;
+    for (let i = 0; i < resolved.length; i++) {
+      const parent = cur;
+      cur = `${cur}/${resolved[i]}`;
+      if (!creating) {
+        const st = await lstatOrUndefined(cur);
+        if (st?.isDirectory()) continue;
+        if (st)
+          throw new FailedPreconditionError(
+            `layer entry ${quoteName(name)}: parent ${cur} is not a directory`,
+          );
+        creating = true;
+      }
+      await mkdir(cur, 0o755);
+      await chmod(cur, 0o755);
+      this.createdDirs.add(cur);
+      if (this.createdDirs.has(parent)) this.createdPaths.add(cur);
+      await this.copyFromParents(resolved.slice(0, i + 1), cur);
+    }
+    this.dirCache.set(key, cur);
+    return cur;
+  }
+
+  private async copyFromParents(parts: string[], dir: string): Promise<void> {
+    if (this.mode !== 'overlay') return;
+    for (const lower of this.opts.parents ?? []) {
+      const resolved = await resolveInRoot(lower, parts);
+      const from = `${lower}/${resolved.join('/')}`;
+      const st = await lstatOrUndefined(from);
+      if (!st) continue;
+      // Replaced by a non-directory in that lower: nothing to inherit.
+      if (st.isDirectory()) await copyDirInfo(from, st, dir);
+      return;
+    }
+  }
+
+  /** Whether something already exists at path (skipping the lstat inside fresh directories). */
+  private async existing(parent: string, path: string): Promise<Stats | undefined> {
+    const inFlight = this.pendingByPath.get(path);
+    if (inFlight) await inFlight;
+    if (this.createdDirs.has(parent) && !this.createdPaths.has(path)) return undefined;
+    return lstatOrUndefined(path);
+  }
+
+  private created(parent: string, path: string): void {
+    if (this.createdDirs.has(parent)) this.createdPaths.add(path);
+    this.markUnpacked(path);
+  }
+
+  async entry(entry: TarEntry): Promise<void> {
+    this.check();
+    const h = entry.header;
+    const name = h.name;
+    switch (h.type) {
+      case 'contiguous':
+      case 'sparse':
+      case 'unknown':
+        throw new InvalidArgumentError(
+          `layer entry ${quoteName(name)}: unsupported tar entry type ${JSON.stringify(h.typeflag)} (${h.type})`,
+        );
+      case 'char':
+      case 'block':
+        if (this.opts.allowDevices === false) {
+          throw new FailedPreconditionError(
+            `layer entry ${quoteName(name)}: device nodes are not permitted (allowDevices is off)`,
+          );
+        }
+    }
+    const parts = cleanEntryName(name);
+    // The root itself: containerd ignores it too.
+    if (parts.length === 0) return;
+    if (Buffer.byteLength(this.root) + Buffer.byteLength(parts.join('/')) + 2 > PATH_MAX) {
+      throw new InvalidArgumentError(
+        `layer entry ${quoteName(name)}: path longer than ${PATH_MAX - 1} bytes`,
+      );
+    }
+    const base = parts[parts.length - 1]!;
+    let parent: string;
+    try {
+      parent = await this.parentDir(parts.slice(0, -1), name);
+    } catch (e) {
+      throw entryError(name, 'parent directory', e);
+    }
+    const path = `${parent}/${base}`;
+
+    const wh = parseWhiteout(base);
+    if (wh) {
+      try {
+        await this.whiteout(h, parent, wh.kind === 'opaque' ? undefined : wh.name);
+      } catch (e) {
+        throw entryError(name, 'whiteout', e);
+      }
+      return;
+    }
+
+    let mode = h.mode & 0o7777;
+    if (this.opts.allowSetuid === false) mode &= ~0o6000;
+    const mtime = clampTime(h.mtime);
+    const atime = Math.max(clampTime(h.atime ?? 0), mtime);
+
+    try {
+      const st = await this.existing(parent, path);
+      if (st && !(st.isDirectory() && h.type === 'dir')) await this.removeAll(path);
+      switch (h.type) {
+        case 'dir':
+          if (!st) {
+            await mkdir(path, mode);
+            this.createdDirs.add(path);
+          }
+          this.created(parent, path);
+          this.dirCache.set(parts.join('/'), path);
+          this.dirs.push({ path, atime, mtime });
+          await this.schedule(undefined, name, 'directory attributes', async () => {
+            await lchown(path, h.uid, h.gid);
+            setXattrs(path, h.xattrs, true);
+            await chmod(path, mode);
+          });
+          return;
+        case 'file':
+          await this.file(entry, path, mode, atime, mtime);
+          this.created(parent, path);
+          return;
+        case 'link':
+          await this.hardlink(h, path, mode, atime, mtime);
+          this.created(parent, path);
+          return;
+        case 'symlink':
+          await symlink(h.linkname, path);
+          this.created(parent, path);
+          await this.schedule(path, name, 'symlink attributes', async () => {
+            await lchown(path, h.uid, h.gid);
+            setXattrs(path, h.xattrs, false);
+            await lutimes(path, atime, mtime);
+          });
+          return;
+        case 'char':
+        case 'block':
+        case 'fifo': {
+          const kind = h.type === 'char' ? S_IFCHR : h.type === 'block' ? S_IFBLK : S_IFIFO;
+          mknod(path, kind | mode, h.devmajor, h.devminor);
+          this.created(parent, path);
+          await this.schedule(path, name, 'node attributes', async () => {
+            await lchown(path, h.uid, h.gid);
+            setXattrs(path, h.xattrs, false);
+            await chmod(path, mode);
+            await utimes(path, atime, mtime);
+          });
+          return;
+        }
+      }
+    } catch (e) {
+      throw entryError(name, `create ${h.type}`, e);
+    }
+  }
+
+  private async file(
+    entry: TarEntry,
+    path: string,
+    mode: number,
+    atime: number,
+    mtime: number,
+  ): Promise<void> {
+    const h = entry.header;
+    const finish = async (fh: FileHandle) => {
+      try {
+        // chown first: it clears setuid bits and file capabilities.
+        await fh.chown(h.uid, h.gid);
+        if (h.xattrs.size > 0) setXattrs(path, h.xattrs, true);
+        await fh.chmod(mode);
+        await fh.utimes(atime, mtime);
+      } finally {
+        await fh.close();
+      }
+    };
+    if (h.size <= SMALL_FILE) {
+      const data = await entry.readAll();
+      await this.schedule(path, h.name, 'write file', async () => {
+        const fh = await open(path, OPEN_NEW, 0o600);
+        let ok = false;
+        try {
+          if (data.length > 0) await fh.write(data, 0, data.length, 0);
+          ok = true;
+        } finally {
+          if (!ok) await fh.close();
+        }
+        await finish(fh);
+      });
+      return;
+    }
+    const fh = await open(path, OPEN_NEW, 0o600);
+    try {
+      let pos = 0;
+      for await (const chunk of entry.body()) {
+        let off = 0;
+        while (off < chunk.length) {
+          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, pos);
+          off += bytesWritten;
+          pos += bytesWritten;
+        }
+      }
+    } catch (e) {
+      await fh.close();
+      throw e;
+    }
+    await this.schedule(path, h.name, 'file attributes', () => finish(fh));
+  }
+
+  private async hardlink(
+    h: TarHeader,
+    path: string,
+    mode: number,
+    atime: number,
+    mtime: number,
+  ): Promise<void> {
+    const targetParts = cleanEntryName(h.linkname, `hard link ${quoteName(h.name)} to`);
+    if (targetParts.length === 0) {
+      throw new InvalidArgumentError(`layer entry ${quoteName(h.name)}: hard link to the layer root`);
+    }
+    // The target's parents resolve inside the root; its last component is not followed,
+    // so a link to a symlink links the symlink itself (as link(2) and containerd do).
+    const targetParent = await resolveInRoot(this.root, targetParts.slice(0, -1), h.name);
+    const target = `${this.root}${targetParent.length > 0 ? `/${targetParent.join('/')}` : ''}/${targetParts[targetParts.length - 1]}`;
+    const inFlight = this.pendingByPath.get(target);
+    if (inFlight) await inFlight;
+    this.check();
+    const st = await lstatOrUndefined(target);
+    if (!st) {
+      throw new FailedPreconditionError(
+        `layer entry ${quoteName(h.name)}: hard link target ${quoteName(h.linkname)} does not exist`,
+      );
+    }
+    if (st.isDirectory()) {
+      throw new InvalidArgumentError(
+        `layer entry ${quoteName(h.name)}: hard link target ${quoteName(h.linkname)} is a directory`,
+      );
+    }
+    await link(target, path);
+    await this.schedule(path, h.name, 'hard link attributes', async () => {
+      await lchown(path, h.uid, h.gid);
+      setXattrs(path, h.xattrs, st.isFile());
+      if (!st.isSymbolicLink()) {
+        await chmod(path, mode);
+        await utimes(path, atime, mtime);
+      } else {
+        await lutimes(path, atime, mtime);
+      }
+    });
+  }
+
+  private async whiteout(h: TarHeader, parent: string, name: string | undefined): Promise<void> {
+    if (name === undefined) {
+      if (this.mode === 'overlay') {
+        setOverlayOpaque(parent);
+        return;
+      }
+      await this.drain();
+      await this.removeNotUnpacked(parent);
+      this.dirCache.clear();
+      return;
+    }
+    if (name === '' || name === '.' || name === '..') {
+      throw new InvalidArgumentError(`invalid whiteout name ${quoteName(h.name)}`);
+    }
+    const path = `${parent}/${name}`;
+    if (await this.existing(parent, path)) await this.removeAll(path);
+    if (this.mode === 'overlay') {
+      await writeOverlayWhiteout(path, h.uid, h.gid);
+      if (this.createdDirs.has(parent)) this.createdPaths.add(path);
+    }
+  }
+
+  /** Direct mode opaque directory: removes what this layer did not put there. */
+  private async removeNotUnpacked(dir: string): Promise<void> {
+    for (const child of await readdir(dir)) {
+      const path = `${dir}/${child}`;
+      if (!this.unpacked.has(path)) {
+        await rm(path, { recursive: true, force: true });
+        this.createdDirs.delete(path);
+        continue;
+      }
+      const st = await lstat(path);
+      if (st.isDirectory()) await this.removeNotUnpacked(path);
+    }
+  }
+
+  /** Directory times last: creating their children changed them. */
+  async finish(): Promise<void> {
+    await this.drain();
+    for (const d of this.dirs) {
+      const st = await lstatOrUndefined(d.path);
+      if (st?.isDirectory()) await lutimes(d.path, d.atime, d.mtime);
+    }
+  }
+}
+
+/**
+ * Applies a layer (a tar stream, compressed or not) onto `target`, honouring whiteouts,
+ * and returns the size and digest of the uncompressed stream (its diffID).
+ *
+ * Nothing is ever written outside `target`: names are cleaned (a `..` that climbs out is
+ * refused), every parent is resolved inside the target as if it were `/`, existing
+ * symlinks are replaced rather than written through, hard links must point inside.
+ * On error the apply stops; what it wrote stays (the caller discards the snapshot).
+ */
+export async function applyLayer(
+  stream: AsyncIterable<Buffer>,
+  target: string,
+  opts: ApplyOptions = {},
+): Promise<ApplyResult> {
+  if (opts.mediaType !== undefined) layerCompression(opts.mediaType);
+  let root: string;
+  try {
+    root = await realpath(target);
+    if (!(await stat(root)).isDirectory()) throw new Error('not a directory');
+  } catch (e) {
+    throw new FailedPreconditionError(`apply target ${target}: ${(e as Error).message}`, { cause: e });
+  }
+  const applier = new Applier(root, opts);
+  await applier.init();
+  const { compression, stream: plain } = await decompressStream(stream, { zstd: opts.zstd });
+  const hash = createHash('sha256');
+  let size = 0;
+  const counted = (async function* () {
+    for await (const chunk of plain) {
+      hash.update(chunk);
+      size += chunk.length;
+      yield chunk;
+    }
+  })();
+  try {
+    for await (const entry of readTar(counted)) await applier.entry(entry);
+    await applier.finish();
+  } catch (e) {
+    await applier.settle();
+    await counted.return(undefined).catch(() => undefined);
+    throw e;
+  }
+  return { size, digest: `sha256:${hash.digest('hex')}`, compression };
+}
