@@ -1,0 +1,192 @@
+import { type Context, grpcClientConstructor, UnavailableError } from '@berth/api';
+import * as grpc from '@grpc/grpc-js';
+import { grpcTarget, socketPath } from './address';
+import { RemoteContentStore } from './content-store';
+import { RemoteLeaseManager } from './leases';
+import { RemoteNamespaceStore } from './namespaces';
+import { abortedError, type Timestamp, toDate, unary } from './rpc';
+
+export interface ConnectOptions {
+  /** Largest message accepted from the server (default 16 MiB, as containerd's client). */
+  maxReceiveMessageBytes?: number;
+  /** Largest message sent (default 16 MiB, what containerd's server accepts). */
+  maxSendMessageBytes?: number;
+}
+
+export interface VersionInfo {
+  version: string;
+  revision: string;
+}
+
+export interface ServerInfo {
+  uuid: string;
+  pid: number;
+  pidns: number;
+  deprecations: { id: string; message: string; lastOccurrence: Date }[];
+}
+
+export interface PluginPlatform {
+  os: string;
+  architecture: string;
+  variant: string;
+}
+
+export interface PluginInfo {
+  type: string;
+  id: string;
+  requires: string[];
+  platforms: PluginPlatform[];
+  exports: Record<string, string>;
+  capabilities: string[];
+  /** Set when the plugin failed to initialise (or was skipped). */
+  initErr?: { code: number; message: string };
+}
+
+interface PluginMessage {
+  type: string;
+  id: string;
+  requires: string[];
+  platforms: PluginPlatform[];
+  exports: Record<string, string>;
+  capabilities: string[];
+  initErr: { code: number; message: string } | null;
+}
+
+const SERVICE = {
+  content: 'containerd.services.content.v1.Content',
+  leases: 'containerd.services.leases.v1.Leases',
+  namespaces: 'containerd.services.namespaces.v1.Namespaces',
+  version: 'containerd.services.version.v1.Version',
+  introspection: 'containerd.services.introspection.v1.Introspection',
+} as const;
+
+const MiB = 1 << 20;
+
+/**
+ * A connection to a containerd-compatible daemon (berthd or containerd) over its unix
+ * socket. One HTTP/2 channel carries every service; the connection is made lazily by
+ * the first call, which fails with UnavailableError when nothing listens.
+ */
+export class Client {
+  /** The socket path connected to. */
+  readonly address: string;
+  private readonly channel: grpc.Channel;
+  private readonly stubs = new Map<string, grpc.Client>();
+  private closed = false;
+  private contentStore?: RemoteContentStore;
+  private leaseManager?: RemoteLeaseManager;
+  private namespaceStore?: RemoteNamespaceStore;
+
+  constructor(address: string, opts: ConnectOptions = {}) {
+    const target = grpcTarget(address);
+    this.address = socketPath(address);
+    this.channel = new grpc.Channel(target, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': opts.maxReceiveMessageBytes ?? 16 * MiB,
+      'grpc.max_send_message_length': opts.maxSendMessageBytes ?? 16 * MiB,
+    });
+  }
+
+  get content(): RemoteContentStore {
+    this.contentStore ??= new RemoteContentStore(this.stub(SERVICE.content), this.address);
+    return this.contentStore;
+  }
+
+  get leases(): RemoteLeaseManager {
+    this.leaseManager ??= new RemoteLeaseManager(this.stub(SERVICE.leases), this.address);
+    return this.leaseManager;
+  }
+
+  get namespaces(): RemoteNamespaceStore {
+    this.namespaceStore ??= new RemoteNamespaceStore(this.stub(SERVICE.namespaces), this.address);
+    return this.namespaceStore;
+  }
+
+  async version(ctx: Context = {}): Promise<VersionInfo> {
+    const res = await unary<VersionInfo>(this.stub(SERVICE.version), 'Version', {}, ctx, this.address);
+    return { version: res.version, revision: res.revision };
+  }
+
+  /** Introspection.Server: the daemon's identity (uuid; pid and pidns where the server reports them). */
+  async server(ctx: Context = {}): Promise<ServerInfo> {
+    const res = await unary<{
+      uuid: string;
+      pid?: number;
+      pidns?: number;
+      deprecations?: { id: string; message: string; lastOccurrence: Timestamp | null }[];
+    }>(this.stub(SERVICE.introspection), 'Server', {}, ctx, this.address);
+    return {
+      uuid: res.uuid,
+      pid: res.pid ?? 0,
+      pidns: res.pidns ?? 0,
+      deprecations: (res.deprecations ?? []).map((d) => ({
+        id: d.id,
+        message: d.message,
+        lastOccurrence: toDate(d.lastOccurrence),
+      })),
+    };
+  }
+
+  /** Introspection.Plugins: the daemon's plugins matching filters (containerd's filter syntax). */
+  async plugins(filters: string[] = [], ctx: Context = {}): Promise<PluginInfo[]> {
+    const res = await unary<{ plugins: PluginMessage[] }>(
+      this.stub(SERVICE.introspection),
+      'Plugins',
+      { filters },
+      ctx,
+      this.address,
+    );
+    return res.plugins.map((p) => {
+      const info: PluginInfo = {
+        type: p.type,
+        id: p.id,
+        requires: [...(p.requires ?? [])],
+        platforms: (p.platforms ?? []).map((x) => ({
+          os: x.os,
+          architecture: x.architecture,
+          variant: x.variant,
+        })),
+        exports: { ...(p.exports ?? {}) },
+        capabilities: [...(p.capabilities ?? [])],
+      };
+      if (p.initErr) info.initErr = { code: p.initErr.code, message: p.initErr.message };
+      return info;
+    });
+  }
+
+  /** Resolves once the channel is connected; UnavailableError when it cannot be by then. */
+  waitForReady(timeoutMs = 10_000, ctx: Context = {}): Promise<void> {
+    const stub = this.stub(SERVICE.version);
+    return new Promise((resolve, reject) => {
+      if (ctx.signal?.aborted) {
+        reject(abortedError(ctx.signal));
+        return;
+      }
+      stub.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (!err) resolve();
+        else reject(new UnavailableError(`connect ${this.address}: ${err.message}`));
+      });
+    });
+  }
+
+  /** Closes the channel; calls still in flight fail. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.channel.close();
+  }
+
+  private stub(service: string): grpc.Client {
+    let stub = this.stubs.get(service);
+    if (stub === undefined) {
+      const Ctor = grpcClientConstructor(service);
+      stub = new Ctor('unused', grpc.credentials.createInsecure(), { channelOverride: this.channel });
+      this.stubs.set(service, stub);
+    }
+    return stub;
+  }
+}
+
+/** Connects to a daemon at address (a unix socket path; the `unix://` prefix is optional). */
+export function connect(address: string, opts?: ConnectOptions): Client {
+  return new Client(address, opts);
+}

@@ -1,0 +1,15 @@
+export { grpcTarget } from './address';
+export {
+  Client,
+  type ConnectOptions,
+  connect,
+  type PluginInfo,
+  type PluginPlatform,
+  type ServerInfo,
+  type VersionInfo,
+} from './client';
+export { RemoteReaderAt } from './content-reader';
+export { type ReadOptions, RemoteContentStore } from './content-store';
+export { RemoteWriter, WRITE_CHUNK_SIZE } from './content-writer';
+export { RemoteLeaseManager } from './leases';
+export { RemoteNamespaceStore } from './namespaces';
