@@ -336,8 +336,11 @@ class Applier {
     const atime = Math.max(clampTime(h.atime ?? 0), mtime);
 
     try {
-      const st = await this.existing(parent, path);
-      if (st && !(st.isDirectory() && h.type === 'dir')) await this.removeAll(path);
+      let st = await this.existing(parent, path);
+      if (st && !(st.isDirectory() && h.type === 'dir')) {
+        await this.removeAll(path);
+        st = undefined;
+      }
       switch (h.type) {
         case 'dir':
           if (!st) {
