@@ -1,0 +1,20 @@
+export {
+  defaultNativeConfig,
+  defaultOverlayConfig,
+  type NativeConfig,
+  nativeFromConfig,
+  type OverlayConfig,
+  overlayFromConfig,
+} from './config';
+export { copyTree } from './copy-tree';
+export { diskUsage } from './disk-usage';
+export { LocalSnapshotter, type LocalSnapshotterOptions } from './local-snapshotter';
+export { MetaStore, snapshotField } from './metastore';
+export { NativeSnapshotter, type NativeSnapshotterOptions, openNativeSnapshotter } from './native';
+export {
+  OverlaySnapshotter,
+  type OverlaySnapshotterOptions,
+  openOverlaySnapshotter,
+  UPPERDIR_LABEL,
+} from './overlay';
+export { checkOverlaySupport, needsUserXattr, supportsIndex } from './overlay-support';

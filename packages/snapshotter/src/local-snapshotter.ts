@@ -1,0 +1,274 @@
+import { mkdirSync, readdirSync, renameSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  type Context,
+  FailedPreconditionError,
+  type Mount,
+  type SnapshotCleaner,
+  type SnapshotInfo,
+  type SnapshotKind,
+  type SnapshotOptions,
+  type Snapshotter,
+  type SnapshotUsage,
+  type SnapshotWalkFunc,
+  validateLabels,
+} from '@berth/api';
+import { diskUsage } from './disk-usage';
+import { MetaStore, type StoredSnapshot, validateKey } from './metastore';
+
+export interface LocalSnapshotterOptions {
+  /**
+   * Remove only forgets the snapshot and moves its directory aside; `cleanup()` frees the
+   * space later (containerd's AsynchronousRemove, which the daemon's garbage collector drives).
+   */
+  asyncRemove?: boolean;
+}
+
+/** Directory names under `<root>/snapshots` that are not (yet, or any more) a snapshot. */
+const TEMP_PREFIX = 'new-';
+const REMOVED_PREFIX = 'rm-';
+const ID = /^[0-9]+$/;
+
+/**
+ * What the overlay and native snapshotters share: metadata in `<root>/metadata.db`, one
+ * directory per snapshot at `<root>/snapshots/<id>`, built under a temporary name and
+ * renamed into place in the same transaction that records it, and moved aside to
+ * `rm-<id>` in the transaction that forgets it, so a snapshot is never visible half-built
+ * or half-removed.
+ */
+export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
+  protected readonly snapshotsDir: string;
+  protected readonly asyncRemove: boolean;
+  /** Directories being built or deleted right now, which cleanup() must leave alone. */
+  private readonly busy = new Set<string>();
+  private closed = false;
+
+  protected constructor(
+    readonly root: string,
+    protected readonly ms: MetaStore,
+    opts: LocalSnapshotterOptions,
+  ) {
+    this.snapshotsDir = join(root, 'snapshots');
+    this.asyncRemove = opts.asyncRemove ?? false;
+  }
+
+  /** Opens (creating when needed) the metadata store and snapshots directory under root. */
+  protected static openStore(root: string): MetaStore {
+    mkdirSync(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
+    return new MetaStore(join(root, 'metadata.db'));
+  }
+
+  /** Whether a new snapshot of this kind on these parents gets a directory of its own. */
+  protected abstract needsDirectory(kind: SnapshotKind, parentIds: readonly string[]): boolean;
+  /** Fills the freshly made directory of a new snapshot (still under its temporary name). */
+  protected abstract populate(
+    dir: string,
+    kind: SnapshotKind,
+    parentIds: readonly string[],
+    signal?: AbortSignal,
+  ): Promise<void>;
+  protected abstract mountsOf(s: StoredSnapshot): Mount[];
+  /** The directory whose size is the snapshot's own usage. */
+  protected abstract usageDir(id: string): string;
+  /** Adds implementation labels to an info on its way out. */
+  protected decorate(info: SnapshotInfo, _id: string): SnapshotInfo {
+    return info;
+  }
+
+  protected snapshotDir(id: string): string {
+    return join(this.snapshotsDir, id);
+  }
+
+  protected checkOpen(): void {
+    if (this.closed) throw new FailedPreconditionError(`snapshotter at ${this.root} is closed`);
+  }
+
+  async stat(_ctx: Context, key: string): Promise<SnapshotInfo> {
+    this.checkOpen();
+    const { id, info } = this.ms.get(key);
+    return this.decorate(info, id);
+  }
+
+  async update(
+    _ctx: Context,
+    info: Pick<SnapshotInfo, 'name' | 'labels'>,
+    fieldpaths?: string[],
+  ): Promise<SnapshotInfo> {
+    this.checkOpen();
+    const updated = this.ms.write(() => this.ms.update(info, fieldpaths ?? []));
+    return this.decorate(updated, this.ms.get(updated.name).id);
+  }
+
+  async usage(ctx: Context, key: string): Promise<SnapshotUsage> {
+    this.checkOpen();
+    const { id, info, usage } = this.ms.get(key);
+    // A committed snapshot's usage was measured when it was committed; a view adds nothing.
+    if (info.kind !== 'active') return usage;
+    return diskUsage(this.usageDir(id), ctx.signal);
+  }
+
+  async mounts(_ctx: Context, key: string): Promise<Mount[]> {
+    this.checkOpen();
+    return this.mountsOf(this.ms.mountable(key));
+  }
+
+  prepare(ctx: Context, key: string, parent = '', opts?: SnapshotOptions): Promise<Mount[]> {
+    return this.create(ctx, 'active', key, parent, opts);
+  }
+
+  view(ctx: Context, key: string, parent = '', opts?: SnapshotOptions): Promise<Mount[]> {
+    return this.create(ctx, 'view', key, parent, opts);
+  }
+
+  private async create(
+    ctx: Context,
+    kind: 'active' | 'view',
+    key: string,
+    parent: string,
+    opts: SnapshotOptions | undefined,
+  ): Promise<Mount[]> {
+    this.checkOpen();
+    validateKey(key);
+    validateLabels(opts?.labels);
+    // Fail a bad call before building anything (a native copy can be long).
+    this.ms.checkFree(key);
+    const parentIds = this.ms.resolveParent(parent);
+
+    let temp: string | undefined;
+    if (this.needsDirectory(kind, parentIds)) {
+      temp = await mkdtemp(join(this.snapshotsDir, TEMP_PREFIX));
+      this.busy.add(temp);
+    }
+    try {
+      if (temp !== undefined) {
+        try {
+          await this.populate(temp, kind, parentIds, ctx.signal);
+        } catch (e) {
+          // A parent removed while we copied it explains the failure better than ENOENT.
+          this.ms.resolveParent(parent);
+          throw e;
+        }
+      }
+      this.checkOpen();
+      const s = this.ms.write(() => {
+        const s = this.ms.create(kind, key, parent, opts?.labels, parentIds);
+        if (temp !== undefined) renameSync(temp, this.snapshotDir(s.id));
+        return s;
+      });
+      if (temp !== undefined) this.busy.delete(temp);
+      temp = undefined;
+      return this.mountsOf(s);
+    } finally {
+      if (temp !== undefined) {
+        await rm(temp, { recursive: true, force: true }).catch(() => {});
+        this.busy.delete(temp);
+      }
+    }
+  }
+
+  async commit(ctx: Context, name: string, key: string, opts?: SnapshotOptions): Promise<void> {
+    this.checkOpen();
+    validateKey(name, 'name');
+    validateLabels(opts?.labels);
+    const { id, info } = this.ms.get(key);
+    if (info.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is not active`);
+    this.ms.checkFree(name);
+    const usage = await diskUsage(this.usageDir(id), ctx.signal);
+    this.checkOpen();
+    // The record changes in one transaction: the key disappears as the name appears.
+    this.ms.write(() => this.ms.commit(name, key, opts?.labels, usage, id));
+  }
+
+  async remove(_ctx: Context, key: string): Promise<void> {
+    this.checkOpen();
+    let moved: string | undefined;
+    try {
+      this.ms.write(() => {
+        moved = this.moveAside(this.ms.remove(key));
+      });
+    } catch (e) {
+      // The transaction failed after the rename: put the directory back with its record.
+      if (moved !== undefined) this.restore(moved);
+      throw e;
+    }
+    if (moved === undefined || this.asyncRemove) return;
+    this.busy.add(moved);
+    try {
+      // The snapshot is gone already; a failure here only leaves rm-<id> for cleanup().
+      await rm(moved, { recursive: true, force: true }).catch(() => {});
+    } finally {
+      this.busy.delete(moved);
+    }
+  }
+
+  /** Renames a snapshot's directory to rm-<id>; undefined when it has none. */
+  private moveAside(id: string): string | undefined {
+    const to = join(this.snapshotsDir, `${REMOVED_PREFIX}${id}`);
+    try {
+      renameSync(this.snapshotDir(id), to);
+      return to;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+  }
+
+  private restore(moved: string): void {
+    const id = moved.slice(moved.lastIndexOf(REMOVED_PREFIX) + REMOVED_PREFIX.length);
+    try {
+      renameSync(moved, this.snapshotDir(id));
+    } catch {
+      // Recovery at the next open renames it back (its record still exists).
+    }
+  }
+
+  async walk(_ctx: Context, fn: SnapshotWalkFunc, filters?: string[]): Promise<void> {
+    this.checkOpen();
+    for (const { id, info } of this.ms.list(filters)) await fn(this.decorate(info, id));
+  }
+
+  /**
+   * Frees the space of removed snapshots and of anything a crash left under snapshots/:
+   * rm-<id> directories, half-built new-* directories, directories of unknown ids.
+   */
+  async cleanup(_ctx: Context): Promise<void> {
+    this.checkOpen();
+    for (const dir of this.garbage()) {
+      this.busy.add(dir);
+      try {
+        await rm(dir, { recursive: true, force: true });
+      } finally {
+        this.busy.delete(dir);
+      }
+    }
+  }
+
+  private garbage(): string[] {
+    const ids = this.ms.ids();
+    return readdirSync(this.snapshotsDir)
+      .filter((name) => !(ID.test(name) && ids.has(name)))
+      .map((name) => join(this.snapshotsDir, name))
+      .filter((path) => !this.busy.has(path));
+  }
+
+  /**
+   * Makes the disk agree with the metadata after a crash: a snapshot whose directory was
+   * moved aside by a removal that never committed gets its directory back. Run at open.
+   */
+  protected async recover(): Promise<void> {
+    const ids = this.ms.ids();
+    for (const name of readdirSync(this.snapshotsDir)) {
+      if (!name.startsWith(REMOVED_PREFIX)) continue;
+      const id = name.slice(REMOVED_PREFIX.length);
+      if (ids.has(id)) this.restore(join(this.snapshotsDir, name));
+    }
+    if (!this.asyncRemove) await this.cleanup({});
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.ms.close();
+  }
+}

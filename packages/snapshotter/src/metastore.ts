@@ -1,0 +1,347 @@
+import {
+  AlreadyExistsError,
+  applyLabelPaths,
+  FailedPreconditionError,
+  InvalidArgumentError,
+  type Labels,
+  labelField,
+  NotFoundError,
+  parseFilters,
+  type SnapshotInfo,
+  type SnapshotKind,
+  type SnapshotUsage,
+  UnavailableError,
+  validateLabels,
+} from '@berth/api';
+import type { Database, Statement } from 'better-sqlite3';
+import BetterSqlite3 from 'better-sqlite3';
+
+/**
+ * A snapshotter's own record of its snapshots (containerd keeps a bolt file per
+ * snapshotter; we keep one SQLite file). The numeric id names the snapshot's
+ * directory and never changes, not even on commit, and is never reused
+ * (AUTOINCREMENT), so a directory left behind by a crash can never be mistaken for a
+ * newer snapshot.
+ *
+ * Schema v1 (`PRAGMA user_version` holds the version):
+ *
+ *   snapshots(id INTEGER PK AUTOINCREMENT, key TEXT UNIQUE, kind 'active'|'view'|'committed',
+ *             parent_id -> snapshots.id (only committed snapshots are parents),
+ *             labels TEXT (JSON object), created_at, updated_at (ms since the epoch),
+ *             size, inodes (usage recorded at commit))
+ */
+export interface Migration {
+  version: number;
+  up(db: Database): void;
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    up(db) {
+      db.exec(`
+        CREATE TABLE snapshots (
+          id         INTEGER PRIMARY KEY AUTOINCREMENT,
+          key        TEXT NOT NULL UNIQUE,
+          kind       TEXT NOT NULL CHECK (kind IN ('active', 'view', 'committed')),
+          parent_id  INTEGER REFERENCES snapshots(id),
+          labels     TEXT NOT NULL DEFAULT '{}',
+          created_at INTEGER NOT NULL,
+          updated_at INTEGER NOT NULL,
+          size       INTEGER NOT NULL DEFAULT 0,
+          inodes     INTEGER NOT NULL DEFAULT 0
+        ) STRICT;
+        CREATE INDEX snapshots_by_parent ON snapshots(parent_id);
+      `);
+    },
+  },
+];
+
+/** What a snapshotter needs to lay out and mount a snapshot. */
+export interface StoredSnapshot {
+  /** Decimal id: the directory name. */
+  id: string;
+  kind: SnapshotKind;
+  /** Ids of the committed ancestors, nearest first. */
+  parentIds: string[];
+}
+
+interface Row {
+  id: number;
+  key: string;
+  kind: SnapshotKind;
+  parent_id: number | null;
+  parent_key: string | null;
+  labels: string;
+  created_at: number;
+  updated_at: number;
+  size: number;
+  inodes: number;
+}
+
+const SELECT = `SELECT s.id, s.key, s.kind, s.parent_id, p.key AS parent_key, s.labels,
+  s.created_at, s.updated_at, s.size, s.inodes
+  FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
+
+const UPDATABLE_FIELDS = 'labels';
+
+function toInfo(row: Row): SnapshotInfo {
+  return {
+    kind: row.kind,
+    name: row.key,
+    parent: row.parent_key ?? '',
+    labels: JSON.parse(row.labels) as Labels,
+    createdAt: new Date(row.created_at),
+    updatedAt: new Date(row.updated_at),
+  };
+}
+
+/** Filter fields of a snapshot, as containerd's snapshot adaptor: kind, name, parent, labels.<key>. */
+export function snapshotField(info: SnapshotInfo, fieldpath: readonly string[]): string | undefined {
+  switch (fieldpath[0]) {
+    case 'kind':
+      return info.kind;
+    case 'name':
+      return info.name;
+    case 'parent':
+      return info.parent;
+    case 'labels':
+      return labelField(info.labels, fieldpath);
+    default:
+      return undefined;
+  }
+}
+
+export function validateKey(key: string, what = 'key'): void {
+  if (typeof key !== 'string' || key === '')
+    throw new InvalidArgumentError(`snapshot ${what} must not be empty`);
+}
+
+export class MetaStore {
+  private readonly db: Database;
+  private readonly statements = new Map<string, Statement>();
+  private closed = false;
+
+  constructor(readonly path: string) {
+    this.db = new BetterSqlite3(path, { timeout: 5000 });
+    try {
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('foreign_keys = ON');
+      // FULL: a committed snapshot survives a power cut once commit() returns.
+      this.db.pragma('synchronous = FULL');
+      this.migrate();
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
+  }
+
+  get schemaVersion(): number {
+    return this.db.pragma('user_version', { simple: true }) as number;
+  }
+
+  private migrate(): void {
+    const current = this.schemaVersion;
+    const latest = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+    if (current > latest) {
+      throw new FailedPreconditionError(
+        `snapshot metadata ${this.path} has schema version ${current}, newer than this berth knows (${latest})`,
+      );
+    }
+    this.db
+      .transaction(() => {
+        for (const m of MIGRATIONS) if (m.version > current) m.up(this.db);
+        this.db.pragma(`user_version = ${latest}`);
+      })
+      .immediate();
+  }
+
+  private stmt(source: string): Statement {
+    if (this.closed) throw new UnavailableError(`snapshot metadata ${this.path} is closed`);
+    let s = this.statements.get(source);
+    if (!s) {
+      s = this.db.prepare(source);
+      this.statements.set(source, s);
+    }
+    return s;
+  }
+
+  /** Runs fn in one write transaction; fn may do synchronous file system work that must commit with it. */
+  write<T>(fn: () => T): T {
+    if (this.closed) throw new UnavailableError(`snapshot metadata ${this.path} is closed`);
+    return this.db.transaction(fn).immediate();
+  }
+
+  private row(key: string): Row | undefined {
+    return this.stmt(`${SELECT} WHERE s.key = ?`).get(key) as Row | undefined;
+  }
+
+  private mustRow(key: string): Row {
+    validateKey(key);
+    const row = this.row(key);
+    if (!row) throw new NotFoundError(`snapshot ${key} does not exist`);
+    return row;
+  }
+
+  private parentIds(parentId: number | null): string[] {
+    if (parentId === null) return [];
+    const rows = this.stmt(
+      `WITH RECURSIVE chain(id, parent_id, depth) AS (
+         SELECT id, parent_id, 0 FROM snapshots WHERE id = ?
+         UNION ALL
+         SELECT s.id, s.parent_id, c.depth + 1 FROM snapshots s JOIN chain c ON s.id = c.parent_id
+       ) SELECT id FROM chain ORDER BY depth`,
+    ).all(parentId) as { id: number }[];
+    return rows.map((r) => String(r.id));
+  }
+
+  info(key: string): SnapshotInfo {
+    return toInfo(this.mustRow(key));
+  }
+
+  /** The id and info of key: `NotFound` when there is none. */
+  get(key: string): { id: string; info: SnapshotInfo; usage: SnapshotUsage; parentIds: string[] } {
+    const row = this.mustRow(key);
+    return {
+      id: String(row.id),
+      info: toInfo(row),
+      usage: { size: row.size, inodes: row.inodes },
+      parentIds: this.parentIds(row.parent_id),
+    };
+  }
+
+  /** An active snapshot or view, for its mounts. */
+  mountable(key: string): StoredSnapshot {
+    const row = this.mustRow(key);
+    if (row.kind === 'committed') {
+      throw new FailedPreconditionError(`requested snapshot ${key} not active or view`);
+    }
+    return { id: String(row.id), kind: row.kind, parentIds: this.parentIds(row.parent_id) };
+  }
+
+  /** Resolves the parent a new snapshot would have: its id chain, nearest first. */
+  resolveParent(parent: string): string[] {
+    if (parent === '') return [];
+    const row = this.row(parent);
+    if (!row) throw new NotFoundError(`parent snapshot ${parent} does not exist`);
+    // containerd answers InvalidArgument here (storage.CreateSnapshot); clients see the same code.
+    if (row.kind !== 'committed')
+      throw new InvalidArgumentError(`parent "${parent}" is not committed snapshot`);
+    return this.parentIds(row.id);
+  }
+
+  /** Fails with AlreadyExists when key is taken. */
+  checkFree(key: string): void {
+    if (this.row(key)) throw new AlreadyExistsError(`snapshot ${key} already exists`);
+  }
+
+  /**
+   * Records a new active snapshot or view. `expectParentIds`, when given, is the chain the
+   * caller prepared files for; a different chain now (the parent was removed meanwhile)
+   * fails rather than recording a snapshot over the wrong layers.
+   */
+  create(
+    kind: 'active' | 'view',
+    key: string,
+    parent: string,
+    labels: Labels | undefined,
+    expectParentIds?: readonly string[],
+  ): StoredSnapshot {
+    validateKey(key);
+    validateLabels(labels);
+    const parentIds = this.resolveParent(parent);
+    if (expectParentIds && parentIds.join(':') !== expectParentIds.join(':')) {
+      throw new FailedPreconditionError(`parent snapshot ${parent} changed while ${key} was being prepared`);
+    }
+    this.checkFree(key);
+    const now = Date.now();
+    const res = this.stmt(
+      'INSERT INTO snapshots (key, kind, parent_id, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ).run(
+      key,
+      kind,
+      parentIds.length > 0 ? Number(parentIds[0]) : null,
+      JSON.stringify(labels ?? {}),
+      now,
+      now,
+    );
+    return { id: String(res.lastInsertRowid), kind, parentIds };
+  }
+
+  /** Turns the active snapshot key (with id) into the committed snapshot name. */
+  commit(
+    name: string,
+    key: string,
+    labels: Labels | undefined,
+    usage: SnapshotUsage,
+    expectId?: string,
+  ): string {
+    validateKey(name, 'name');
+    validateLabels(labels);
+    const row = this.mustRow(key);
+    if (expectId !== undefined && String(row.id) !== expectId) {
+      throw new NotFoundError(`snapshot ${key} does not exist`);
+    }
+    if (row.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is not active`);
+    if (this.row(name)) throw new AlreadyExistsError(`committed snapshot ${name} already exists`);
+    const now = Date.now();
+    this.stmt(
+      `UPDATE snapshots SET key = ?, kind = 'committed', labels = ?, created_at = ?, updated_at = ?,
+         size = ?, inodes = ? WHERE id = ?`,
+    ).run(name, JSON.stringify(labels ?? {}), now, now, usage.size, usage.inodes, row.id);
+    return String(row.id);
+  }
+
+  /** Forgets key; FailedPrecondition while anything is built on it. Returns its id. */
+  remove(key: string): string {
+    const row = this.mustRow(key);
+    if (this.stmt('SELECT 1 FROM snapshots WHERE parent_id = ? LIMIT 1').get(row.id)) {
+      throw new FailedPreconditionError(`cannot remove snapshot ${key} with child`);
+    }
+    this.stmt('DELETE FROM snapshots WHERE id = ?').run(row.id);
+    return String(row.id);
+  }
+
+  /** Updates labels by field paths (containerd: only `labels` and `labels.<key>` may change). */
+  update(info: Pick<SnapshotInfo, 'name' | 'labels'>, fieldpaths: readonly string[] = []): SnapshotInfo {
+    for (const p of fieldpaths) {
+      if (p !== UPDATABLE_FIELDS && !p.startsWith('labels.')) {
+        throw new InvalidArgumentError(`cannot update "${p}" field on snapshot "${info.name}"`);
+      }
+    }
+    const row = this.mustRow(info.name);
+    const current = JSON.parse(row.labels) as Labels;
+    const labels = applyLabelPaths(current, info.labels ?? {}, fieldpaths) ?? current;
+    for (const [k, v] of Object.entries(labels)) if (v === '') delete labels[k];
+    validateLabels(labels);
+    const now = Date.now();
+    this.stmt('UPDATE snapshots SET labels = ?, updated_at = ? WHERE id = ?').run(
+      JSON.stringify(labels),
+      now,
+      row.id,
+    );
+    return toInfo({ ...row, labels: JSON.stringify(labels), updated_at: now });
+  }
+
+  /** Every snapshot matching the filters (containerd's filter language over kind, name, parent, labels). */
+  list(filters?: readonly string[]): { id: string; info: SnapshotInfo }[] {
+    const filter = parseFilters(filters);
+    const rows = this.stmt(`${SELECT} ORDER BY s.key`).all() as Row[];
+    return rows
+      .map((row) => ({ id: String(row.id), info: toInfo(row) }))
+      .filter(({ info }) => filter.match((fp) => snapshotField(info, fp)));
+  }
+
+  /** Ids of every recorded snapshot: any other directory under snapshots/ is garbage. */
+  ids(): Set<string> {
+    const rows = this.stmt('SELECT id FROM snapshots').all() as { id: number }[];
+    return new Set(rows.map((r) => String(r.id)));
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.statements.clear();
+    this.db.close();
+  }
+}
