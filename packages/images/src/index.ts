@@ -8,6 +8,7 @@ export {
   findZstd,
   type ZstdImplementation,
 } from './archive/compression';
+export { type Change, type ChangeKind, changes, type DiffOptions, diffDirectories } from './archive/diff';
 export { type Compression, isLayerMediaType, layerCompression, MediaTypes } from './archive/media-types';
 export { cleanEntryName, resolveInRoot } from './archive/root-path';
 export type { TarEntryInit, TarEntryType, TarHeader } from './archive/tar-format';
@@ -23,3 +24,4 @@ export {
   WHITEOUT_PREFIX,
   type WhiteoutMode,
 } from './archive/whiteouts';
+export { readonlyMounts, UNCOMPRESSED_LABEL, type WriteDiffOptions, writeDiff } from './archive/write-diff';
