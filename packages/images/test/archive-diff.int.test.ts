@@ -1,0 +1,207 @@
+// Needs root: overlay and bind mounts.
+
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { gunzipSync } from 'node:zlib';
+import {
+  AlreadyExistsError,
+  type ContentInfo,
+  type Context,
+  type Digest,
+  type Ingester,
+  type Labels,
+  type Manager,
+  type Mount,
+  type Writer,
+} from '@berth/api';
+import {
+  applyLayer,
+  diffDirectories,
+  MediaTypes,
+  readTar,
+  treeDigest,
+  UNCOMPRESSED_LABEL,
+  writeDiff,
+} from '@berth/images';
+import { withTempMount } from '@berth/sys';
+import { apply, cleanupTempDirs, layer, tempDir } from './helpers';
+
+afterEach(cleanupTempDirs);
+
+const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+/** Just enough of a content store: blobs in memory, commit checks size and digest. */
+class MemoryContent implements Ingester, Pick<Manager, 'info' | 'update'> {
+  readonly blobs = new Map<Digest, { data: Buffer; labels: Labels }>();
+  async writer(_ctx: Context, opts: { ref: string }): Promise<Writer> {
+    const parts: Buffer[] = [];
+    const store = this.blobs;
+    return {
+      ref: opts.ref,
+      async write(data) {
+        parts.push(Buffer.from(data));
+      },
+      digest: () => sha(Buffer.concat(parts)),
+      status: async () => {
+        throw new Error('unused');
+      },
+      truncate: async () => {},
+      async commit(size, expected, copts) {
+        const data = Buffer.concat(parts);
+        if (data.length !== size || sha(data) !== expected) throw new Error('bad commit');
+        if (store.has(expected!)) throw new AlreadyExistsError(`content ${expected}: already exists`);
+        store.set(expected!, { data, labels: { ...copts?.labels } });
+      },
+      close: async () => {},
+    };
+  }
+  async info(_ctx: Context, digest: Digest): Promise<ContentInfo> {
+    const b = this.blobs.get(digest)!;
+    return { digest, size: b.data.length, createdAt: new Date(), updatedAt: new Date(), labels: b.labels };
+  }
+  async update(_ctx: Context, info: Pick<ContentInfo, 'digest' | 'labels'>): Promise<ContentInfo> {
+    Object.assign(this.blobs.get(info.digest)!.labels, info.labels);
+    return this.info(_ctx, info.digest);
+  }
+}
+
+const ctx: Context = { namespace: 'default' };
+
+const base = layer([
+  { name: 'etc/', type: 'dir', mode: 0o750, uid: 1000 },
+  { name: 'etc/keep', type: 'file', data: 'keep' },
+  { name: 'etc/rm', type: 'file', data: 'rm' },
+  { name: 'var/', type: 'dir' },
+  { name: 'var/lib/', type: 'dir' },
+  { name: 'var/lib/old', type: 'file', data: 'old' },
+  { name: 'bin/', type: 'dir' },
+  { name: 'bin/tool', type: 'file', mode: 0o755, data: 'tool' },
+]);
+
+/** lower (applied from base), an overlay on it, changes made through the merged view. */
+async function overlayWithChanges() {
+  const d = await tempDir();
+  const [lower, upper, work] = ['lower', 'upper', 'work'].map((n) => join(d, n));
+  for (const p of [lower, upper, work]) await mkdir(p);
+  await apply(base, lower);
+  const overlay: Mount[] = [
+    {
+      type: 'overlay',
+      source: 'overlay',
+      options: [`workdir=${work}`, `upperdir=${upper}`, `lowerdir=${lower}`],
+    },
+  ];
+  await withTempMount(overlay, async (m) => {
+    await rm(join(m, 'etc/rm'));
+    await writeFile(join(m, 'etc/new'), 'new');
+    // removing and recreating a directory through overlayfs makes it opaque
+    await rm(join(m, 'var/lib'), { recursive: true });
+    await mkdir(join(m, 'var/lib'));
+    await writeFile(join(m, 'var/lib/fresh'), 'fresh');
+    execFileSync('setcap', ['cap_net_raw+ep', join(m, 'bin/tool')], { stdio: 'ignore' });
+  });
+  return { d, lower, upper, work, overlay };
+}
+
+async function mergedDigest(overlay: Mount[]) {
+  return withTempMount(overlay, async (m) => treeDigest(m));
+}
+
+describe('diff of an overlay upper dir', () => {
+  it('turns whiteout devices and opaque dirs into OCI whiteouts that apply back to the merged tree', async () => {
+    const { d, lower, upper, overlay } = await overlayWithChanges();
+    const names: string[] = [];
+    for await (const e of readTar(diffDirectories(lower, upper, { upperKind: 'overlay' })))
+      names.push(e.header.name);
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'etc/',
+        'etc/.wh.rm',
+        'etc/new',
+        'var/lib/',
+        'var/lib/.wh..wh..opq',
+        'var/lib/fresh',
+      ]),
+    );
+    expect(names).not.toContain('etc/keep');
+
+    const replay = join(d, 'replay');
+    execFileSync('cp', ['-a', lower, replay]);
+    await applyLayer(diffDirectories(lower, upper, { upperKind: 'overlay' }), replay);
+    expect((await treeDigest(replay)).entries).toEqual((await mergedDigest(overlay)).entries);
+  });
+});
+
+describe('writeDiff', () => {
+  const cases: Array<
+    [string, (o: Awaited<ReturnType<typeof overlayWithChanges>>) => { lower: Mount[]; upper: Mount[] }]
+  > = [
+    // the fast path: upper is an overlay over exactly the lower
+    [
+      'overlay upper over the lower',
+      (o) => ({ lower: [{ type: 'bind', source: o.lower, options: ['rbind', 'ro'] }], upper: o.overlay }),
+    ],
+    // the general path: both mounted read-only and walked
+    [
+      'two mounted trees',
+      (o) => ({
+        lower: [{ type: 'bind', source: o.lower, options: ['rbind', 'ro'] }],
+        upper: [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${o.upper}:${o.lower}`] }],
+      }),
+    ],
+  ];
+  it.each(cases)('commits a gzip layer with its uncompressed label (%s)', async (_name, pick) => {
+    const o = await overlayWithChanges();
+    const { lower, upper } = pick(o);
+    const content = new MemoryContent();
+    const desc = await writeDiff(ctx, lower, upper, content, { labels: { mine: 'yes' } });
+    expect(desc.mediaType).toBe(MediaTypes.ociLayerGzip);
+    const blob = content.blobs.get(desc.digest)!;
+    expect(blob.data.length).toBe(desc.size);
+    const tar = gunzipSync(blob.data);
+    expect(blob.labels).toEqual({ mine: 'yes', [UNCOMPRESSED_LABEL]: sha(tar) });
+
+    const replay = join(o.d, 'replay');
+    execFileSync('cp', ['-a', o.lower, replay]);
+    const applied = await applyLayer(Readable.from([blob.data]), replay);
+    expect(applied.digest).toBe(sha(tar));
+    expect((await treeDigest(replay)).entries).toEqual((await mergedDigest(o.overlay)).entries);
+    expect(await readFile(join(replay, 'var/lib/fresh'), 'utf8')).toBe('fresh');
+  });
+
+  it('a layer already in the store gets the label it lacks; zstd and plain tar too', async () => {
+    const o = await overlayWithChanges();
+    const content = new MemoryContent();
+    const lower: Mount[] = [{ type: 'bind', source: o.lower, options: ['rbind', 'ro'] }];
+    const plain = await writeDiff(ctx, lower, o.overlay, content, { mediaType: MediaTypes.ociLayer });
+    delete content.blobs.get(plain.digest)!.labels[UNCOMPRESSED_LABEL];
+    const again = await writeDiff(ctx, lower, o.overlay, content, { mediaType: MediaTypes.ociLayer });
+    expect(again.digest).toBe(plain.digest);
+    expect(content.blobs.get(plain.digest)!.labels[UNCOMPRESSED_LABEL]).toBe(plain.digest);
+
+    const zst = await writeDiff(ctx, lower, o.overlay, content, { mediaType: MediaTypes.ociLayerZstd });
+    const tar = execFileSync('zstd', ['-d', '-c', '-q'], { input: content.blobs.get(zst.digest)!.data });
+    expect(sha(tar)).toBe(content.blobs.get(zst.digest)!.labels[UNCOMPRESSED_LABEL]);
+    await expect(
+      writeDiff(ctx, lower, o.overlay, content, { mediaType: 'application/x-nope' }),
+    ).rejects.toMatchObject({
+      code: 'ERR_NOT_IMPLEMENTED',
+    });
+  });
+
+  it('diffs a base layer (no lower mounts)', async () => {
+    const d = await tempDir();
+    const src = join(d, 'src');
+    await mkdir(src);
+    await apply(base, src);
+    const content = new MemoryContent();
+    const desc = await writeDiff(ctx, [], [{ type: 'bind', source: src, options: ['rbind'] }], content);
+    const dst = join(d, 'dst');
+    await mkdir(dst);
+    await applyLayer(Readable.from([content.blobs.get(desc.digest)!.data]), dst);
+    expect((await treeDigest(dst)).digest).toBe((await treeDigest(src)).digest);
+  });
+});
