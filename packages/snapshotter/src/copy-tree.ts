@@ -21,8 +21,9 @@ export function splitDevice(rdev: bigint): { major: number; minor: number } {
   return { major: Number(major), minor: Number(minor) };
 }
 
-// Seconds with microseconds: what a double can carry exactly for today's dates.
-const seconds = (ns: bigint): number => Number(ns / 1000n) / 1e6;
+// Node takes times as a double of seconds, about 0.25 µs apart for today's dates: aim at the
+// middle of the microsecond so the kernel's truncation to nanoseconds keeps the microsecond.
+const seconds = (ns: bigint): number => (Number(ns / 1000n) + 0.5) / 1e6;
 
 function copyXattrs(src: string, dst: string): void {
   let names: string[];

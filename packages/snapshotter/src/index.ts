@@ -17,4 +17,4 @@ export {
   openOverlaySnapshotter,
   UPPERDIR_LABEL,
 } from './overlay';
-export { checkOverlaySupport, needsUserXattr, supportsIndex } from './overlay-support';
+export { checkOverlaySupport, needsUserXattr, runningInUserNS, supportsIndex } from './overlay-support';

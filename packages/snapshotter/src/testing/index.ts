@@ -718,6 +718,16 @@ async function checkSpecialFiles(env: SuiteEnv): Promise<void> {
   );
 }
 
+/** A layer's root keeps the owner its parent's root had (containerd chowns the new upper directory). */
+async function checkParentRootOwnership(env: SuiteEnv): Promise<void> {
+  const { sn, ctx, opt } = env;
+  await env.applyToMounts(await sn.prepare(ctx, 'owned', '', opt), chown('/', 1, 2));
+  await sn.commit(ctx, 'owned-committed', 'owned', opt);
+  const dir = await env.prepareMount('child', 'owned-committed');
+  const st = await stat(dir);
+  expect({ uid: st.uid, gid: st.gid }).toEqual({ uid: 1, gid: 2 });
+}
+
 /** A write into an active snapshot shows in its usage; usage of what does not exist is NotFound. */
 async function checkUsage(env: SuiteEnv): Promise<void> {
   const { sn, ctx, opt } = env;
@@ -791,6 +801,7 @@ export function runSnapshotterSuite(
       ['RootPermission', checkRootPermission],
       ['128LayersMount', check128LayersMount, 300_000],
       ['SpecialFiles', checkSpecialFiles],
+      ['ParentRootOwnership', checkParentRootOwnership],
       ['Usage', checkUsage],
     ];
     for (const [title, fn, timeout] of cases) {
