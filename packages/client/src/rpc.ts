@@ -37,7 +37,9 @@ export function convertError(err: unknown, ctx: Context, target?: string): Error
   const e = err as Partial<grpc.ServiceError> | undefined;
   if (e && typeof e.code === 'number') {
     if (e.code === GrpcCode.UNAVAILABLE && target && /no connection established/i.test(e.details ?? '')) {
-      return new UnavailableError(`connect ${target}: ${e.details}`, { cause: err });
+      // grpc-js says "No connection established. Last error: Error: connect ENOENT /x. Resolution note: ".
+      const last = /Last error: (?:Error: )?(.*?)\.?(?: Resolution note:.*)?$/s.exec(e.details ?? '')?.[1];
+      return new UnavailableError(`failed to dial "${target}": ${last || e.details}`, { cause: err });
     }
     return fromGrpcStatus({ code: e.code, details: e.details ?? e.message });
   }
