@@ -1,5 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, renameSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type Context,
@@ -137,11 +138,13 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
 
     let temp: string | undefined;
     if (this.needsDirectory(kind, parentIds)) {
-      temp = await mkdtemp(join(this.snapshotsDir, TEMP_PREFIX));
+      // Claimed before it exists, so a concurrent cleanup() never sees it unclaimed.
+      temp = join(this.snapshotsDir, `${TEMP_PREFIX}${randomBytes(8).toString('hex')}`);
       this.busy.add(temp);
     }
     try {
       if (temp !== undefined) {
+        await mkdir(temp, { mode: 0o700 });
         try {
           await this.populate(temp, kind, parentIds, ctx.signal);
         } catch (e) {
@@ -234,13 +237,12 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
    */
   async cleanup(_ctx: Context): Promise<void> {
     this.checkOpen();
-    for (const dir of this.garbage()) {
-      this.busy.add(dir);
-      try {
-        await rm(dir, { recursive: true, force: true });
-      } finally {
-        this.busy.delete(dir);
-      }
+    const garbage = this.garbage();
+    for (const dir of garbage) this.busy.add(dir);
+    try {
+      for (const dir of garbage) await rm(dir, { recursive: true, force: true });
+    } finally {
+      for (const dir of garbage) this.busy.delete(dir);
     }
   }
 

@@ -141,6 +141,21 @@ describe.each(kinds)('%s snapshotter on disk', (_name, open) => {
     expect((await listing()).filter((d) => d.startsWith('new-'))).toEqual([]);
   });
 
+  test('cleanup() while a snapshot is being built leaves it alone', async () => {
+    await reopen({ asyncRemove: true });
+    await withTempMount(await sn.prepare(ctx, 'base-a'), async (dir) => {
+      for (let i = 0; i < 100; i++) await writeFile(join(dir, `f${i}`), String(i));
+    });
+    await sn.commit(ctx, 'base', 'base-a');
+    await committedWith('doomed', 'x');
+    await sn.remove(ctx, 'doomed');
+    const building = sn.prepare(ctx, 'child', 'base');
+    await sn.cleanup(ctx);
+    const mounts = await building;
+    expect(await withTempMount(mounts, async (dir) => (await readdir(dir)).length)).toBe(100);
+    expect((await listing()).filter((d) => !/^[0-9]+$/.test(d))).toEqual([]);
+  });
+
   test('everything survives close and reopen', async () => {
     await committedWith('a', 'A');
     const mounts = await sn.prepare(ctx, 'act', 'a', { labels: { x: 'y' } });
