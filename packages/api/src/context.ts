@@ -31,7 +31,7 @@ export function withLease(ctx: Context, lease: string | undefined): Context {
 export function requireNamespace(ctx: Context): string {
   const ns = ctx.namespace;
   if (ns === undefined || ns === '') throw new FailedPreconditionError('namespace is required');
-  validateIdentifier(ns, 'namespace');
+  validateIdentifier(ns);
   return ns;
 }
 

@@ -19,12 +19,14 @@ describe('identifiers', () => {
     expect(() => validateIdentifier(id)).not.toThrow();
   });
   test.each(['', '-a', 'a-', 'a..b', 'has space', 'Bad_Name!', 'x'.repeat(77)])('%j is invalid', (id) => {
-    expect(() => validateIdentifier(id, 'namespace')).toThrow(
+    expect(() => validateIdentifier(id)).toThrow(
       expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
     );
   });
   test('the message names the value', () => {
-    expect(() => validateIdentifier('Bad_Name!', 'namespace')).toThrow('namespace "Bad_Name!"');
+    expect(() => validateIdentifier('Bad_Name!')).toThrow(
+      'identifier "Bad_Name!" must match ^[A-Za-z0-9]+(?:[._-](?:[A-Za-z0-9]+))*$',
+    );
   });
 });
 
@@ -86,6 +88,6 @@ describe('errors cross the gRPC edge with their kind', () => {
   test('a missing namespace is a failed precondition', () => {
     expect(() => requireNamespace({})).toThrow(expect.objectContaining({ code: 'ERR_FAILED_PRECONDITION' }));
     expect(requireNamespace({ namespace: 'default' })).toBe('default');
-    expect(() => requireNamespace({ namespace: 'no way' })).toThrow(/namespace "no way"/);
+    expect(() => requireNamespace({ namespace: 'no way' })).toThrow(/identifier "no way"/);
   });
 });

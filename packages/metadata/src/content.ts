@@ -150,9 +150,9 @@ export class MetadataContentStore implements ContentStore {
   async status(ctx: Context, ref: string): Promise<IngestStatus> {
     const ns = requireNamespace(ctx);
     const row = this.ingest(ns, ref);
-    if (!row) throw new NotFoundError(`ref ${ref}: not found`);
+    if (!row) throw new NotFoundError(`reference ${ref}: not found`);
     const st = await this.backingStatus(ctx, row);
-    if (!st) throw new NotFoundError(`ref ${ref}: not found`);
+    if (!st) throw new NotFoundError(`reference ${ref}: not found`);
     return st;
   }
 
@@ -175,7 +175,7 @@ export class MetadataContentStore implements ContentStore {
     const ns = requireNamespace(ctx);
     await this.db.gcLock.shared(async () => {
       const row = this.ingest(ns, ref);
-      if (!row) throw new NotFoundError(`ref ${ref}: not found`);
+      if (!row) throw new NotFoundError(`reference ${ref}: not found`);
       try {
         await this.backing.abort(ctx, row.backing_ref);
       } catch (e) {
@@ -511,7 +511,7 @@ function toInfo(row: ContentRow, labels: Labels): ContentInfo {
 }
 
 function notFound(digest: Digest): NotFoundError {
-  return new NotFoundError(`content ${digest}: not found`);
+  return new NotFoundError(`content digest ${digest}: not found`);
 }
 
 /**
@@ -523,8 +523,8 @@ function notFound(digest: Digest): NotFoundError {
 export function contentKinds(db: MetadataDB, backing: ContentStore | undefined): ResourceKind[] {
   const content: ResourceKind = {
     type: 'content',
-    inUse: (ns) =>
-      db.stmt('SELECT 1 FROM content WHERE namespace = ? LIMIT 1').get(ns) ? 'content' : undefined,
+    // containerd's word for content in this message.
+    inUse: (ns) => (db.stmt('SELECT 1 FROM content WHERE namespace = ? LIMIT 1').get(ns) ? 'blobs' : undefined),
     roots: () =>
       (
         db.stmt('SELECT namespace, digest FROM content_labels WHERE key = ?').all(GC_ROOT_LABEL) as {
@@ -578,8 +578,10 @@ export function contentKinds(db: MetadataDB, backing: ContentStore | undefined):
 
   const ingests: ResourceKind = {
     type: 'ingests',
-    inUse: (ns) =>
-      db.stmt('SELECT 1 FROM ingests WHERE namespace = ? LIMIT 1').get(ns) ? 'ingests' : undefined,
+    dropNamespace: (ns) => {
+      // The backing ingest is aborted by the next collection, as a stray.
+      db.stmt('DELETE FROM ingests WHERE namespace = ?').run(ns);
+    },
     roots: (now) =>
       (
         db.stmt('SELECT namespace, ref FROM ingests WHERE expires_at > ?').all(now.getTime()) as {

@@ -39,6 +39,11 @@ export interface ResourceKind {
   readonly type: string;
   /** What namespace delete names when this kind still has records in `namespace`. */
   inUse?(namespace: string): string | undefined;
+  /**
+   * Drops this kind's records of a namespace being deleted. Only kinds that do not block the
+   * deletion (no inUse) have any: containerd deletes a namespace's leases and ingests with it.
+   */
+  dropNamespace?(namespace: string): void;
   /** Records alive on their own right (labelled roots, unexpired leases...). */
   roots(now: Date): Iterable<GCNode>;
   /** Records that `node` keeps alive. */

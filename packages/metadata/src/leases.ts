@@ -52,7 +52,7 @@ export function validateLeaseResource(r: LeaseResource): void {
           `invalid snapshot resource type "${r.type}": want snapshots/<snapshotter>`,
         );
       }
-      validateIdentifier(parts[1]!, 'snapshotter');
+      validateIdentifier(parts[1]!);
       return;
     default:
       throw new InvalidArgumentError(`lease resource type "${r.type}" is not supported`);
@@ -119,7 +119,7 @@ export class SqliteLeaseManager implements LeaseManager {
   async create(ctx: Context, opts: LeaseCreateOptions = {}): Promise<Lease> {
     const ns = requireNamespace(ctx);
     const id = opts.id ?? `${Date.now()}-${randomBytes(6).toString('hex')}`;
-    validateIdentifier(id, 'lease id');
+    validateIdentifier(id);
     validateLabels(opts.labels);
     const labels: Labels = {};
     for (const [k, v] of Object.entries(opts.labels ?? {})) if (v !== '') labels[k] = v;
@@ -223,8 +223,9 @@ export class SqliteLeaseManager implements LeaseManager {
 export function leaseKind(db: MetadataDB): ResourceKind {
   return {
     type: 'leases',
-    inUse: (ns) =>
-      db.stmt('SELECT 1 FROM leases WHERE namespace = ? LIMIT 1').get(ns) ? 'leases' : undefined,
+    dropNamespace: (ns) => {
+      db.stmt('DELETE FROM leases WHERE namespace = ?').run(ns);
+    },
     *roots(now) {
       const expiries = db
         .stmt('SELECT namespace, lease, value FROM lease_labels WHERE key = ?')

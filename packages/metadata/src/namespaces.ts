@@ -16,7 +16,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
   constructor(private readonly db: MetadataDB) {}
 
   async create(_ctx: Context, name: string, labels?: Labels): Promise<void> {
-    validateIdentifier(name, 'namespace');
+    validateIdentifier(name);
     validateLabels(labels);
     this.db.transaction(() => {
       const r = this.db
@@ -32,7 +32,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
 
   /** NotFound when the namespace does not exist (containerd answers an empty set). */
   async labels(_ctx: Context, name: string): Promise<Labels> {
-    validateIdentifier(name, 'namespace');
+    validateIdentifier(name);
     return this.db.view(() => {
       this.mustExist(name);
       const rows = this.db
@@ -44,7 +44,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
 
   /** Sets one label; an empty value removes it. Creates the namespace if needed, as containerd. */
   async setLabel(_ctx: Context, name: string, key: string, value: string): Promise<void> {
-    validateIdentifier(name, 'namespace');
+    validateIdentifier(name);
     validateLabel(key, value);
     this.db.transaction(() => {
       this.db.ensureNamespace(name);
@@ -68,7 +68,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
 
   /** NotFound when missing; FailedPrecondition naming what the namespace still holds. */
   async delete(_ctx: Context, name: string): Promise<void> {
-    validateIdentifier(name, 'namespace');
+    validateIdentifier(name);
     this.db.transaction(() => {
       this.mustExist(name);
       const remaining: string[] = [];
@@ -81,8 +81,10 @@ export class SqliteNamespaceStore implements NamespaceStore {
           `namespace "${name}" must be empty, but it still has ${remaining.join(', ')}`,
         );
       }
+      for (const kind of this.db.resourceKinds) kind.dropNamespace?.(name);
       this.db.stmt('DELETE FROM namespaces WHERE name = ?').run(name);
     });
+    this.db.scheduleGC();
   }
 
   private mustExist(name: string): void {

@@ -30,7 +30,7 @@ describe('MetadataContentStore', () => {
 
       const e1 = await errorOf(() => cs.info(B, d));
       expect(e1.code).toBe('ERR_NOT_FOUND');
-      expect(e1.message).toBe(`content ${d}: not found`);
+      expect(e1.message).toBe(`content digest ${d}: not found`);
       expect((await errorOf(() => cs.readerAt(B, { digest: d }))).code).toBe('ERR_NOT_FOUND');
       expect((await errorOf(() => cs.update(B, { digest: d, labels: {} }))).code).toBe('ERR_NOT_FOUND');
       expect((await errorOf(() => cs.delete(B, d))).code).toBe('ERR_NOT_FOUND');

@@ -109,7 +109,7 @@ describe('leases', () => {
       [{ type: 'content', id: '' }, /id must not be empty/],
       [{ type: 'content/extra', id: D1 }, /invalid lease resource type "content\/extra"/],
       [{ type: 'snapshots', id: 'k' }, /want snapshots\/<snapshotter>/],
-      [{ type: 'snapshots/bad name', id: 'k' }, /snapshotter "bad name"/],
+      [{ type: 'snapshots/bad name', id: 'k' }, /identifier "bad name"/],
       [{ type: 'images', id: 'x' }, /lease resource type "images" is not supported/],
     ];
     for (const [r, msg] of cases) {

@@ -24,7 +24,7 @@ export function validateTopic(topic: string): void {
     throw new InvalidArgumentError(`envelope topic "${topic}": must have at least one component`);
   for (const component of topic.slice(1).split('/')) {
     try {
-      validateIdentifier(component, 'topic component');
+      validateIdentifier(component);
     } catch (err) {
       throw new InvalidArgumentError(
         `envelope topic "${topic}": failed validation on component "${component}": ${(err as Error).message}`,
@@ -154,7 +154,7 @@ export class Exchange implements Publisher {
 
   /** Forwards an envelope published elsewhere (a shim, a remote publisher). */
   async forward(envelope: Envelope): Promise<void> {
-    validateIdentifier(envelope.namespace, 'event envelope namespace');
+    validateIdentifier(envelope.namespace);
     validateTopic(envelope.topic);
     if (!(envelope.timestamp instanceof Date) || Number.isNaN(envelope.timestamp.getTime())) {
       throw new InvalidArgumentError('timestamp must be set on forwarded event');
