@@ -110,7 +110,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
             client,
             ctx: {
               namespace: globals.namespace,
-              ...(timeoutMs > 0 ? { signal: AbortSignal.timeout(timeoutMs) } : {}),
+              ...(timeoutMs > 0 ? { signal: AbortSignal.timeout(Math.max(1, Math.ceil(timeoutMs))) } : {}),
             },
           };
         }
