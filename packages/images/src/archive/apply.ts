@@ -1,21 +1,26 @@
 import { createHash } from 'node:crypto';
-import { constants, type Stats } from 'node:fs';
 import {
-  chmod,
-  type FileHandle,
-  lchown,
-  link,
-  lstat,
-  lutimes,
-  mkdir,
-  open,
-  readdir,
-  realpath,
-  rm,
-  stat,
-  symlink,
-  utimes,
-} from 'node:fs/promises';
+  chmodSync,
+  closeSync,
+  constants,
+  fchmodSync,
+  fchownSync,
+  futimesSync,
+  lchownSync,
+  linkSync,
+  lstatSync,
+  lutimesSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  rmSync,
+  type Stats,
+  symlinkSync,
+  utimesSync,
+  writeSync,
+} from 'node:fs';
+import { realpath, stat } from 'node:fs/promises';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import {
   BerthError,
   CanceledError,
@@ -31,7 +36,7 @@ import { type Compression, layerCompression } from './media-types';
 import { cleanEntryName, PATH_MAX, quoteName, resolveInRoot } from './root-path';
 import type { TarHeader } from './tar-format';
 import { readTar, type TarEntry } from './tar-reader';
-import { parseWhiteout, setOverlayOpaque, type WhiteoutMode, writeOverlayWhiteout } from './whiteouts';
+import { parseWhiteout, setOverlayOpaque, type WhiteoutMode } from './whiteouts';
 
 export interface ApplyOptions {
   /**
@@ -51,8 +56,6 @@ export interface ApplyOptions {
   allowDevices?: boolean;
   /** Keep setuid/setgid bits. Default true (as containerd); false strips them. */
   allowSetuid?: boolean;
-  /** File writes and metadata updates in flight at once (default 16). */
-  concurrency?: number;
   zstd?: ZstdImplementation;
   signal?: AbortSignal;
 }
@@ -66,11 +69,11 @@ export interface ApplyResult {
   compression: Compression;
 }
 
-/** Files up to this size are read whole and written in the background; larger ones stream. */
-const SMALL_FILE = 512 * 1024;
 const OPEN_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
 // Go's archive code clamps times it cannot represent to the epoch.
 const MAX_TIME = 2 ** 53 / 1e6;
+/** Longest stretch of synchronous filesystem work before the event loop gets a turn. */
+const SLICE_MS = 5;
 
 function clampTime(t: number): number {
   return t < 0 || t > MAX_TIME || !Number.isFinite(t) ? 0 : t;
@@ -98,9 +101,9 @@ function entryError(name: string, what: string, e: unknown): BerthError {
   }
 }
 
-async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+function lstatOrUndefined(path: string): Stats | undefined {
   try {
-    return await lstat(path);
+    return lstatSync(path);
   } catch (e) {
     if (errnoOf(e) === 'ENOENT') return undefined;
     throw e;
@@ -124,15 +127,20 @@ function setXattrs(path: string, xattrs: Map<string, Buffer>, regularOrDir: bool
 }
 
 /** Copies a lower directory's attributes onto a parent created in the upper dir. */
-async function copyDirInfo(from: string, st: Stats, to: string): Promise<void> {
-  await lchown(to, st.uid, st.gid);
-  await chmod(to, st.mode & 0o7777);
-  await lutimes(to, st.atime, st.mtime);
+function copyDirInfo(from: string, st: Stats, to: string): void {
+  lchownSync(to, st.uid, st.gid);
+  chmodSync(to, st.mode & 0o7777);
+  lutimesSync(to, st.atime, st.mtime);
   for (const key of llistxattr(from)) {
     if (key.startsWith('trusted.')) continue;
     const value = lgetxattr(from, key);
     if (value !== undefined) lsetxattr(to, key, value);
   }
+}
+
+function writeAll(fd: number, data: Buffer, pos: number): void {
+  let off = 0;
+  while (off < data.length) off += writeSync(fd, data, off, data.length - off, pos + off);
 }
 
 interface DirTimes {
@@ -141,7 +149,14 @@ interface DirTimes {
   mtime: number;
 }
 
-/** The state of one apply: caches that make a fresh unpack cheap, and the work in flight. */
+/**
+ * The state of one apply.
+ *
+ * Filesystem calls are synchronous, in slices of at most SLICE_MS between turns of the event
+ * loop. Measured on tmpfs with 40k small files: six syscalls per file cost ~1.0 s
+ * synchronously, ~2.1 s through callbacks and ~4.5 s through fs/promises with 16 in flight
+ * (thread-pool hand-offs dominate such tiny calls). Reading the stream stays asynchronous.
+ */
 class Applier {
   /** Parent directory (as named in the layer) -> its resolved absolute path, known to exist. */
   private readonly dirCache = new Map<string, string>();
@@ -152,65 +167,31 @@ class Applier {
   /** Direct mode: paths this layer put in place and their ancestors (kept by opaque dirs). */
   private readonly unpacked = new Set<string>();
   private readonly dirs: DirTimes[] = [];
-  private readonly pending = new Set<Promise<void>>();
-  private readonly pendingByPath = new Map<string, Promise<void>>();
-  private failure: BerthError | undefined;
   private readonly mode: WhiteoutMode;
-  private readonly concurrency: number;
+  private sliceStart = performance.now();
 
   constructor(
     private readonly root: string,
     private readonly opts: ApplyOptions,
   ) {
     this.mode = opts.whiteouts ?? 'direct';
-    this.concurrency = Math.max(1, opts.concurrency ?? 16);
-  }
-
-  async init(): Promise<void> {
-    if ((await readdir(this.root)).length === 0) this.createdDirs.add(this.root);
+    if (readdirSync(root).length === 0) this.createdDirs.add(root);
   }
 
   private check(): void {
-    if (this.failure) throw this.failure;
     if (this.opts.signal?.aborted)
       throw new CanceledError('layer apply canceled', { cause: this.opts.signal.reason });
   }
 
-  /** Runs fn in the background, at most `concurrency` at once; the first failure stops the apply. */
-  private async schedule(
-    path: string | undefined,
-    name: string,
-    what: string,
-    fn: () => Promise<void>,
-  ): Promise<void> {
-    while (this.pending.size >= this.concurrency) await Promise.race(this.pending);
-    this.check();
-    const p: Promise<void> = fn()
-      .catch((e) => {
-        this.failure ??= entryError(name, what, e);
-      })
-      .finally(() => {
-        this.pending.delete(p);
-        if (path !== undefined && this.pendingByPath.get(path) === p) this.pendingByPath.delete(path);
-      });
-    this.pending.add(p);
-    if (path !== undefined) this.pendingByPath.set(path, p);
+  /** Gives the event loop a turn when this slice of synchronous work has lasted long enough. */
+  private async breathe(): Promise<void> {
+    if (performance.now() - this.sliceStart < SLICE_MS) return;
+    await yieldToLoop();
+    this.sliceStart = performance.now();
   }
 
-  /** Waits for everything in flight (before anything is removed, and at the end). */
-  async drain(): Promise<void> {
-    while (this.pending.size > 0) await Promise.all(this.pending);
-    if (this.failure) throw this.failure;
-  }
-
-  /** Settles what is in flight without reporting it (after a failure, before returning). */
-  async settle(): Promise<void> {
-    while (this.pending.size > 0) await Promise.allSettled(this.pending);
-  }
-
-  private async removeAll(path: string): Promise<void> {
-    await this.drain();
-    await rm(path, { recursive: true, force: true });
+  private removeAll(path: string): void {
+    rmSync(path, { recursive: true, force: true });
     // A removed directory or symlink may be on the way to anything cached.
     this.dirCache.clear();
     this.createdDirs.delete(path);
@@ -229,18 +210,18 @@ class Applier {
   }
 
   /** The directory an entry goes into: resolved inside the root, created when missing. */
-  private async parentDir(parts: readonly string[], name: string): Promise<string> {
+  private parentDir(parts: readonly string[], name: string): string {
     const key = parts.join('/');
     const cached = this.dirCache.get(key);
     if (cached !== undefined) return cached;
-    const resolved = await resolveInRoot(this.root, parts, name);
+    const resolved = resolveInRoot(this.root, parts, name);
     let cur = this.root;
     let creating = false;
     for (let i = 0; i < resolved.length; i++) {
       const parent = cur;
       cur = `${cur}/${resolved[i]}`;
       if (!creating) {
-        const st = await lstatOrUndefined(cur);
+        const st = lstatOrUndefined(cur);
         if (st?.isDirectory()) continue;
         if (st)
           throw new FailedPreconditionError(
@@ -248,33 +229,30 @@ class Applier {
           );
         creating = true;
       }
-      await mkdir(cur, 0o755);
-      await chmod(cur, 0o755);
+      mkdirSync(cur, 0o755);
+      chmodSync(cur, 0o755);
       this.createdDirs.add(cur);
       if (this.createdDirs.has(parent)) this.createdPaths.add(cur);
-      await this.copyFromParents(resolved.slice(0, i + 1), cur);
+      this.copyFromParents(resolved.slice(0, i + 1), cur);
     }
     this.dirCache.set(key, cur);
     return cur;
   }
 
-  private async copyFromParents(parts: string[], dir: string): Promise<void> {
+  private copyFromParents(parts: string[], dir: string): void {
     if (this.mode !== 'overlay') return;
     for (const lower of this.opts.parents ?? []) {
-      const resolved = await resolveInRoot(lower, parts);
-      const from = `${lower}/${resolved.join('/')}`;
-      const st = await lstatOrUndefined(from);
+      const from = `${lower}/${resolveInRoot(lower, parts).join('/')}`;
+      const st = lstatOrUndefined(from);
       if (!st) continue;
       // Replaced by a non-directory in that lower: nothing to inherit.
-      if (st.isDirectory()) await copyDirInfo(from, st, dir);
+      if (st.isDirectory()) copyDirInfo(from, st, dir);
       return;
     }
   }
 
-  /** Whether something already exists at path (skipping the lstat inside fresh directories). */
-  private async existing(parent: string, path: string): Promise<Stats | undefined> {
-    const inFlight = this.pendingByPath.get(path);
-    if (inFlight) await inFlight;
+  /** Whether something already exists at path (no lstat needed inside fresh directories). */
+  private existing(parent: string, path: string): Stats | undefined {
     if (this.createdDirs.has(parent) && !this.createdPaths.has(path)) return undefined;
     return lstatOrUndefined(path);
   }
@@ -286,6 +264,7 @@ class Applier {
 
   async entry(entry: TarEntry): Promise<void> {
     this.check();
+    await this.breathe();
     const h = entry.header;
     const name = h.name;
     switch (h.type) {
@@ -314,7 +293,7 @@ class Applier {
     const base = parts[parts.length - 1]!;
     let parent: string;
     try {
-      parent = await this.parentDir(parts.slice(0, -1), name);
+      parent = this.parentDir(parts.slice(0, -1), name);
     } catch (e) {
       throw entryError(name, 'parent directory', e);
     }
@@ -323,7 +302,7 @@ class Applier {
     const wh = parseWhiteout(base);
     if (wh) {
       try {
-        await this.whiteout(h, parent, wh.kind === 'opaque' ? undefined : wh.name);
+        this.whiteout(h, parent, wh.kind === 'opaque' ? undefined : wh.name);
       } catch (e) {
         throw entryError(name, 'whiteout', e);
       }
@@ -336,42 +315,38 @@ class Applier {
     const atime = Math.max(clampTime(h.atime ?? 0), mtime);
 
     try {
-      let st = await this.existing(parent, path);
+      let st = this.existing(parent, path);
       if (st && !(st.isDirectory() && h.type === 'dir')) {
-        await this.removeAll(path);
+        this.removeAll(path);
         st = undefined;
       }
       switch (h.type) {
         case 'dir':
           if (!st) {
-            await mkdir(path, mode);
+            mkdirSync(path, mode);
             this.createdDirs.add(path);
           }
           this.created(parent, path);
           this.dirCache.set(parts.join('/'), path);
           this.dirs.push({ path, atime, mtime });
-          await this.schedule(undefined, name, 'directory attributes', async () => {
-            await lchown(path, h.uid, h.gid);
-            setXattrs(path, h.xattrs, true);
-            await chmod(path, mode);
-          });
+          lchownSync(path, h.uid, h.gid);
+          setXattrs(path, h.xattrs, true);
+          chmodSync(path, mode);
           return;
         case 'file':
           await this.file(entry, path, mode, atime, mtime);
           this.created(parent, path);
           return;
         case 'link':
-          await this.hardlink(h, path, mode, atime, mtime);
+          this.hardlink(h, path, mode, atime, mtime);
           this.created(parent, path);
           return;
         case 'symlink':
-          await symlink(h.linkname, path);
+          symlinkSync(h.linkname, path);
           this.created(parent, path);
-          await this.schedule(path, name, 'symlink attributes', async () => {
-            await lchown(path, h.uid, h.gid);
-            setXattrs(path, h.xattrs, false);
-            await lutimes(path, atime, mtime);
-          });
+          lchownSync(path, h.uid, h.gid);
+          setXattrs(path, h.xattrs, false);
+          lutimesSync(path, atime, mtime);
           return;
         case 'char':
         case 'block':
@@ -379,12 +354,10 @@ class Applier {
           const kind = h.type === 'char' ? S_IFCHR : h.type === 'block' ? S_IFBLK : S_IFIFO;
           mknod(path, kind | mode, h.devmajor, h.devminor);
           this.created(parent, path);
-          await this.schedule(path, name, 'node attributes', async () => {
-            await lchown(path, h.uid, h.gid);
-            setXattrs(path, h.xattrs, false);
-            await chmod(path, mode);
-            await utimes(path, atime, mtime);
-          });
+          lchownSync(path, h.uid, h.gid);
+          setXattrs(path, h.xattrs, false);
+          chmodSync(path, mode);
+          utimesSync(path, atime, mtime);
           return;
         }
       }
@@ -401,69 +374,33 @@ class Applier {
     mtime: number,
   ): Promise<void> {
     const h = entry.header;
-    const finish = async (fh: FileHandle) => {
-      try {
-        // chown first: it clears setuid bits and file capabilities.
-        await fh.chown(h.uid, h.gid);
-        if (h.xattrs.size > 0) setXattrs(path, h.xattrs, true);
-        await fh.chmod(mode);
-        await fh.utimes(atime, mtime);
-      } finally {
-        await fh.close();
-      }
-    };
-    if (h.size <= SMALL_FILE) {
-      const data = await entry.readAll();
-      await this.schedule(path, h.name, 'write file', async () => {
-        const fh = await open(path, OPEN_NEW, 0o600);
-        let ok = false;
-        try {
-          if (data.length > 0) await fh.write(data, 0, data.length, 0);
-          ok = true;
-        } finally {
-          if (!ok) await fh.close();
-        }
-        await finish(fh);
-      });
-      return;
-    }
-    const fh = await open(path, OPEN_NEW, 0o600);
+    const fd = openSync(path, OPEN_NEW, 0o600);
     try {
       let pos = 0;
       for await (const chunk of entry.body()) {
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, pos);
-          off += bytesWritten;
-          pos += bytesWritten;
-        }
+        writeAll(fd, chunk, pos);
+        pos += chunk.length;
       }
-    } catch (e) {
-      await fh.close();
-      throw e;
+      // chown first: it clears setuid bits and file capabilities.
+      fchownSync(fd, h.uid, h.gid);
+      if (h.xattrs.size > 0) setXattrs(path, h.xattrs, true);
+      fchmodSync(fd, mode);
+      futimesSync(fd, atime, mtime);
+    } finally {
+      closeSync(fd);
     }
-    await this.schedule(path, h.name, 'file attributes', () => finish(fh));
   }
 
-  private async hardlink(
-    h: TarHeader,
-    path: string,
-    mode: number,
-    atime: number,
-    mtime: number,
-  ): Promise<void> {
+  private hardlink(h: TarHeader, path: string, mode: number, atime: number, mtime: number): void {
     const targetParts = cleanEntryName(h.linkname, `hard link ${quoteName(h.name)} to`);
     if (targetParts.length === 0) {
       throw new InvalidArgumentError(`layer entry ${quoteName(h.name)}: hard link to the layer root`);
     }
     // The target's parents resolve inside the root; its last component is not followed,
     // so a link to a symlink links the symlink itself (as link(2) and containerd do).
-    const targetParent = await resolveInRoot(this.root, targetParts.slice(0, -1), h.name);
+    const targetParent = resolveInRoot(this.root, targetParts.slice(0, -1), h.name);
     const target = `${this.root}${targetParent.length > 0 ? `/${targetParent.join('/')}` : ''}/${targetParts[targetParts.length - 1]}`;
-    const inFlight = this.pendingByPath.get(target);
-    if (inFlight) await inFlight;
-    this.check();
-    const st = await lstatOrUndefined(target);
+    const st = lstatOrUndefined(target);
     if (!st) {
       throw new FailedPreconditionError(
         `layer entry ${quoteName(h.name)}: hard link target ${quoteName(h.linkname)} does not exist`,
@@ -474,27 +411,24 @@ class Applier {
         `layer entry ${quoteName(h.name)}: hard link target ${quoteName(h.linkname)} is a directory`,
       );
     }
-    await link(target, path);
-    await this.schedule(path, h.name, 'hard link attributes', async () => {
-      await lchown(path, h.uid, h.gid);
-      setXattrs(path, h.xattrs, st.isFile());
-      if (!st.isSymbolicLink()) {
-        await chmod(path, mode);
-        await utimes(path, atime, mtime);
-      } else {
-        await lutimes(path, atime, mtime);
-      }
-    });
+    linkSync(target, path);
+    lchownSync(path, h.uid, h.gid);
+    setXattrs(path, h.xattrs, st.isFile());
+    if (st.isSymbolicLink()) {
+      lutimesSync(path, atime, mtime);
+    } else {
+      chmodSync(path, mode);
+      utimesSync(path, atime, mtime);
+    }
   }
 
-  private async whiteout(h: TarHeader, parent: string, name: string | undefined): Promise<void> {
+  private whiteout(h: TarHeader, parent: string, name: string | undefined): void {
     if (name === undefined) {
       if (this.mode === 'overlay') {
         setOverlayOpaque(parent);
         return;
       }
-      await this.drain();
-      await this.removeNotUnpacked(parent);
+      this.removeNotUnpacked(parent);
       this.dirCache.clear();
       return;
     }
@@ -502,33 +436,33 @@ class Applier {
       throw new InvalidArgumentError(`invalid whiteout name ${quoteName(h.name)}`);
     }
     const path = `${parent}/${name}`;
-    if (await this.existing(parent, path)) await this.removeAll(path);
+    if (this.existing(parent, path)) this.removeAll(path);
     if (this.mode === 'overlay') {
-      await writeOverlayWhiteout(path, h.uid, h.gid);
+      mknod(path, S_IFCHR, 0, 0);
+      lchownSync(path, h.uid, h.gid);
       if (this.createdDirs.has(parent)) this.createdPaths.add(path);
     }
   }
 
   /** Direct mode opaque directory: removes what this layer did not put there. */
-  private async removeNotUnpacked(dir: string): Promise<void> {
-    for (const child of await readdir(dir)) {
+  private removeNotUnpacked(dir: string): void {
+    for (const child of readdirSync(dir)) {
       const path = `${dir}/${child}`;
       if (!this.unpacked.has(path)) {
-        await rm(path, { recursive: true, force: true });
+        rmSync(path, { recursive: true, force: true });
         this.createdDirs.delete(path);
         continue;
       }
-      const st = await lstat(path);
-      if (st.isDirectory()) await this.removeNotUnpacked(path);
+      if (lstatSync(path).isDirectory()) this.removeNotUnpacked(path);
     }
   }
 
   /** Directory times last: creating their children changed them. */
   async finish(): Promise<void> {
-    await this.drain();
     for (const d of this.dirs) {
-      const st = await lstatOrUndefined(d.path);
-      if (st?.isDirectory()) await lutimes(d.path, d.atime, d.mtime);
+      await this.breathe();
+      const st = lstatOrUndefined(d.path);
+      if (st?.isDirectory()) lutimesSync(d.path, d.atime, d.mtime);
     }
   }
 }
@@ -556,7 +490,6 @@ export async function applyLayer(
     throw new FailedPreconditionError(`apply target ${target}: ${(e as Error).message}`, { cause: e });
   }
   const applier = new Applier(root, opts);
-  await applier.init();
   const { compression, stream: plain } = await decompressStream(stream, { zstd: opts.zstd });
   const hash = createHash('sha256');
   let size = 0;
@@ -571,7 +504,6 @@ export async function applyLayer(
     for await (const entry of readTar(counted)) await applier.entry(entry);
     await applier.finish();
   } catch (e) {
-    await applier.settle();
     await counted.return(undefined).catch(() => undefined);
     throw e;
   }

@@ -1,4 +1,4 @@
-import { lstat, readlink } from 'node:fs/promises';
+import { lstatSync, readlinkSync, type Stats } from 'node:fs';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
 
 /** Linux NAME_MAX and PATH_MAX (bytes, PATH_MAX counting the NUL). */
@@ -43,9 +43,9 @@ export function cleanEntryName(name: string, what = 'layer entry'): string[] {
  * Components that do not exist are kept as they are. The result never leaves the root and
  * holds no symlink: a prefix of existing directories, then (maybe) the last existing
  * component of any type, or components that do not exist. A non-directory met in the
- * middle is a FailedPrecondition naming `entry`.
+ * middle is a FailedPrecondition naming `entry`. Synchronous: see apply.ts for why.
  */
-export async function resolveInRoot(root: string, parts: readonly string[], entry = ''): Promise<string[]> {
+export function resolveInRoot(root: string, parts: readonly string[], entry = ''): string[] {
   const out: string[] = [];
   const queue = [...parts];
   let links = 0;
@@ -57,9 +57,9 @@ export async function resolveInRoot(root: string, parts: readonly string[], entr
       continue;
     }
     const full = `${root}/${out.length > 0 ? `${out.join('/')}/` : ''}${p}`;
-    let st: Awaited<ReturnType<typeof lstat>>;
+    let st: Stats;
     try {
-      st = await lstat(full);
+      st = lstatSync(full);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
@@ -72,7 +72,7 @@ export async function resolveInRoot(root: string, parts: readonly string[], entr
           `${entry ? `layer entry ${quoteName(entry)}: ` : ''}too many levels of symbolic links`,
         );
       }
-      const target = await readlink(full);
+      const target = readlinkSync(full);
       if (target.startsWith('/')) out.length = 0;
       queue.unshift(...target.split('/'));
       continue;

@@ -1,6 +1,5 @@
 import type { Stats } from 'node:fs';
-import { lchown } from 'node:fs/promises';
-import { lgetxattr, lsetxattr, mknod, S_IFCHR } from '@berth/sys';
+import { lgetxattr, lsetxattr } from '@berth/sys';
 
 /** `.wh.<name>` in a layer deletes `<name>` from the layers below (OCI image spec). */
 export const WHITEOUT_PREFIX = '.wh.';
@@ -33,11 +32,6 @@ export function parseWhiteout(base: string): WhiteoutKind {
 /** An overlayfs whiteout: a character device 0/0. */
 export function isOverlayWhiteout(st: Stats): boolean {
   return st.isCharacterDevice() && st.rdev === 0;
-}
-
-export async function writeOverlayWhiteout(path: string, uid: number, gid: number): Promise<void> {
-  mknod(path, S_IFCHR, 0, 0);
-  await lchown(path, uid, gid);
 }
 
 export function setOverlayOpaque(dir: string): void {
