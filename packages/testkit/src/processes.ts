@@ -34,6 +34,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
     const child = spawn(cmd, args, { ...spawnOpts, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
+    // A command may exit before reading its input; that is its answer, not the caller's crash.
+    child.stdin!.on('error', () => {});
     child.stdout!.on('data', (b: Buffer) => out.push(b));
     child.stderr!.on('data', (b: Buffer) => err.push(b));
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
