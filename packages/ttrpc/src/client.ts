@@ -140,7 +140,13 @@ export class TtrpcClient implements FrameSink {
       this.teardown();
       resolveClosed();
     });
-    if (socket.destroyed) queueMicrotask(() => this.teardown());
+    if (socket.destroyed) {
+      // Handed a dead socket: its 'close' may have fired already.
+      queueMicrotask(() => {
+        this.teardown();
+        resolveClosed();
+      });
+    }
   }
 
   /** True once the connection is gone (close() or the peer). */
@@ -160,6 +166,7 @@ export class TtrpcClient implements FrameSink {
     request: Req,
     options: CallOptions = {},
   ): Promise<Res> {
+    if (this.isClosed) return Promise.reject(this.closedError());
     let types: MethodTypes;
     let payload: Payload;
     try {
@@ -189,6 +196,7 @@ export class TtrpcClient implements FrameSink {
     request?: Req,
     options: CallOptions = {},
   ): ClientStream<Req, Res> {
+    if (this.isClosed) throw this.closedError();
     const types = this.types(service, method);
     const payload: Payload =
       types.requestStream && request === undefined

@@ -45,12 +45,22 @@ export function socketPath(address: string): string {
   if (address.startsWith('unix://')) {
     const path = address.slice('unix://'.length);
     if (path === '') throw new InvalidArgumentError(`ttrpc address ${JSON.stringify(address)}: empty path`);
-    return path;
+    return checkLength(path);
   }
   if (address === '' || /^[a-z][a-z0-9+.-]*:\/\//i.test(address)) {
     throw new InvalidArgumentError(
       `ttrpc address ${JSON.stringify(address)}: expected unix://PATH or a path`,
     );
   }
-  return address;
+  return checkLength(address);
+}
+
+/** sun_path holds 108 bytes with its NUL; a longer path would be cut short, not refused. */
+const SUN_PATH_MAX = 107;
+
+function checkLength(path: string): string {
+  if (Buffer.byteLength(path) > SUN_PATH_MAX) {
+    throw new InvalidArgumentError(`ttrpc socket ${path}: path longer than ${SUN_PATH_MAX} bytes`);
+  }
+  return path;
 }

@@ -299,6 +299,7 @@ class ServerConnection implements FrameSink {
       this.calls.clear();
       resolveClosed();
     });
+    if (socket.destroyed) resolveClosed();
   }
 
   frame(streamId: number, type: number, flags: number, payload: Buffer): void {

@@ -514,6 +514,36 @@ describe('listening', () => {
     }
   });
 
+  it('refuses a socket path too long for sun_path instead of truncating it', async () => {
+    const long = path.join(dir, 'x'.repeat(120));
+    const server = new TtrpcServer();
+    await expect(server.listen(long)).rejects.toThrow(`ttrpc socket ${long}: path longer than 107 bytes`);
+    await expect(TtrpcClient.connect(`unix://${long}`)).rejects.toBeInstanceOf(InvalidArgumentError);
+    await server.close();
+  });
+
+  it('serves a connection handed in directly, and a client over a given socket', async () => {
+    const server = new TtrpcServer();
+    server.register(ECHO, echoHandlers, echoService());
+    const file = path.join(dir, 'p.sock');
+    const listener = net.createServer((s) => server.serveConnection(s));
+    await new Promise<void>((resolve) => listener.listen(file, resolve));
+    const socket = net.connect(file);
+    const client = new TtrpcClient(socket, { services: [echoService()] });
+    try {
+      expect(await client.call(ECHO, 'Echo', { text: 'direct' })).toMatchObject({ text: 'direct' });
+    } finally {
+      await client.close();
+      await server.close();
+      await new Promise((r) => listener.close(r));
+    }
+    // A client over a socket that is already gone closes at once rather than hanging.
+    const dead = new TtrpcClient(socket);
+    await dead.close();
+    expect(dead.closed).toBe(true);
+    await expect(dead.call(ECHO, 'Echo', {})).rejects.toBeInstanceOf(UnavailableError);
+  });
+
   it('reports connect failures as typed errors', async () => {
     await expect(TtrpcClient.connect(path.join(dir, 'none.sock'))).rejects.toBeInstanceOf(NotFoundError);
     await expect(TtrpcClient.connect('tcp://127.0.0.1:1')).rejects.toBeInstanceOf(InvalidArgumentError);
