@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { encodeHeader } from './frame';
+import { encodeHeader, HEADER_LENGTH } from './frame';
 
 /**
  * Writes one frame: header and body go out in a single writev. Returns false when the
@@ -20,6 +20,25 @@ export function writeFrame(
   const ok = socket.write(body);
   socket.uncork();
   return ok;
+}
+
+/**
+ * Writes a frame built with its first HEADER_LENGTH bytes blank (envelope.ts): the
+ * header goes into those bytes, and the whole frame out in one write.
+ */
+export function sendFrame(
+  socket: Socket,
+  frame: Buffer,
+  streamId: number,
+  type: number,
+  flags: number,
+): boolean {
+  if (socket.destroyed || !socket.writable) return false;
+  frame.writeUInt32BE(frame.length - HEADER_LENGTH, 0);
+  frame.writeUInt32BE(streamId, 4);
+  frame[8] = type;
+  frame[9] = flags;
+  return socket.write(frame);
 }
 
 /** Resolves when a socket that returned false from write() can take more, or is gone. */

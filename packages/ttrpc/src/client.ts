@@ -13,9 +13,9 @@ import {
   UnknownError,
 } from '@berth/api';
 import type { Service, Type } from 'protobufjs';
-import { drained, writeFrame } from './channel';
-import { decodeResponse, encodeRequest, type Payload } from './envelope';
-import { Flag, FrameDecoder, type FrameSink, MESSAGE_LENGTH_MAX, MessageType } from './frame';
+import { drained, sendFrame, writeFrame } from './channel';
+import { decodeResponse, encodeRequestFrame, type Payload } from './envelope';
+import { Flag, FrameDecoder, type FrameSink, HEADER_LENGTH, MESSAGE_LENGTH_MAX, MessageType } from './frame';
 import { type MetadataInit, metadataList, socketPath } from './metadata';
 import {
   apiService,
@@ -203,13 +203,13 @@ export class TtrpcClient implements FrameSink {
         ? undefined
         : requestPayload(service, method, types.requestType, (request ?? {}) as object);
     const flags = types.requestStream ? Flag.REMOTE_OPEN : Flag.REMOTE_CLOSED;
-    const body = this.encode(service, method, payload, options);
+    const frame = this.encode(service, method, payload, options);
     const id = this.allocateId();
     const p = new Pending(this, id, service, method, types.responseType);
     const stream = new ClientStreamImpl(this, p, types);
     p.stream = stream;
     this.track(p, options);
-    writeFrame(this.socket, id, MessageType.REQUEST, flags, body);
+    sendFrame(this.socket, frame, id, MessageType.REQUEST, flags);
     return stream as ClientStream<Req, Res>;
   }
 
@@ -311,10 +311,10 @@ export class TtrpcClient implements FrameSink {
     responseType: Type | null,
     options: CallOptions,
   ): Promise<any> {
-    let body: Buffer;
+    let frame: Buffer;
     let id: number;
     try {
-      body = this.encode(service, method, payload, options);
+      frame = this.encode(service, method, payload, options);
       id = this.allocateId();
     } catch (err) {
       return Promise.reject(err);
@@ -324,7 +324,7 @@ export class TtrpcClient implements FrameSink {
       p.resolve = resolve;
       p.reject = reject;
       this.track(p, options);
-      writeFrame(this.socket, id, MessageType.REQUEST, 0, body);
+      sendFrame(this.socket, frame, id, MessageType.REQUEST, 0);
     });
   }
 
@@ -335,9 +335,9 @@ export class TtrpcClient implements FrameSink {
     if (timeoutMs !== undefined && !(timeoutMs > 0)) {
       throw new InvalidArgumentError(`ttrpc: ${service}/${method}: invalid timeout ${timeoutMs}ms`);
     }
-    let body: Buffer;
+    let frame: Buffer;
     try {
-      body = encodeRequest(
+      frame = encodeRequestFrame(
         service,
         method,
         payload,
@@ -352,12 +352,13 @@ export class TtrpcClient implements FrameSink {
         },
       );
     }
-    if (body.length > MESSAGE_LENGTH_MAX) {
+    const length = frame.length - HEADER_LENGTH;
+    if (length > MESSAGE_LENGTH_MAX) {
       throw new ResourceExhaustedError(
-        `ttrpc: ${service}/${method}: request of ${body.length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`,
+        `ttrpc: ${service}/${method}: request of ${length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`,
       );
     }
-    return body;
+    return frame;
   }
 
   private allocateId(): number {

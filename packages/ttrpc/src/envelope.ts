@@ -1,10 +1,12 @@
 /**
  * The ttrpc envelopes (proto/ttrpc.proto), encoded by hand with protobufjs's
- * Writer/Reader: the caller's message is encoded straight into the envelope's
- * writer, so a request or response costs one buffer and no intermediate copy.
+ * Writer/Reader. The caller's message is encoded straight into the envelope's writer,
+ * behind 10 bytes reserved for the frame header: a request or response is one buffer,
+ * written with one write(), with no intermediate copy.
  */
 import { InvalidArgumentError } from '@berth/api';
 import { Reader, type Type, Writer } from 'protobufjs';
+import { HEADER_LENGTH } from './frame';
 
 export interface KeyValue {
   key: string;
@@ -32,6 +34,13 @@ const EMPTY = Buffer.alloc(0);
 /** A payload: a plain object to encode with `type`, or bytes already encoded. */
 export type Payload = { type: Type; value: object } | Buffer | undefined;
 
+/** A writer whose first HEADER_LENGTH bytes are zeros, to be overwritten by the header. */
+function frameWriter(): Writer {
+  const w = Writer.create();
+  for (let i = 0; i < HEADER_LENGTH; i++) w.uint32(0); // a zero varint is one byte
+  return w;
+}
+
 function writePayload(w: Writer, tag: number, payload: Payload): void {
   if (payload === undefined) return;
   w.uint32(tag);
@@ -44,15 +53,18 @@ function writePayload(w: Writer, tag: number, payload: Payload): void {
   w.ldelim();
 }
 
-/** Encodes a Request. Field numbers: service 1, method 2, payload 3, timeout_nano 4, metadata 5. */
-export function encodeRequest(
+/**
+ * A request frame with its header left blank (see channel.sendFrame). Field numbers:
+ * service 1, method 2, payload 3, timeout_nano 4, metadata 5.
+ */
+export function encodeRequestFrame(
   service: string,
   method: string,
   payload: Payload,
   timeoutNano: number,
   metadata: readonly KeyValue[] | undefined,
 ): Buffer {
-  const w = Writer.create();
+  const w = frameWriter();
   w.uint32(10).string(service);
   w.uint32(18).string(method);
   writePayload(w, 26, payload);
@@ -69,11 +81,12 @@ export function encodeRequest(
 }
 
 /**
- * Encodes a Response: status (google.rpc.Status: code 1, message 2) as field 1,
- * payload as field 2. The status is always present, as Go's server sends it.
+ * A response frame with its header left blank: status (google.rpc.Status: code 1,
+ * message 2) as field 1, payload as field 2. The status is always present, as Go's
+ * server sends it.
  */
-export function encodeResponse(code: number, message: string, payload: Payload): Buffer {
-  const w = Writer.create();
+export function encodeResponseFrame(code: number, message: string, payload: Payload): Buffer {
+  const w = frameWriter();
   w.uint32(10).fork();
   if (code !== 0) w.uint32(8).int32(code);
   if (message !== '') w.uint32(18).string(message);

@@ -15,9 +15,9 @@ import {
   toGrpcStatus,
   UnavailableError,
 } from '@berth/api';
-import { drained, writeFrame } from './channel';
-import { decodeRequest, encodeResponse, type Payload, type RequestEnvelope } from './envelope';
-import { Flag, FrameDecoder, type FrameSink, MESSAGE_LENGTH_MAX, MessageType } from './frame';
+import { drained, sendFrame, writeFrame } from './channel';
+import { decodeRequest, encodeResponseFrame, type Payload, type RequestEnvelope } from './envelope';
+import { Flag, FrameDecoder, type FrameSink, HEADER_LENGTH, MESSAGE_LENGTH_MAX, MessageType } from './frame';
 import { metadataRecord, socketPath, type TtrpcMetadata } from './metadata';
 import {
   decodePayload,
@@ -374,7 +374,7 @@ class ServerConnection implements FrameSink {
 
   private respondError(streamId: number, err: Error): void {
     const { code, details } = toGrpcStatus(err);
-    writeFrame(this.socket, streamId, MessageType.RESPONSE, 0, encodeResponse(code, details, undefined));
+    sendFrame(this.socket, encodeResponseFrame(code, details, undefined), streamId, MessageType.RESPONSE, 0);
   }
 
   /** @internal a data frame from a handler's stream.send(). */
@@ -393,24 +393,25 @@ class ServerConnection implements FrameSink {
     if (route.streaming && route.types.responseStream && code === 0) {
       writeFrame(this.socket, call.streamId, MessageType.DATA, Flag.REMOTE_CLOSED | Flag.NO_DATA, EMPTY);
     } else {
-      let body: Buffer;
+      let frame: Buffer;
       try {
-        body = encodeResponse(code, message, payload);
+        frame = encodeResponseFrame(code, message, payload);
       } catch (err) {
         const st = toGrpcStatus(
           new Error(`ttrpc: ${route.service}/${route.method}: encode response: ${(err as Error).message}`),
         );
-        body = encodeResponse(st.code, st.details, undefined);
+        frame = encodeResponseFrame(st.code, st.details, undefined);
       }
-      if (body.length > MESSAGE_LENGTH_MAX) {
+      const length = frame.length - HEADER_LENGTH;
+      if (length > MESSAGE_LENGTH_MAX) {
         const st = toGrpcStatus(
           new ResourceExhaustedError(
-            `ttrpc: ${route.service}/${route.method}: response of ${body.length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`,
+            `ttrpc: ${route.service}/${route.method}: response of ${length} bytes exceeds maximum message size of ${MESSAGE_LENGTH_MAX}`,
           ),
         );
-        body = encodeResponse(st.code, st.details, undefined);
+        frame = encodeResponseFrame(st.code, st.details, undefined);
       }
-      writeFrame(this.socket, call.streamId, MessageType.RESPONSE, 0, body);
+      sendFrame(this.socket, frame, call.streamId, MessageType.RESPONSE, 0);
     }
     if (this.draining && this.active === 0) this.endSocket();
   }

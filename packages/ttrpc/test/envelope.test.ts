@@ -1,5 +1,13 @@
 import { InvalidArgumentError } from '@berth/api';
-import { decodeRequest, decodeResponse, encodeRequest, encodeResponse } from '../src/envelope';
+import { decodeRequest, decodeResponse, encodeRequestFrame, encodeResponseFrame } from '../src/envelope';
+import { HEADER_LENGTH } from '../src/frame';
+
+// The envelope behind the blank header the encoders reserve.
+const encodeRequest = (...args: Parameters<typeof encodeRequestFrame>): Buffer =>
+  encodeRequestFrame(...args).subarray(HEADER_LENGTH);
+const encodeResponse = (...args: Parameters<typeof encodeResponseFrame>): Buffer =>
+  encodeResponseFrame(...args).subarray(HEADER_LENGTH);
+
 import { echoType, envelopeType } from './fixtures/echo';
 
 const Request = envelopeType('Request');
@@ -84,6 +92,12 @@ describe('envelopes', () => {
     }
     const res = encodeResponse(3, 'bad', Buffer.from('payload'));
     expect(() => decodeResponse(res.subarray(0, res.length - 1))).toThrow(/malformed response/);
+  });
+
+  it('reserves exactly a blank header in front of the envelope', () => {
+    const frame = encodeRequestFrame('s', 'm', undefined, 0, undefined);
+    expect(frame.subarray(0, HEADER_LENGTH)).toEqual(Buffer.alloc(HEADER_LENGTH));
+    expect(Request.decode(frame.subarray(HEADER_LENGTH))).toMatchObject({ service: 's', method: 'm' });
   });
 
   it('skips fields it does not know', () => {
