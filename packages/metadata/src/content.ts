@@ -524,7 +524,8 @@ export function contentKinds(db: MetadataDB, backing: ContentStore | undefined):
   const content: ResourceKind = {
     type: 'content',
     // containerd's word for content in this message.
-    inUse: (ns) => (db.stmt('SELECT 1 FROM content WHERE namespace = ? LIMIT 1').get(ns) ? 'blobs' : undefined),
+    inUse: (ns) =>
+      db.stmt('SELECT 1 FROM content WHERE namespace = ? LIMIT 1').get(ns) ? 'blobs' : undefined,
     roots: () =>
       (
         db.stmt('SELECT namespace, digest FROM content_labels WHERE key = ?').all(GC_ROOT_LABEL) as {

@@ -1,4 +1,10 @@
-import { type ContentStore, FailedPreconditionError } from '@berth/api';
+import {
+  AlreadyExistsError,
+  type ContentStore,
+  FailedPreconditionError,
+  type Snapshotter,
+  validateIdentifier,
+} from '@berth/api';
 import type { Database, Statement } from 'better-sqlite3';
 import BetterSqlite3 from 'better-sqlite3';
 import { contentKinds, MetadataContentStore } from './content';
@@ -7,6 +13,7 @@ import { leaseKind, SqliteLeaseManager } from './leases';
 import { SqliteNamespaceStore } from './namespaces';
 import { RwLock } from './rw-lock';
 import { MIGRATIONS, type Migration, type MigrationResult, migrate } from './schema';
+import { MetadataSnapshotter } from './snapshots';
 
 export interface MetadataDBOptions {
   /** The backing (un-namespaced) content store the metadata content store wraps. */
@@ -29,6 +36,8 @@ export interface MetadataDBOptions {
   onGCError?: (err: unknown) => void;
   /** How long a statement waits for another connection's lock. Default 5000 ms. */
   busyTimeoutMs?: number;
+  /** Backing snapshotters by name, each wrapped as `db.snapshotter(name)` (more via addSnapshotter). */
+  snapshotters?: Record<string, Snapshotter>;
   /** The schema steps; only tests pass their own. */
   migrations?: readonly Migration[];
 }
@@ -51,6 +60,7 @@ export class MetadataDB {
   /** Shared by writes that await a backing store; exclusive for garbage collection. */
   readonly gcLock = new RwLock();
   private readonly kinds: ResourceKind[] = [];
+  private readonly snapshotterMap = new Map<string, MetadataSnapshotter>();
   private readonly statements = new Map<string, Statement>();
   private dirty = 0;
   private timer: NodeJS.Timeout | undefined;
@@ -85,6 +95,31 @@ export class MetadataDB {
     this.content = opts.content ? new MetadataContentStore(this, opts.content) : undefined;
     for (const kind of contentKinds(this, opts.content)) this.registerResourceKind(kind);
     this.registerResourceKind(leaseKind(this));
+    for (const [name, sn] of Object.entries(opts.snapshotters ?? {})) this.addSnapshotter(name, sn);
+  }
+
+  /**
+   * Wraps a backing snapshotter under `name` (namespaced keys, parents and labels here,
+   * `snapshots/<name>` in leases and GC). AlreadyExists when the name is taken.
+   */
+  addSnapshotter(name: string, backing: Snapshotter): MetadataSnapshotter {
+    validateIdentifier(name);
+    if (this.snapshotterMap.has(name))
+      throw new AlreadyExistsError(`snapshotter ${JSON.stringify(name)}: already exists`);
+    const sn = new MetadataSnapshotter(this, name, backing);
+    this.registerResourceKind(sn.resourceKind());
+    this.snapshotterMap.set(name, sn);
+    return sn;
+  }
+
+  /** The metadata snapshotter named `name`, if one was added. */
+  snapshotter(name: string): MetadataSnapshotter | undefined {
+    return this.snapshotterMap.get(name);
+  }
+
+  /** Every metadata snapshotter, by name. */
+  get snapshotters(): ReadonlyMap<string, MetadataSnapshotter> {
+    return this.snapshotterMap;
   }
 
   /** The schema version of the open file. */

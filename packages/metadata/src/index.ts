@@ -14,3 +14,9 @@ export { parseExpiry, SqliteLeaseManager, validateLeaseResource } from './leases
 export { SqliteNamespaceStore } from './namespaces';
 export { RwLock } from './rw-lock';
 export { MIGRATIONS, type Migration, type MigrationResult, migrate, SCHEMA_VERSION } from './schema';
+export {
+  INHERITED_LABEL_PREFIX,
+  inheritedLabels,
+  MetadataSnapshotter,
+  SNAPSHOT_REF_LABEL,
+} from './snapshots';

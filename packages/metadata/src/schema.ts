@@ -91,6 +91,40 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    description: 'snapshots: per snapshotter and namespace, with parents and labels',
+    up(db) {
+      db.exec(`
+        CREATE TABLE snapshots (
+          id          INTEGER PRIMARY KEY AUTOINCREMENT,
+          namespace   TEXT NOT NULL REFERENCES namespaces(name),
+          snapshotter TEXT NOT NULL,
+          key         TEXT NOT NULL,
+          backing_key TEXT NOT NULL,
+          parent_id   INTEGER REFERENCES snapshots(id) DEFERRABLE INITIALLY DEFERRED,
+          created_at  INTEGER NOT NULL,
+          updated_at  INTEGER NOT NULL,
+          UNIQUE (namespace, snapshotter, key),
+          UNIQUE (snapshotter, backing_key)
+        ) STRICT;
+        CREATE INDEX snapshots_by_parent ON snapshots(parent_id);
+
+        CREATE TABLE snapshot_labels (
+          snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+          key         TEXT NOT NULL,
+          value       TEXT NOT NULL,
+          PRIMARY KEY (snapshot_id, key)
+        ) STRICT, WITHOUT ROWID;
+        CREATE INDEX snapshot_labels_by_key ON snapshot_labels(key);
+
+        CREATE TABLE snapshot_sequences (
+          snapshotter TEXT PRIMARY KEY,
+          last        INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -93,7 +93,7 @@ describe('namespaces', () => {
     expect(await f.db.namespaces.list({})).toEqual([]);
   });
 
-  it('deletes a namespace\'s leases and ingests with it, as containerd does', async () => {
+  it("deletes a namespace's leases and ingests with it, as containerd does", async () => {
     const ctx = ns('transient');
     await f.db.leases.create(ctx, { id: 'l' });
     const w = await f.db.content!.writer(ctx, { ref: 'open' });
