@@ -74,8 +74,8 @@ const MAX_TIMER_MS = 0x7fffffff;
  * stream ids; losing the connection rejects every pending call with
  * UnavailableError("ttrpc: closed").
  */
-export class TtrpcClient implements FrameSink {
-  private readonly decoder = new FrameDecoder(this);
+export class TtrpcClient {
+  private readonly decoder: FrameDecoder;
   private readonly pending = new Map<number, Pending>();
   private readonly lookups = new Map<string, (method: string) => MethodTypes | undefined>();
   private readonly serviceClients = new Map<string, ServiceClient>();
@@ -124,6 +124,11 @@ export class TtrpcClient implements FrameSink {
     options: TtrpcClientOptions = {},
   ) {
     this.onCloseHook = options.onClose;
+    const sink: FrameSink = {
+      frame: (streamId, type, flags, payload) => this.onFrame(streamId, type, flags, payload),
+      oversized: (streamId, _type, length) => this.onOversized(streamId, length),
+    };
+    this.decoder = new FrameDecoder(sink);
     for (const svc of options.services ?? []) {
       const name = svc.fullName.startsWith('.') ? svc.fullName.slice(1) : svc.fullName;
       this.lookups.set(name, serviceLookup(name, svc));
@@ -244,9 +249,7 @@ export class TtrpcClient implements FrameSink {
     return this.closedPromise;
   }
 
-  // FrameSink
-
-  frame(streamId: number, type: number, flags: number, payload: Buffer): void {
+  private onFrame(streamId: number, type: number, flags: number, payload: Buffer): void {
     const p = this.pending.get(streamId);
     if (p === undefined) return; // a late answer to a call that timed out or was canceled
     if (p.stream !== null) {
@@ -270,7 +273,7 @@ export class TtrpcClient implements FrameSink {
     }
   }
 
-  oversized(streamId: number, _type: number, length: number): void {
+  private onOversized(streamId: number, length: number): void {
     const p = this.pending.get(streamId);
     if (p === undefined) return;
     this.settle(p);
