@@ -21,6 +21,8 @@ export interface Daemon {
   readonly address: string;
   readonly config: DaemonConfig;
   readonly registry: PluginRegistry;
+  /** gRPC methods served straight from HTTP/2 rather than through grpc-js. */
+  readonly fastPaths: readonly string[];
   /** Stops accepting calls, finishes in-flight ones, closes plugins, removes the socket. */
   stop(): Promise<void>;
 }
@@ -98,6 +100,7 @@ export async function startDaemon(config: DaemonConfig, opts: DaemonOptions = {}
     address: path,
     config,
     registry,
+    fastPaths: server.fastPaths,
     stop: () => {
       stopping ??= (async () => {
         log.info('stopping berthd');

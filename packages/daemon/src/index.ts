@@ -30,6 +30,12 @@ export {
 } from './log';
 export { type Flags, main, parseFlags, resolveConfig, USAGE } from './main';
 export {
+  FileReaderAt,
+  type ReaderCacheOptions,
+  ReaderCacheStore,
+  SYNC_READ_MAX,
+} from './plugins/reader-cache';
+export {
   type DaemonRegistration,
   mergeDeep,
   type PluginInitContext,

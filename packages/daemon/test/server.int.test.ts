@@ -63,10 +63,16 @@ function call(c: grpc.Client, method: string, req: Any, meta = md()): Promise<An
 }
 
 /** Collects a server stream; rejects with its status error. */
-function collect(c: grpc.Client, method: string, req: Any, meta = md()): Promise<Any[]> {
+function collect(
+  c: grpc.Client,
+  method: string,
+  req: Any,
+  meta = md(),
+  opts: grpc.CallOptions = {},
+): Promise<Any[]> {
   return new Promise((resolve, reject) => {
     const out: Any[] = [];
-    const s = (c as any)[method](req, meta) as grpc.ClientReadableStream<Any>;
+    const s = (c as any)[method](req, meta, opts) as grpc.ClientReadableStream<Any>;
     s.on('data', (m: Any) => out.push(m));
     s.on('error', reject);
     s.on('end', () => resolve(out));
@@ -291,12 +297,20 @@ describe('Namespaces', () => {
     expect(invalid.code).toBe(GrpcCode.INVALID_ARGUMENT);
     expect(invalid.details).toContain('Bad Name!');
 
+    // A blob (held by a lease, or the collector would take it) keeps the namespace busy.
     const leases = client('leases.v1.Leases');
     await call(leases, 'Create', { id: 'keeps-ns-busy' }, md('ns-err'));
+    const w = new WriteSession(client('content.v1.Content'), mdWith('ns-err', 'keeps-ns-busy'));
+    const blob = Buffer.from('occupant');
+    await w.send({ action: 'WRITE', ref: 'occupant', data: blob });
+    await w.send({ action: 'COMMIT', offset: blob.length, expected: digestOf(blob) });
+    await w.finish();
     const busy = await code(call(c, 'Delete', { name: 'ns-err' }));
-    expect(busy.code).toBe(GrpcCode.FAILED_PRECONDITION);
-    expect(busy.details).toContain('ns-err');
-    await call(leases, 'Delete', { id: 'keeps-ns-busy' }, md('ns-err'));
+    expect(busy).toEqual({
+      code: GrpcCode.FAILED_PRECONDITION,
+      details: 'namespace "ns-err" must be empty, but it still has blobs',
+    });
+    await call(leases, 'Delete', { id: 'keeps-ns-busy', sync: true }, md('ns-err'));
     await call(c, 'Delete', { name: 'ns-err' });
   });
 });
@@ -434,6 +448,40 @@ describe('Content', () => {
     expect(ev).toMatchObject({ topic: '/content/delete', namespace: ns });
     expect(decodeAny(ev.event)).toEqual({ digest });
     expect((await code(call(c, 'Info', { digest }, md(ns)))).code).toBe(GrpcCode.NOT_FOUND);
+  });
+
+  test('Read answers the same through grpc-js (a call with a deadline) as through the HTTP/2 fast path', async () => {
+    const c = client('content.v1.Content');
+    const data = randomBytes(MiB + 77);
+    await ingest('both-paths', data);
+    const digest = digestOf(data);
+    expect(daemon.fastPaths).toContain('/containerd.services.content.v1.Content/Read');
+    const viaGrpcJs = { deadline: Date.now() + 30_000 };
+    for (const req of [
+      { digest },
+      { digest, offset: 5, size: 1000 },
+      { digest, offset: MiB, size: 0 },
+      { digest, offset: -3, size: 2 },
+    ]) {
+      const fast = await collect(c, 'Read', req, md(ns));
+      const slow = await collect(c, 'Read', req, md(ns), viaGrpcJs);
+      expect(fast.map((m) => m.offset)).toEqual(slow.map((m) => m.offset));
+      expect(Buffer.concat(fast.map((m) => m.data)).equals(Buffer.concat(slow.map((m) => m.data)))).toBe(
+        true,
+      );
+    }
+    for (const req of [
+      { digest: `sha256:${'9'.repeat(64)}` },
+      { digest: 'bad' },
+      { digest, offset: data.length + 1 },
+    ]) {
+      expect(await code(collect(c, 'Read', req, md(ns)))).toEqual(
+        await code(collect(c, 'Read', req, md(ns), viaGrpcJs)),
+      );
+    }
+    expect(await code(collect(c, 'Read', { digest }))).toEqual(
+      await code(collect(c, 'Read', { digest }, md(), viaGrpcJs)),
+    );
   });
 
   test('List sends large listings in batches', async () => {

@@ -4,10 +4,16 @@ import { dirname } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { type Logger, nullLogger } from '../log';
+import { installFastPaths, type RawHandler } from './fast-path';
 
 /** What a gRPC plugin's instance offers: it adds its handlers to the daemon's server. */
 export interface GrpcService {
   register(server: grpc.Server): void;
+  /**
+   * Optional: methods (by gRPC path) also served straight from HTTP/2 for speed. The
+   * grpc-js handler registered for the same method stays the fallback.
+   */
+  fastPaths?(): ReadonlyMap<string, RawHandler>;
 }
 
 export const isGrpcService = (x: unknown): x is GrpcService =>
@@ -70,8 +76,13 @@ export class GrpcServer {
   readonly server: grpc.Server;
   private path: string | undefined;
   private readonly log: Logger;
+  private readonly routes = new Map<string, RawHandler>();
+  /** Methods served straight from HTTP/2 (empty until listen, or when grpc-js internals differ). */
+  fastPaths: string[] = [];
+  private readonly maxRecvMessageSize: number;
 
   constructor(opts: GrpcServerOptions) {
+    this.maxRecvMessageSize = opts.maxRecvMessageSize;
     this.log = opts.log ?? nullLogger;
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': opts.maxRecvMessageSize,
@@ -82,6 +93,7 @@ export class GrpcServer {
 
   register(service: GrpcService): void {
     service.register(this.server);
+    for (const [path, handler] of service.fastPaths?.() ?? []) this.routes.set(path, handler);
   }
 
   /** Binds the socket (mode 0660, owned by uid:gid when given) and starts serving. */
@@ -94,6 +106,12 @@ export class GrpcServer {
       );
     });
     this.path = path;
+    widenConnectionWindows(this.server);
+    if (this.routes.size > 0) {
+      const opts = { maxRecvMessageSize: this.maxRecvMessageSize, log: this.log };
+      if (installFastPaths(this.server, this.routes, opts)) this.fastPaths = [...this.routes.keys()];
+      else this.log.warn('grpc-js internals changed: serving every method through grpc-js');
+    }
     chmodSync(path, 0o660);
     if (uid !== 0 || gid !== 0) chownSync(path, uid, gid);
     return path;
@@ -135,4 +153,18 @@ function tuneWindows(server: grpc.Server): void {
   const s = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
   if (!s.commonServerOptions) return;
   s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: WINDOW };
+}
+
+/** The connection-level window is per session: widen it as each client connects. */
+function widenConnectionWindows(server: grpc.Server): void {
+  const servers = (server as unknown as { http2Servers?: Map<NodeJS.EventEmitter, unknown> }).http2Servers;
+  for (const h2 of servers?.keys() ?? []) {
+    h2.on('session', (session: { setLocalWindowSize?(n: number): void }) => {
+      try {
+        session.setLocalWindowSize?.(WINDOW);
+      } catch {
+        // a session already closing: nothing to widen
+      }
+    });
+  }
 }

@@ -22,19 +22,37 @@ function header(metadata: grpc.Metadata, key: string): string | undefined {
   return typeof v === 'string' ? v : v!.toString();
 }
 
-/** The Context of a call: `containerd-namespace` and `containerd-lease` from its metadata. */
+/** The reason a cancelled call's signal carries; one shared value (creating one per call is costly). */
+const CANCELLED = new CanceledError('context canceled');
+
+/**
+ * The Context of a call: `containerd-namespace` and `containerd-lease` from its metadata,
+ * and a signal that aborts when the client cancels. The AbortController is made only when
+ * someone asks for the signal: most calls never do, and containerd's reader cancels every
+ * Read call it has read enough of.
+ */
 export function contextOf(
   call:
     | grpc.ServerUnaryCall<any, any>
     | grpc.ServerWritableStream<any, any>
     | grpc.ServerDuplexStream<any, any>,
 ): Context {
-  const controller = new AbortController();
-  (call as NodeJS.EventEmitter).once('cancelled', () => controller.abort());
+  let controller: AbortController | undefined;
+  let cancelled = false;
+  (call as NodeJS.EventEmitter).once('cancelled', () => {
+    cancelled = true;
+    controller?.abort(CANCELLED);
+  });
   return {
     namespace: header(call.metadata, NAMESPACE_HEADER),
     lease: header(call.metadata, LEASE_HEADER),
-    signal: controller.signal,
+    get signal(): AbortSignal {
+      if (!controller) {
+        controller = new AbortController();
+        if (cancelled) controller.abort(CANCELLED);
+      }
+      return controller.signal;
+    },
   };
 }
 
@@ -56,7 +74,8 @@ export interface HandlerOptions {
   method?: string;
 }
 
-function statusOf(err: unknown, opts: HandlerOptions): grpc.StatusObject {
+/** The status a thrown value leaves as (toGrpcStatus); unexpected errors are logged with their stack. */
+export function statusOf(err: unknown, opts: HandlerOptions): grpc.StatusObject {
   const st = toGrpcStatus(err);
   if (!isBerthError(err)) {
     // A plain Error here is a bug or an unexpected system error: keep its trace in the log.

@@ -14,14 +14,14 @@ import {
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import { EMPTY, maskPaths, type Timestamp, toTimestamp } from '../../server/convert';
+import { messageDecoder, type RawCall, type RawHandler } from '../../server/fast-path';
 import type { GrpcService } from '../../server/grpc-server';
 import { bidi, type HandlerOptions, send, serverStream, unary } from '../../server/handlers';
 import { StreamReader } from '../../server/stream-reader';
+import { type ReadRequest, readContent } from './read';
 
 export const CONTENT_SERVICE = 'containerd.services.content.v1.Content';
 
-/** Read answers in chunks of this size (containerd's 1 MiB copy buffer). */
-export const READ_CHUNK = 1 << 20;
 /** List sends infos in batches of this many. */
 export const LIST_BATCH = 100;
 
@@ -105,10 +105,7 @@ export class ContentServer implements GrpcService {
         await this.store.delete(ctx, validateDigest(req.digest));
         return EMPTY;
       }, opts('Delete')),
-      Read: serverStream(
-        (ctx, req: { digest: string; offset: number; size: number }, call) => this.read(ctx, req, call),
-        opts('Read'),
-      ),
+      Read: serverStream((ctx, req: ReadRequest, call) => this.read(ctx, req, call), opts('Read')),
       Status: unary(async (ctx, req: { ref: string }) => {
         try {
           return { status: statusMsg(await this.store.status(ctx, req.ref)) };
@@ -173,41 +170,36 @@ export class ContentServer implements GrpcService {
     if (batch.length > 0) await send(call, { info: batch });
   }
 
-  /**
-   * Streams [offset, offset+size) of a blob in 1 MiB chunks (size 0: to the end). The
-   * next chunk is read from disk while the current one is being sent.
-   */
-  private async read(
+  private read(
     ctx: Context,
-    req: { digest: string; offset: number; size: number },
+    req: ReadRequest,
     call: grpc.ServerWritableStream<unknown, unknown>,
   ): Promise<void> {
-    const digest = validateDigest(req.digest);
-    const ra = await this.store.readerAt(ctx, { digest });
+    return readContent(this.store, ctx, req, {
+      send: (offset, data) => send(call, { offset, data }),
+      get cancelled() {
+        return call.cancelled;
+      },
+    });
+  }
+
+  /** Read served from HTTP/2 directly (see server/fast-path.ts); same semantics as read(). */
+  fastPaths(): ReadonlyMap<string, RawHandler> {
+    return new Map([[`/${CONTENT_SERVICE}/Read`, (call: RawCall) => this.rawRead(call)]]);
+  }
+
+  private async rawRead(call: RawCall): Promise<void> {
     try {
-      const total = ra.size;
-      const offset = Math.max(0, req.offset);
-      if (offset > total) throw new OutOfRangeError(`read past object length ${total} bytes`);
-      let size = req.size;
-      if (size <= 0 || offset + size > total) size = total - offset;
-      const end = offset + size;
-      let at = offset;
-      let next = at < end ? ra.readAt(at, Math.min(READ_CHUNK, end - at)) : undefined;
-      while (next) {
-        const data = await next;
-        if (data.length === 0)
-          throw new OutOfRangeError(`content ${digest}: short read at offset ${at} of ${total}`);
-        const chunkOffset = at;
-        at += data.length;
-        next = at < end && !ctx.signal?.aborted ? ra.readAt(at, Math.min(READ_CHUNK, end - at)) : undefined;
-        if (ctx.signal?.aborted) break;
-        const drained = send(call, { offset: chunkOffset, data });
-        if (drained) await drained;
-      }
-      // A read started ahead and abandoned must settle before the reader closes.
-      await next?.catch(() => {});
-    } finally {
-      await ra.close();
+      const req = await call.request(decodeReadRequest);
+      await readContent(this.store, call.ctx, req, {
+        send: (offset, data) => call.send([readResponsePrefix(offset, data.length), data]),
+        get cancelled() {
+          return call.cancelled;
+        },
+      });
+      call.finish();
+    } catch (err) {
+      call.fail(err);
     }
   }
 
@@ -305,4 +297,38 @@ export class ContentServer implements GrpcService {
       return false;
     }
   }
+}
+
+const decodeReadRequest = messageDecoder<ReadRequest>('containerd.services.content.v1.ReadContentRequest');
+
+/** Appends a protobuf varint. */
+function putVarint(buf: Buffer, at: number, value: number): number {
+  let v = value;
+  while (v >= 0x80) {
+    buf[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  buf[at++] = v;
+  return at;
+}
+
+/**
+ * The gRPC frame prefix and protobuf header of a ReadContentResponse{offset, data}, so the
+ * data Buffer itself goes out uncopied right after it: field 1 (offset, omitted when 0 as
+ * proto3 does) and field 2's tag and length.
+ */
+export function readResponsePrefix(offset: number, length: number): Buffer {
+  const buf = Buffer.allocUnsafe(5 + 1 + 10 + 1 + 5);
+  let at = 5;
+  if (offset > 0) {
+    buf[at++] = 0x08;
+    at = putVarint(buf, at, offset);
+  }
+  if (length > 0) {
+    buf[at++] = 0x12;
+    at = putVarint(buf, at, length);
+  }
+  buf[0] = 0;
+  buf.writeUInt32BE(at - 5 + length, 1);
+  return buf.subarray(0, at);
 }
