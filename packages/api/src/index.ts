@@ -1,3 +1,4 @@
+export * from './containers';
 export * from './content';
 export * from './context';
 export * from './descriptor';
@@ -7,6 +8,7 @@ export * from './events';
 export * from './filters';
 export * from './grpc-status';
 export * from './identifiers';
+export * from './images';
 export * from './labels';
 export * from './leases';
 export * from './mount';
