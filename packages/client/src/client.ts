@@ -5,6 +5,7 @@ import { RemoteContentStore } from './content-store';
 import { RemoteLeaseManager } from './leases';
 import { RemoteNamespaceStore } from './namespaces';
 import { abortedError, type Timestamp, toDate, unary } from './rpc';
+import { RemoteSnapshotter } from './snapshots';
 
 export interface ConnectOptions {
   /** Largest message accepted from the server (default 16 MiB, as containerd's client). */
@@ -58,6 +59,7 @@ const SERVICE = {
   namespaces: 'containerd.services.namespaces.v1.Namespaces',
   version: 'containerd.services.version.v1.Version',
   introspection: 'containerd.services.introspection.v1.Introspection',
+  snapshots: 'containerd.services.snapshots.v1.Snapshots',
 } as const;
 
 const MiB = 1 << 20;
@@ -76,6 +78,7 @@ export class Client {
   private contentStore?: RemoteContentStore;
   private leaseManager?: RemoteLeaseManager;
   private namespaceStore?: RemoteNamespaceStore;
+  private readonly snapshotters = new Map<string, RemoteSnapshotter>();
 
   constructor(address: string, opts: ConnectOptions = {}) {
     const target = grpcTarget(address);
@@ -99,6 +102,19 @@ export class Client {
   get namespaces(): RemoteNamespaceStore {
     this.namespaceStore ??= new RemoteNamespaceStore(this.stub(SERVICE.namespaces), this.address);
     return this.namespaceStore;
+  }
+
+  /**
+   * The snapshotter `name` on the daemon (`overlayfs`, `native`, a proxy plugin's name), or
+   * the one a standalone snapshotter server serves (it ignores the name).
+   */
+  snapshots(name: string): RemoteSnapshotter {
+    let sn = this.snapshotters.get(name);
+    if (!sn) {
+      sn = new RemoteSnapshotter(this.stub(SERVICE.snapshots), name, this.address);
+      this.snapshotters.set(name, sn);
+    }
+    return sn;
   }
 
   async version(ctx: Context = {}): Promise<VersionInfo> {
@@ -175,6 +191,11 @@ export class Client {
     this.channel.close();
   }
 
+  /** A grpc-js stub of a containerd service on this connection (for services without a proxy here). */
+  stubFor(service: string): grpc.Client {
+    return this.stub(service);
+  }
+
   private stub(service: string): grpc.Client {
     let stub = this.stubs.get(service);
     if (stub === undefined) {
@@ -184,6 +205,15 @@ export class Client {
     }
     return stub;
   }
+}
+
+/**
+ * A snapshotter reached on its own connection (a proxy snapshotter's socket): close()
+ * closes the connection.
+ */
+export function connectSnapshotter(address: string, name: string, opts?: ConnectOptions): RemoteSnapshotter {
+  const client = new Client(address, opts);
+  return new RemoteSnapshotter(client.stubFor(SERVICE.snapshots), name, client.address, () => client.close());
 }
 
 /** Connects to a daemon at address (a unix socket path; the `unix://` prefix is optional). */

@@ -3,6 +3,7 @@ export {
   Client,
   type ConnectOptions,
   connect,
+  connectSnapshotter,
   type PluginInfo,
   type PluginPlatform,
   type ServerInfo,
@@ -13,3 +14,4 @@ export { type ReadOptions, RemoteContentStore } from './content-store';
 export { RemoteWriter, WRITE_CHUNK_SIZE } from './content-writer';
 export { RemoteLeaseManager } from './leases';
 export { RemoteNamespaceStore } from './namespaces';
+export { RemoteSnapshotter } from './snapshots';

@@ -8,6 +8,20 @@ export {
 } from './config';
 export { copyTree } from './copy-tree';
 export { diskUsage } from './disk-usage';
+export {
+  infoFromMessage,
+  infoToMessage,
+  mountFromMessage,
+  mountToMessage,
+  type ServeOptions,
+  SNAPSHOTS_SERVICE,
+  type SnapshotsServiceOptions,
+  type SnapshotterResolver,
+  type SnapshotterServer,
+  serveSnapshotter,
+  snapshotsServiceDefinition,
+  snapshotsServiceHandlers,
+} from './grpc';
 export { LocalSnapshotter, type LocalSnapshotterOptions } from './local-snapshotter';
 export { MetaStore, snapshotField } from './metastore';
 export { NativeSnapshotter, type NativeSnapshotterOptions, openNativeSnapshotter } from './native';

@@ -1,0 +1,181 @@
+import {
+  CanceledError,
+  type Context,
+  grpcService,
+  isBerthError,
+  isSnapshotCleaner,
+  LEASE_HEADER,
+  NAMESPACE_HEADER,
+  NotImplementedError,
+  type Snapshotter,
+  toGrpcStatus,
+} from '@berth/api';
+import type * as grpc from '@grpc/grpc-js';
+import { infoFromMessage, infoToMessage, mountToMessage, usageToMessage } from './convert';
+
+export const SNAPSHOTS_SERVICE = 'containerd.services.snapshots.v1.Snapshots';
+
+/** How many infos one List message carries (as containerd). */
+const LIST_BATCH = 100;
+
+export interface SnapshotsServiceOptions {
+  /** Called with errors that are not berth's typed errors (bugs, unexpected system errors). */
+  onUnexpectedError?: (method: string, err: unknown) => void;
+}
+
+/**
+ * Picks the snapshotter a request's `snapshotter` field names. Throw a typed error for a
+ * name that is not served (berthd: InvalidArgument `snapshotter not loaded: <name>`).
+ */
+export type SnapshotterResolver = (name: string) => Snapshotter;
+
+function header(md: grpc.Metadata, key: string): string | undefined {
+  const v = md.get(key)[0];
+  return v === undefined ? undefined : String(v);
+}
+
+const CANCELLED = new CanceledError('context canceled');
+
+/** The call's namespace and lease (containerd's headers) and a signal for cancellation. */
+function contextOf(
+  call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
+): Context {
+  const controller = new AbortController();
+  call.once('cancelled', () => controller.abort(CANCELLED));
+  return {
+    namespace: header(call.metadata, NAMESPACE_HEADER),
+    lease: header(call.metadata, LEASE_HEADER),
+    signal: controller.signal,
+  };
+}
+
+interface Req {
+  snapshotter?: string;
+  key?: string;
+  parent?: string;
+  name?: string;
+  labels?: Record<string, string>;
+  filters?: string[];
+  info?: Parameters<typeof infoFromMessage>[0];
+  updateMask?: { paths?: string[] } | null;
+}
+
+/** Labels as an option: absent when the request has none (so a snapshotter sees no empty map). */
+const withLabels = (labels: Record<string, string> | undefined) =>
+  labels && Object.keys(labels).length > 0 ? { labels } : {};
+
+/**
+ * The handlers of containerd.services.snapshots.v1.Snapshots over any api.Snapshotter:
+ * the one implementation berthd's Snapshots service and the standalone
+ * `berth-snapshotter serve` both register. Errors leave through toGrpcStatus.
+ */
+export function snapshotsServiceHandlers(
+  resolve: SnapshotterResolver,
+  opts: SnapshotsServiceOptions = {},
+): grpc.UntypedServiceImplementation {
+  const statusOf = (method: string, err: unknown): grpc.StatusObject => {
+    if (!isBerthError(err)) opts.onUnexpectedError?.(method, err);
+    const st = toGrpcStatus(err);
+    return { code: st.code, details: st.details, metadata: undefined as unknown as grpc.Metadata };
+  };
+  const unary =
+    (
+      method: string,
+      impl: (sn: Snapshotter, ctx: Context, req: Req) => Promise<object>,
+    ): grpc.handleUnaryCall<Req, object> =>
+    (call, callback) => {
+      const run = async () => impl(resolve(call.request.snapshotter ?? ''), contextOf(call), call.request);
+      run().then(
+        (res) => callback(null, res),
+        (err) => callback(statusOf(method, err) as grpc.ServiceError),
+      );
+    };
+
+  const list: grpc.handleServerStreamingCall<Req, object> = (call) => {
+    const run = async () => {
+      const sn = resolve(call.request.snapshotter ?? '');
+      const ctx = contextOf(call);
+      let batch: ReturnType<typeof infoToMessage>[] = [];
+      const flush = async () => {
+        const msg = { info: batch };
+        batch = [];
+        if (!call.write(msg)) {
+          await new Promise<void>((res, rej) => {
+            const onDrain = () => {
+              call.off('cancelled', onCancel);
+              res();
+            };
+            const onCancel = () => {
+              call.off('drain', onDrain);
+              rej(CANCELLED);
+            };
+            call.once('drain', onDrain);
+            call.once('cancelled', onCancel);
+          });
+        }
+      };
+      await sn.walk(
+        ctx,
+        async (info) => {
+          if (call.cancelled) throw CANCELLED;
+          batch.push(infoToMessage(info));
+          if (batch.length >= LIST_BATCH) await flush();
+        },
+        call.request.filters ?? [],
+      );
+      if (batch.length > 0) await flush();
+    };
+    run().then(
+      () => {
+        if (!call.cancelled) call.end();
+      },
+      (err) => {
+        if (!call.cancelled && !call.destroyed) call.emit('error', statusOf('List', err));
+      },
+    );
+  };
+
+  return {
+    Prepare: unary('Prepare', async (sn, ctx, r) => ({
+      mounts: (await sn.prepare(ctx, r.key ?? '', r.parent ?? '', withLabels(r.labels))).map(mountToMessage),
+    })),
+    View: unary('View', async (sn, ctx, r) => ({
+      mounts: (await sn.view(ctx, r.key ?? '', r.parent ?? '', withLabels(r.labels))).map(mountToMessage),
+    })),
+    Mounts: unary('Mounts', async (sn, ctx, r) => ({
+      mounts: (await sn.mounts(ctx, r.key ?? '')).map(mountToMessage),
+    })),
+    Commit: unary('Commit', async (sn, ctx, r) => {
+      await sn.commit(ctx, r.name ?? '', r.key ?? '', withLabels(r.labels));
+      return {};
+    }),
+    Remove: unary('Remove', async (sn, ctx, r) => {
+      await sn.remove(ctx, r.key ?? '');
+      return {};
+    }),
+    Stat: unary('Stat', async (sn, ctx, r) => ({ info: infoToMessage(await sn.stat(ctx, r.key ?? '')) })),
+    Update: unary('Update', async (sn, ctx, r) => {
+      const info = infoFromMessage(r.info);
+      const updated = await sn.update(
+        ctx,
+        { name: info.name, labels: info.labels },
+        r.updateMask?.paths ?? [],
+      );
+      return { info: infoToMessage(updated) };
+    }),
+    List: list,
+    Usage: unary('Usage', async (sn, ctx, r) => usageToMessage(await sn.usage(ctx, r.key ?? ''))),
+    Cleanup: unary('Cleanup', async (sn, ctx) => {
+      if (!isSnapshotCleaner(sn)) {
+        throw new NotImplementedError('snapshotter does not implement Cleanup method: not implemented');
+      }
+      await sn.cleanup(ctx);
+      return {};
+    }),
+  };
+}
+
+/** The grpc-js definition of the Snapshots service (from @berth/api's protos). */
+export function snapshotsServiceDefinition(): grpc.ServiceDefinition {
+  return grpcService(SNAPSHOTS_SERVICE);
+}
