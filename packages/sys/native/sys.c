@@ -1,7 +1,8 @@
 /*
  * Linux system calls that Node does not offer and berth needs: mount(2) and umount2(2),
  * mknod(2), the l*xattr(2) family, prctl(PR_SET_CHILD_SUBREAPER), pidfd_open(2) and
- * waitid(2). Every failure throws an Error with `code` set to the errno name and
+ * waitid(2), pipe2(2), unix listening sockets and SCM_RIGHTS fd passing (runc's
+ * --console-socket) and TIOCSWINSZ. Every failure throws an Error with `code` set to the errno name and
  * `syscall`/`path` naming the call, as Node's own fs errors do.
  */
 #define _GNU_SOURCE
@@ -13,14 +14,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define MAX_STR 65536
@@ -354,6 +359,139 @@ static napi_value js_waitid(napi_env env, napi_callback_info info) {
   return status_object(env, &si);
 }
 
+
+static napi_value int_pair(napi_env env, int a, int b) {
+  napi_value arr, v;
+  napi_create_array_with_length(env, 2, &arr);
+  napi_create_int32(env, a, &v);
+  napi_set_element(env, arr, 0, v);
+  napi_create_int32(env, b, &v);
+  napi_set_element(env, arr, 1, v);
+  return arr;
+}
+
+/* pipe() -> [readFd, writeFd], both close-on-exec (spawn's dup2 into 0..2 clears it for the child). */
+static napi_value js_pipe(napi_env env, napi_callback_info info) {
+  (void)info;
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return throw_errno(env, errno, "pipe2", NULL);
+  return int_pair(env, fds[0], fds[1]);
+}
+
+/* dup(fd) -> a close-on-exec duplicate. */
+static napi_value js_dup(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd = fcntl((int)get_i64(env, argv[0]), F_DUPFD_CLOEXEC, 3);
+  if (fd < 0) return throw_errno(env, errno, "dup", NULL);
+  napi_value r;
+  napi_create_int32(env, fd, &r);
+  return r;
+}
+
+/*
+ * listenUnix(path, nonblock) -> a close-on-exec listening unix stream socket bound to path
+ * (mode 0600). EADDRINUSE when the path exists, as bind(2) reports it.
+ */
+static napi_value js_listen_unix(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char *path = NULL;
+  napi_value result = NULL;
+  bool nonblock = false;
+  if (get_string(env, argv[0], &path)) return NULL;
+  napi_get_value_bool(env, argv[1], &nonblock);
+  struct sockaddr_un addr;
+  memset(&addr, 0, sizeof addr);
+  addr.sun_family = AF_UNIX;
+  if (!path || strlen(path) >= sizeof addr.sun_path) {
+    throw_errno(env, ENAMETOOLONG, "bind", path ? path : "");
+    goto out;
+  }
+  strcpy(addr.sun_path, path);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | (nonblock ? SOCK_NONBLOCK : 0), 0);
+  if (fd < 0) {
+    throw_errno(env, errno, "socket", path);
+    goto out;
+  }
+  if (bind(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    int e = errno;
+    close(fd);
+    throw_errno(env, e, "bind", path);
+    goto out;
+  }
+  if (chmod(path, 0600) != 0 || listen(fd, 128) != 0) {
+    int e = errno;
+    close(fd);
+    unlink(path);
+    throw_errno(env, e, "listen", path);
+    goto out;
+  }
+  napi_create_int32(env, fd, &result);
+out:
+  free(path);
+  return result;
+}
+
+/*
+ * receiveFd(listenFd) -> the file descriptor the first pending connection sent with
+ * SCM_RIGHTS (runc sends a pty master this way), close-on-exec. Never blocks: EAGAIN when
+ * no peer has connected yet; ENOMSG when the peer sent no descriptor.
+ */
+static napi_value js_receive_fd(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int lfd = (int)get_i64(env, argv[0]);
+  int conn = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  if (conn < 0) return throw_errno(env, errno, "accept4", NULL);
+  char name[4096];
+  struct iovec iov = {.iov_base = name, .iov_len = sizeof name};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } control;
+  memset(&control, 0, sizeof control);
+  struct msghdr msg = {0};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control.buf;
+  msg.msg_controllen = sizeof control.buf;
+  ssize_t n;
+  do n = recvmsg(conn, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  int e = errno;
+  close(conn);
+  if (n < 0) return throw_errno(env, e, "recvmsg", NULL);
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS || c->cmsg_len != CMSG_LEN(sizeof(int)))
+    return throw_errno(env, ENOMSG, "recvmsg", NULL);
+  int fd;
+  memcpy(&fd, CMSG_DATA(c), sizeof fd);
+  napi_value r;
+  napi_create_int32(env, fd, &r);
+  return r;
+}
+
+/* setWinsize(fd, rows, cols): TIOCSWINSZ on a terminal (a pty master resizes its slave). */
+static napi_value js_set_winsize(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int fd = (int)get_i64(env, argv[0]);
+  struct winsize ws;
+  memset(&ws, 0, sizeof ws);
+  ws.ws_row = (unsigned short)get_i64(env, argv[1]);
+  ws.ws_col = (unsigned short)get_i64(env, argv[2]);
+  if (ioctl(fd, TIOCSWINSZ, &ws) != 0) return throw_errno(env, errno, "ioctl", NULL);
+  napi_value r;
+  napi_get_undefined(env, &r);
+  return r;
+}
+
+/* getWinsize(fd) -> [rows, cols] (TIOCGWINSZ). */
+static napi_value js_get_winsize(napi_env env, napi_callback_info info) {
+  ARGS(1);
+  int fd = (int)get_i64(env, argv[0]);
+  struct winsize ws;
+  if (ioctl(fd, TIOCGWINSZ, &ws) != 0) return throw_errno(env, errno, "ioctl", NULL);
+  return int_pair(env, ws.ws_row, ws.ws_col);
+}
+
 #define EXPORT(name, fn)                                   \
   do {                                                     \
     napi_value f;                                          \
@@ -372,6 +510,12 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("setChildSubreaper", js_set_child_subreaper);
   EXPORT("pidfdOpen", js_pidfd_open);
   EXPORT("waitid", js_waitid);
+  EXPORT("pipe", js_pipe);
+  EXPORT("dup", js_dup);
+  EXPORT("listenUnix", js_listen_unix);
+  EXPORT("receiveFd", js_receive_fd);
+  EXPORT("setWinsize", js_set_winsize);
+  EXPORT("getWinsize", js_get_winsize);
   return exports;
 }
 

@@ -26,6 +26,12 @@ export interface NativeSys {
   setChildSubreaper(): void;
   pidfdOpen(pid: number): number;
   waitid(kind: 0 | 1 | 2, id: number, nowait: boolean): ExitInfo | null;
+  pipe(): [number, number];
+  dup(fd: number): number;
+  listenUnix(path: string, nonblock: boolean): number;
+  receiveFd(listenFd: number): number;
+  setWinsize(fd: number, rows: number, cols: number): void;
+  getWinsize(fd: number): [number, number];
 }
 
 const addonPath = join(__dirname, '..', 'build', 'sys.node');

@@ -97,4 +97,43 @@ export function peekExited(): ExitInfo | null {
   return native().waitid(2, 0, true);
 }
 
+/** A pipe as [readFd, writeFd], both close-on-exec (a child given one as stdio gets it without the flag). */
+export function pipe(): [number, number] {
+  return native().pipe();
+}
+
+/** A close-on-exec duplicate of fd. */
+export function dup(fd: number): number {
+  return native().dup(fd);
+}
+
+/**
+ * A listening unix stream socket bound to `path` (mode 0600) as a close-on-exec fd:
+ * the socket a shim's `start` hands its server as fd 3, or a runc --console-socket.
+ * Throws EADDRINUSE when `path` exists.
+ */
+export function listenUnix(path: string, options: { nonblocking?: boolean } = {}): number {
+  return native().listenUnix(path, options.nonblocking === true);
+}
+
+/**
+ * Accepts the pending connection on a listening socket and returns the descriptor its
+ * peer sent with SCM_RIGHTS (how runc hands over a pty master). Never blocks: throws
+ * EAGAIN when nobody connected yet (on a non-blocking listener), ENOMSG when no fd came.
+ */
+export function receiveFd(listenFd: number): number {
+  return native().receiveFd(listenFd);
+}
+
+/** Sets a terminal's window size (TIOCSWINSZ); on a pty master it resizes the slave. */
+export function setWinsize(fd: number, size: { rows: number; cols: number }): void {
+  native().setWinsize(fd, size.rows, size.cols);
+}
+
+/** A terminal's window size (TIOCGWINSZ). */
+export function getWinsize(fd: number): { rows: number; cols: number } {
+  const [rows, cols] = native().getWinsize(fd);
+  return { rows, cols };
+}
+
 export type { ExitInfo };
