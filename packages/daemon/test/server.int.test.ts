@@ -202,13 +202,10 @@ describe('Introspection', () => {
   test('filters on type and id; a malformed filter is InvalidArgument', async () => {
     const c = client('introspection.v1.Introspection');
     const grpcOnly = await call(c, 'Plugins', { filters: ['type==io.containerd.grpc.v1'] });
-    expect(grpcOnly.plugins.map((p: Any) => p.id).sort()).toEqual([
-      'content',
-      'introspection',
-      'leases',
-      'namespaces',
-      'version',
-    ]);
+    expect(grpcOnly.plugins.filter((p: Any) => p.type !== PluginType.GRPC)).toEqual([]);
+    expect(grpcOnly.plugins.map((p: Any) => p.id)).toEqual(
+      expect.arrayContaining(['content', 'introspection', 'leases', 'namespaces', 'version']),
+    );
     const content = await call(c, 'Plugins', { filters: ['id==content'] });
     expect(content.plugins.map((p: Any) => p.type).sort()).toEqual([PluginType.Content, PluginType.GRPC]);
     const either = await call(c, 'Plugins', {
