@@ -1,3 +1,4 @@
 export * from './processes';
 export * from './daemons';
+export * from './registry';
 export * from './snapshotter';
