@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import {
   type Context,
   FailedPreconditionError,
+  isFailedPrecondition,
+  isInvalidArgument,
   type Mount,
   type SnapshotCleaner,
   type SnapshotInfo,
@@ -17,6 +19,12 @@ import {
 } from '@berth/api';
 import { diskUsage } from './disk-usage';
 import { MetaStore, type StoredSnapshot, validateKey } from './metastore';
+
+/** Puts containerd's context in front of a fresh error's message. */
+function prefixed<E extends Error>(e: E, prefix: string): E {
+  e.message = `${prefix}${e.message}`;
+  return e;
+}
 
 export interface LocalSnapshotterOptions {
   /**
@@ -109,9 +117,18 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     return diskUsage(this.usageDir(id), ctx.signal);
   }
 
+  /** containerd's words before a Mounts failure (`failed to get active mount: `...). */
+  protected abstract readonly mountErrorPrefix: string;
+
   async mounts(_ctx: Context, key: string): Promise<Mount[]> {
     this.checkOpen();
-    return this.mountsOf(this.ms.mountable(key));
+    let s: StoredSnapshot;
+    try {
+      s = this.ms.mountable(key);
+    } catch (e) {
+      throw isFailedPrecondition(e) ? prefixed(e, this.mountErrorPrefix) : e;
+    }
+    return this.mountsOf(s);
   }
 
   prepare(ctx: Context, key: string, parent = '', opts?: SnapshotOptions): Promise<Mount[]> {
@@ -134,7 +151,13 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     validateLabels(opts?.labels);
     // Fail a bad call before building anything (a native copy can be long).
     this.ms.checkFree(key);
-    const parentIds = this.ms.resolveParent(parent);
+    let parentIds: string[];
+    try {
+      parentIds = this.ms.resolveParent(parent);
+    } catch (e) {
+      // As containerd's snapshotters word a parent that is not committed.
+      throw isInvalidArgument(e) ? prefixed(e, 'failed to create snapshot: ') : e;
+    }
 
     let temp: string | undefined;
     if (this.needsDirectory(kind, parentIds)) {
@@ -175,7 +198,11 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     validateKey(name, 'name');
     validateLabels(opts?.labels);
     const { id, info } = this.ms.get(key);
-    if (info.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is not active`);
+    if (info.kind !== 'active') {
+      throw new FailedPreconditionError(
+        `failed to commit snapshot: snapshot ${JSON.stringify(key)} is not active`,
+      );
+    }
     this.ms.checkFree(name);
     const usage = await diskUsage(this.usageDir(id), ctx.signal);
     this.checkOpen();

@@ -51,6 +51,8 @@ export class NativeSnapshotter extends LocalSnapshotter {
     return this.snapshotDir(id);
   }
 
+  protected readonly mountErrorPrefix = 'failed to get snapshot mount: ';
+
   protected mountsOf(s: StoredSnapshot): Mount[] {
     const own = s.kind === 'active' || s.parentIds.length === 0;
     return [

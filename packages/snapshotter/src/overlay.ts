@@ -84,6 +84,8 @@ export class OverlaySnapshotter extends LocalSnapshotter {
     return { ...info, labels: { ...info.labels, [UPPERDIR_LABEL]: this.upperPath(id) } };
   }
 
+  protected readonly mountErrorPrefix = 'failed to get active mount: ';
+
   protected mountsOf(s: StoredSnapshot): Mount[] {
     if (s.parentIds.length === 0) {
       // Overlay needs a lower directory: a snapshot with no parent is its own directory.
