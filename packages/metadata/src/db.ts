@@ -7,8 +7,10 @@ import {
 } from '@berth/api';
 import type { Database, Statement } from 'better-sqlite3';
 import BetterSqlite3 from 'better-sqlite3';
+import { containerKind, MetadataContainerStore } from './containers';
 import { contentKinds, MetadataContentStore } from './content';
 import { type GCReport, mark, type ResourceKind, sweep } from './gc';
+import { imageKind, MetadataImageStore } from './images';
 import { leaseKind, SqliteLeaseManager } from './leases';
 import { SqliteNamespaceStore } from './namespaces';
 import { RwLock } from './rw-lock';
@@ -54,6 +56,8 @@ export class MetadataDB {
   readonly leases: SqliteLeaseManager;
   /** Present when a backing content store was given. */
   readonly content: MetadataContentStore | undefined;
+  readonly images: MetadataImageStore;
+  readonly containers: MetadataContainerStore;
   readonly contentSharing: 'shared' | 'isolated';
   readonly ingestExpiryMs: number;
 
@@ -93,7 +97,13 @@ export class MetadataDB {
     this.namespaces = new SqliteNamespaceStore(this);
     this.leases = new SqliteLeaseManager(this);
     this.content = opts.content ? new MetadataContentStore(this, opts.content) : undefined;
+    this.images = new MetadataImageStore(this);
+    this.containers = new MetadataContainerStore(this);
+    // Registration order is the order a blocked namespace delete names what remains:
+    // containerd's "images, blobs, containers, snapshots on ...".
+    this.registerResourceKind(imageKind(this));
     for (const kind of contentKinds(this, opts.content)) this.registerResourceKind(kind);
+    this.registerResourceKind(containerKind(this));
     this.registerResourceKind(leaseKind(this));
     for (const [name, sn] of Object.entries(opts.snapshotters ?? {})) this.addSnapshotter(name, sn);
   }

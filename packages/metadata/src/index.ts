@@ -1,3 +1,4 @@
+export { MetadataContainerStore, validateContainer } from './containers';
 export { MetadataContentStore } from './content';
 export { MetadataDB, type MetadataDBOptions, openMetadataDB } from './db';
 export {
@@ -10,6 +11,7 @@ export {
   labelReferences,
   type ResourceKind,
 } from './gc';
+export { MetadataImageStore, validateImage } from './images';
 export { parseExpiry, SqliteLeaseManager, validateLeaseResource } from './leases';
 export { SqliteNamespaceStore } from './namespaces';
 export { RwLock } from './rw-lock';

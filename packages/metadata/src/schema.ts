@@ -125,6 +125,78 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 3,
+    description: 'images and containers, with labels, target annotations and extensions',
+    up(db) {
+      db.exec(`
+        CREATE TABLE images (
+          namespace         TEXT NOT NULL REFERENCES namespaces(name),
+          name              TEXT NOT NULL,
+          target_media_type TEXT NOT NULL,
+          target_digest     TEXT NOT NULL,
+          target_size       INTEGER NOT NULL,
+          created_at        INTEGER NOT NULL,
+          updated_at        INTEGER NOT NULL,
+          PRIMARY KEY (namespace, name)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE image_labels (
+          namespace TEXT NOT NULL,
+          image     TEXT NOT NULL,
+          key       TEXT NOT NULL,
+          value     TEXT NOT NULL,
+          PRIMARY KEY (namespace, image, key),
+          FOREIGN KEY (namespace, image) REFERENCES images(namespace, name) ON DELETE CASCADE ON UPDATE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE image_annotations (
+          namespace TEXT NOT NULL,
+          image     TEXT NOT NULL,
+          key       TEXT NOT NULL,
+          value     TEXT NOT NULL,
+          PRIMARY KEY (namespace, image, key),
+          FOREIGN KEY (namespace, image) REFERENCES images(namespace, name) ON DELETE CASCADE ON UPDATE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE containers (
+          namespace            TEXT NOT NULL REFERENCES namespaces(name),
+          id                   TEXT NOT NULL,
+          image                TEXT NOT NULL,
+          runtime_name         TEXT NOT NULL,
+          runtime_options_type TEXT,
+          runtime_options      BLOB,
+          spec_type            TEXT NOT NULL,
+          spec                 BLOB NOT NULL,
+          snapshotter          TEXT NOT NULL,
+          snapshot_key         TEXT NOT NULL,
+          sandbox              TEXT NOT NULL,
+          created_at           INTEGER NOT NULL,
+          updated_at           INTEGER NOT NULL,
+          PRIMARY KEY (namespace, id)
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE container_labels (
+          namespace TEXT NOT NULL,
+          container TEXT NOT NULL,
+          key       TEXT NOT NULL,
+          value     TEXT NOT NULL,
+          PRIMARY KEY (namespace, container, key),
+          FOREIGN KEY (namespace, container) REFERENCES containers(namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+
+        CREATE TABLE container_extensions (
+          namespace TEXT NOT NULL,
+          container TEXT NOT NULL,
+          name      TEXT NOT NULL,
+          type_url  TEXT NOT NULL,
+          value     BLOB NOT NULL,
+          PRIMARY KEY (namespace, container, name),
+          FOREIGN KEY (namespace, container) REFERENCES containers(namespace, id) ON DELETE CASCADE
+        ) STRICT, WITHOUT ROWID;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

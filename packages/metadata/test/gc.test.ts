@@ -199,25 +199,26 @@ describe('garbage collection', () => {
   });
 
   it('plugs in new resource kinds: their roots keep content, their sweep runs', async () => {
-    const d = await put(cs, A, 'image target');
-    const images = new Map([['a\0img', d]]);
+    const d = await put(cs, A, 'widget target');
+    const widgets = new Map([['a\0w', d]]);
     const removed: string[] = [];
     f.db.registerResourceKind({
-      type: 'images',
-      roots: () => [...images.keys()].map((k) => ({ type: 'images', namespace: 'a', id: k.split('\0')[1]! })),
+      type: 'widgets',
+      roots: () =>
+        [...widgets.keys()].map((k) => ({ type: 'widgets', namespace: 'a', id: k.split('\0')[1]! })),
       references: (n) => [
-        { type: 'content', namespace: n.namespace, id: images.get(`${n.namespace}\0${n.id}`)! },
+        { type: 'content', namespace: n.namespace, id: widgets.get(`${n.namespace}\0${n.id}`)! },
       ],
       all: () => [
-        { type: 'images', namespace: 'a', id: 'img' },
-        { type: 'images', namespace: 'a', id: 'stale' },
+        { type: 'widgets', namespace: 'a', id: 'w' },
+        { type: 'widgets', namespace: 'a', id: 'stale' },
       ],
       remove: (n) => void removed.push(n.id),
     });
     const report = await f.db.collectGarbage();
     expect(await has(A, d)).toBe(true);
     expect(removed).toEqual(['stale']);
-    expect(report.removed).toEqual([{ type: 'images', namespace: 'a', id: 'stale' }]);
+    expect(report.removed).toEqual([{ type: 'widgets', namespace: 'a', id: 'stale' }]);
   });
 
   it('labelReferences reads content and snapshot references', () => {

@@ -384,7 +384,7 @@ describe('metadata snapshotter', () => {
       raw.close();
       const upgraded = openMetadataDB(path, { snapshotters: { native: new MemorySnapshotter() } });
       try {
-        expect(upgraded.migration).toEqual({ from: 1, to: 2 });
+        expect(upgraded.migration).toEqual({ from: 1, to: MIGRATIONS.length });
         expect(await upgraded.namespaces.list({})).toEqual(['old']);
         await upgraded.snapshotter('native')!.prepare(ns('old'), 'k', '');
       } finally {
