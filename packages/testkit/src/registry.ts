@@ -351,6 +351,7 @@ export interface ProxyRequestLog {
   status: number;
   bytes: number;
   fault?: Fault['kind'];
+  headers: IncomingMessage['headers'];
 }
 
 export interface FaultyProxy {
@@ -396,6 +397,7 @@ export async function startFaultyProxy(target: { host: string }): Promise<Faulty
       path: req.url ?? '/',
       status: 0,
       bytes: 0,
+      headers: req.headers,
       ...(req.headers.range ? { range: String(req.headers.range) } : {}),
       ...(fault ? { fault: fault.kind } : {}),
     };

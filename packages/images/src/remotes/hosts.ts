@@ -106,8 +106,9 @@ function parseHostSection(
     out.scheme = u.protocol === 'http:' ? 'http' : 'https';
     out.host = u.host;
     let path = u.pathname.replace(/\/+$/, '');
+    // override_path: the URL's path is the API root, as written (containerd's OverridePath).
     if (table.override_path !== true && !path.endsWith('/v2')) path = `${path}/v2`;
-    out.path = path || '/v2';
+    out.path = path;
   } else if (plainHttp) {
     out.scheme = 'http';
   }

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
+import { type IncomingHttpHeaders, STATUS_CODES } from 'node:http';
 import {
   type BerthError,
   CanceledError,
@@ -81,7 +81,7 @@ function registryErrorText(body: string): string {
 }
 
 function statusError(what: string, status: number, text: string): BerthError {
-  const msg = `${what}: ${status}${text ? ` ${text}` : ''}`;
+  const msg = `${what}: ${status} ${STATUS_CODES[status] ?? ''}${text ? `: ${text}` : ''}`;
   if (status === 401 || status === 403) return new PermissionDeniedError(msg);
   if (status === 404) return new NotFoundError(msg);
   if (status === 400 || status === 405) return new InvalidArgumentError(msg);
@@ -414,7 +414,7 @@ export class RemoteRepository {
           start = offset;
         }
         const length = header(res.headers, 'content-length');
-        if (length !== undefined && start + Number(length) > desc.size) {
+        if (length !== undefined && start + Number(length) !== desc.size) {
           res.body.destroy();
           throw new FailedPreconditionError(
             `${what}: registry announces ${start + Number(length)} bytes, descriptor says ${desc.size}`,
