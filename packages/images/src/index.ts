@@ -84,6 +84,7 @@ export {
   platformMatcher,
 } from './platforms';
 export { type PullEvent, type PullOptions, type PullResult, pull, selectManifests } from './pull';
+export { mountCandidate, type PushEvent, type PushOptions, type PushStatus, push } from './push';
 export {
   DEFAULT_DOMAIN,
   DEFAULT_TAG,
