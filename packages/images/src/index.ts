@@ -68,6 +68,15 @@ export {
   MANIFEST_ACCEPT,
 } from './image/media-types';
 export {
+  ANNOTATION_IMAGE_NAME,
+  ANNOTATION_REF_NAME,
+  type ExportItem,
+  type ExportOptions,
+  exportArchive,
+  exportImages,
+} from './oci-archive/export';
+export { type ImportOptions, type ImportResult, importArchive } from './oci-archive/import';
+export {
   allPlatforms,
   anyPlatform,
   defaultPlatform,
