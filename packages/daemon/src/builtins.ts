@@ -3,7 +3,10 @@ import { exchangePlugin } from './events/plugin';
 import { gcSchedulerPlugin } from './gc/plugin';
 import { contentPlugin } from './plugins/content';
 import { metadataPlugin } from './plugins/metadata';
+import { containersGrpcPlugin, containersServicePlugin } from './services/containers/plugin';
 import { contentGrpcPlugin, contentServicePlugin } from './services/content/plugin';
+import { eventsGrpcPlugin } from './services/events/plugin';
+import { imagesGrpcPlugin, imagesServicePlugin } from './services/images/plugin';
 import { introspectionGrpcPlugin, introspectionServicePlugin } from './services/introspection/plugin';
 import { leasesGrpcPlugin, leasesServicePlugin } from './services/leases/plugin';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from './services/namespaces/plugin';
@@ -17,6 +20,8 @@ export function builtins(): Registration<any, any>[] {
     metadataPlugin,
     gcSchedulerPlugin,
     contentServicePlugin,
+    imagesServicePlugin,
+    containersServicePlugin,
     namespacesServicePlugin,
     leasesServicePlugin,
     introspectionServicePlugin,
@@ -25,5 +30,8 @@ export function builtins(): Registration<any, any>[] {
     namespacesGrpcPlugin,
     leasesGrpcPlugin,
     contentGrpcPlugin,
+    imagesGrpcPlugin,
+    containersGrpcPlugin,
+    eventsGrpcPlugin,
   ];
 }
