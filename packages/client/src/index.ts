@@ -14,4 +14,5 @@ export { type ReadOptions, RemoteContentStore } from './content-store';
 export { RemoteWriter, WRITE_CHUNK_SIZE } from './content-writer';
 export { RemoteLeaseManager } from './leases';
 export { RemoteNamespaceStore } from './namespaces';
+export * as oci from './oci';
 export { RemoteSnapshotter } from './snapshots';
