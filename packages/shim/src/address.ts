@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+
+/** Where shim sockets live unless BERTH_SHIM_SOCKET_DIR says otherwise (containerd: /run/containerd/s). */
+export const DEFAULT_SOCKET_DIR = '/run/berth/s';
+
+/**
+ * Annotations that put containers into one shim, first match wins: ours, the runc
+ * shim's, and the CRI pod sandbox id (every container of a pod in the pod's shim).
+ */
+export const GROUP_ANNOTATIONS = [
+  'io.containerd.berth.v1.group',
+  'io.containerd.runc.v2.group',
+  'io.kubernetes.cri.sandbox-id',
+] as const;
+
+/**
+ * How containers without a group annotation share shims: `namespace` (the default: one
+ * shim per daemon and namespace, the memory saver) or `container` (one shim each, as
+ * containerd's runc shim does).
+ */
+export type Grouping = 'namespace' | 'container';
+
+export function groupingFromEnv(env: NodeJS.ProcessEnv): Grouping {
+  return env.BERTH_SHIM_GROUPING === 'container' ? 'container' : 'namespace';
+}
+
+/** The key of the shim that serves a container. */
+export function groupKey(
+  id: string,
+  annotations: Readonly<Record<string, string>> | undefined,
+  grouping: Grouping,
+): string {
+  for (const name of GROUP_ANNOTATIONS) {
+    const value = annotations?.[name];
+    if (typeof value === 'string' && value !== '') return `group:${value}`;
+  }
+  return grouping === 'container' ? `container:${id}` : 'namespace';
+}
+
+/**
+ * The shim socket for a daemon address, namespace and group: a hash, so any length of
+ * input fits a unix socket path, and two daemons never share a shim.
+ */
+export function socketAddress(daemonAddress: string, namespace: string, group: string, dir: string): string {
+  const digest = createHash('sha256').update(`${daemonAddress}\0${namespace}\0${group}`).digest('hex');
+  return `unix://${join(dir, digest)}`;
+}
+
+export function socketDir(env: NodeJS.ProcessEnv): string {
+  return env.BERTH_SHIM_SOCKET_DIR || DEFAULT_SOCKET_DIR;
+}
+
+/** The path of a `unix://` address (bare paths are returned as they are). */
+export function addressPath(address: string): string {
+  return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+}

@@ -1,0 +1,355 @@
+/**
+ * A process's stdio: pipes handed to the OCI runtime, copied to and from the FIFOs (or
+ * files) the client named; or, with a terminal, the pty master runc sends over a console
+ * socket, copied the same way.
+ *
+ * FIFOs are opened without ever blocking: the shim opens its own read end of an output
+ * FIFO before its write end (so the open succeeds whether or not the client is reading,
+ * and a client that goes away never causes EPIPE), and its own write end of the stdin
+ * FIFO after the read end (so the container sees EOF only once the client closed its end
+ * and CloseIO closed ours).
+ */
+import {
+  closeSync,
+  constants,
+  createWriteStream,
+  fchownSync,
+  mkdtempSync,
+  openSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import * as tty from 'node:tty';
+import { InvalidArgumentError, NotImplementedError } from '@berth/api';
+import { listenUnix, pipe, receiveFd, setWinsize } from '@berth/sys';
+import type { Logger } from './log';
+import type { StdioSlot } from './runc';
+
+export interface StdioPaths {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+const closeQuietly = (fd: number | undefined): void => {
+  if (fd === undefined) return;
+  try {
+    closeSync(fd);
+  } catch {
+    // already closed
+  }
+};
+
+function isFifo(path: string): boolean {
+  try {
+    return statSync(path).isFIFO();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+}
+
+/** Resolves the stdio URIs containerd may send: bare paths and fifo:// (FIFOs or files), file://. */
+export function resolveStdio(paths: StdioPaths): StdioPaths {
+  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(paths.stdout)?.[1]?.toLowerCase();
+  if (scheme === undefined || scheme === 'fifo') {
+    const strip = (p: string): string => p.replace(/^fifo:\/\//i, '');
+    return { ...paths, stdin: strip(paths.stdin), stdout: strip(paths.stdout), stderr: strip(paths.stderr) };
+  }
+  if (scheme === 'file') {
+    const file = decodeURIComponent(new URL(paths.stdout).pathname);
+    return { ...paths, stdout: file, stderr: paths.stderr === '' ? '' : file };
+  }
+  if (scheme === 'binary') {
+    throw new NotImplementedError(
+      `stdio ${JSON.stringify(paths.stdout)}: logging binaries are not supported`,
+    );
+  }
+  throw new InvalidArgumentError(`unknown STDIO scheme ${scheme}`);
+}
+
+/** An output destination: the writable side and what to close once it is finished. */
+interface Sink {
+  stream: Writable;
+  release(): void;
+}
+
+const sharedFiles = new Map<string, { stream: Writable; users: number }>();
+
+function openSink(path: string): Sink {
+  if (isFifo(path)) {
+    const hold = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    let fd: number;
+    try {
+      fd = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+    } catch (err) {
+      closeQuietly(hold);
+      throw err;
+    }
+    const stream = new net.Socket({ fd, readable: false, writable: true });
+    return { stream, release: () => closeQuietly(hold) };
+  }
+  // A regular file (containerd's file:// log) that stdout and stderr may share.
+  let shared = sharedFiles.get(path);
+  if (shared === undefined) {
+    const fd = openSync(path, constants.O_WRONLY | constants.O_APPEND);
+    shared = { stream: createWriteStream('', { fd }), users: 0 };
+    sharedFiles.set(path, shared);
+  }
+  shared.users++;
+  const entry = shared;
+  // Each copy ends its own proxy; the file closes when the last one is done.
+  const proxy = new PassThrough();
+  proxy.pipe(entry.stream, { end: false });
+  proxy.on('end', () => {
+    if (--entry.users === 0) {
+      sharedFiles.delete(path);
+      entry.stream.end();
+    }
+  });
+  return { stream: proxy, release: () => {} };
+}
+
+/** Opens the stdin FIFO for reading, plus our own writer that keeps EOF away until CloseIO. */
+function openSource(path: string): { stream: Readable; hold: number } {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  let hold: number;
+  try {
+    hold = openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
+  } catch (err) {
+    closeQuietly(fd);
+    throw err;
+  }
+  return { stream: new net.Socket({ fd, readable: true, writable: false }), hold };
+}
+
+/**
+ * Copies src into dst until src ends, then ends dst (keeping what is still buffered: a pty
+ * ends with EIO, which must not discard the last output). Resolves, never rejects, once
+ * dst is finished or broken.
+ */
+function copy(src: Readable, dst: Writable, log: Logger, what: string): Promise<void> {
+  return new Promise((resolve) => {
+    src.pipe(dst);
+    src.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EIO') log.debug(`copy ${what}: read`, { error: err });
+      src.unpipe(dst);
+      dst.end();
+    });
+    dst.on('error', (err) => {
+      log.debug(`copy ${what}: write`, { error: err });
+      src.unpipe(dst);
+      resolve();
+    });
+    dst.on('finish', resolve);
+    dst.on('close', resolve);
+  });
+}
+
+/** The common part of pipe and console stdio. */
+abstract class BaseIO {
+  protected stdinHold: number | undefined;
+  protected readonly copies: Promise<void>[] = [];
+  protected readonly streams: (Readable | Writable)[] = [];
+  protected readonly releases: (() => void)[] = [];
+
+  constructor(
+    readonly paths: StdioPaths,
+    protected readonly log: Logger,
+  ) {}
+
+  /** CloseIO: drop our writer on the stdin FIFO, so the container sees EOF once the client closes too. */
+  closeStdin(): void {
+    closeQuietly(this.stdinHold);
+    this.stdinHold = undefined;
+  }
+
+  /** Waits for the output copies to finish, at most timeoutMs. */
+  async wait(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(this.copies),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, timeoutMs);
+      }),
+    ]);
+    clearTimeout(timer);
+  }
+
+  /** Closes everything still open. */
+  close(): void {
+    this.closeStdin();
+    for (const s of this.streams) s.destroy();
+    for (const r of this.releases) r();
+    this.releases.length = 0;
+  }
+
+  protected output(src: Readable, path: string, what: string): void {
+    const sink = openSink(path);
+    this.streams.push(src, sink.stream);
+    this.copies.push(
+      copy(src, sink.stream, this.log, what).then(() => {
+        sink.stream.destroy();
+        sink.release();
+      }),
+    );
+  }
+
+  protected input(dst: Writable, end: boolean): void {
+    const source = openSource(this.paths.stdin);
+    this.stdinHold = source.hold;
+    this.streams.push(source.stream);
+    if (end) {
+      void copy(source.stream, dst, this.log, 'stdin');
+    } else {
+      source.stream.pipe(dst, { end: false });
+      source.stream.on('error', (err) => this.log.debug('copy stdin', { error: err }));
+    }
+  }
+}
+
+/** Stdio through pipes: the runtime gets the child ends, the shim copies the parent ends. */
+export class PipeIO extends BaseIO {
+  private readonly childEnds: number[] = [];
+  private readonly parentEnds: { stdin?: number; stdout?: number; stderr?: number } = {};
+  readonly runtimeStdio: [StdioSlot, StdioSlot, StdioSlot] = ['ignore', 'ignore', 'ignore'];
+
+  constructor(paths: StdioPaths, log: Logger, owner?: { uid: number; gid: number }) {
+    super(paths, log);
+    try {
+      if (paths.stdin !== '') {
+        const [r, w] = pipe();
+        this.childEnds.push(r);
+        this.parentEnds.stdin = w;
+        this.runtimeStdio[0] = r;
+      }
+      if (paths.stdout !== '') {
+        const [r, w] = pipe();
+        this.childEnds.push(w);
+        this.parentEnds.stdout = r;
+        this.runtimeStdio[1] = w;
+      }
+      if (paths.stderr !== '') {
+        const [r, w] = pipe();
+        this.childEnds.push(w);
+        this.parentEnds.stderr = r;
+        this.runtimeStdio[2] = w;
+      }
+      if (owner !== undefined && (owner.uid !== 0 || owner.gid !== 0)) {
+        for (const fd of this.childEnds) fchownSync(fd, owner.uid, owner.gid);
+      }
+    } catch (err) {
+      this.closeAfterStart();
+      for (const fd of Object.values(this.parentEnds)) closeQuietly(fd);
+      throw err;
+    }
+  }
+
+  /** Closes the ends the runtime passed on to the container (after create/exec returned). */
+  closeAfterStart(): void {
+    for (const fd of this.childEnds.splice(0)) closeQuietly(fd);
+  }
+
+  /** Opens the client's FIFOs and starts copying. */
+  start(): void {
+    const { stdin, stdout, stderr } = this.parentEnds;
+    this.parentEnds.stdin = this.parentEnds.stdout = this.parentEnds.stderr = undefined;
+    if (stdout !== undefined) {
+      this.output(
+        new net.Socket({ fd: stdout, readable: true, writable: false }),
+        this.paths.stdout,
+        'stdout',
+      );
+    }
+    if (stderr !== undefined) {
+      this.output(
+        new net.Socket({ fd: stderr, readable: true, writable: false }),
+        this.paths.stderr,
+        'stderr',
+      );
+    }
+    if (stdin !== undefined) {
+      const dst = new net.Socket({ fd: stdin, readable: false, writable: true });
+      dst.on('error', () => {});
+      this.streams.push(dst);
+      this.input(dst, true);
+    }
+  }
+
+  override close(): void {
+    this.closeAfterStart();
+    for (const fd of Object.values(this.parentEnds)) closeQuietly(fd);
+    super.close();
+  }
+}
+
+/** A unix socket runc connects to, to hand over the pty master of a terminal process. */
+export class ConsoleSocket {
+  readonly path: string;
+  private readonly dir: string;
+  private fd: number | undefined;
+
+  constructor() {
+    this.dir = mkdtempSync(join(tmpdir(), 'berth-pty-'));
+    this.path = join(this.dir, 'pty.sock');
+    try {
+      this.fd = listenUnix(this.path, { nonblocking: true });
+    } catch (err) {
+      rmSync(this.dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** The pty master the runtime sent (call once the runtime command has returned). */
+  async receive(): Promise<number> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return receiveFd(this.fd!);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EAGAIN' || attempt >= 100) {
+          throw new Error(`failed to retrieve console master: ${(err as Error).message}`, { cause: err });
+        }
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    }
+  }
+
+  close(): void {
+    closeQuietly(this.fd);
+    this.fd = undefined;
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Stdio through a pty: the master is copied to the stdout FIFO and fed from the stdin FIFO. */
+export class ConsoleIO extends BaseIO {
+  private readonly tty: tty.ReadStream;
+
+  constructor(
+    paths: StdioPaths,
+    log: Logger,
+    private readonly master: number,
+  ) {
+    super(paths, log);
+    this.tty = new tty.ReadStream(master);
+    // The slave closing reads as EIO: that is the console's end of file.
+    this.tty.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EIO') log.debug('console', { error: err });
+    });
+  }
+
+  start(): void {
+    if (this.paths.stdin !== '') this.input(this.tty, false);
+    if (this.paths.stdout !== '') this.output(this.tty, this.paths.stdout, 'console');
+    else this.streams.push(this.tty);
+  }
+
+  resize(width: number, height: number): void {
+    setWinsize(this.master, { rows: height, cols: width });
+  }
+}
