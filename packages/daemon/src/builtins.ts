@@ -3,13 +3,16 @@ import { exchangePlugin } from './events/plugin';
 import { gcSchedulerPlugin } from './gc/plugin';
 import { contentPlugin } from './plugins/content';
 import { metadataPlugin } from './plugins/metadata';
+import { nativePlugin, overlayfsPlugin } from './plugins/snapshotters';
 import { containersGrpcPlugin, containersServicePlugin } from './services/containers/plugin';
 import { contentGrpcPlugin, contentServicePlugin } from './services/content/plugin';
+import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from './services/diff/plugin';
 import { eventsGrpcPlugin } from './services/events/plugin';
 import { imagesGrpcPlugin, imagesServicePlugin } from './services/images/plugin';
 import { introspectionGrpcPlugin, introspectionServicePlugin } from './services/introspection/plugin';
 import { leasesGrpcPlugin, leasesServicePlugin } from './services/leases/plugin';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from './services/namespaces/plugin';
+import { snapshotsGrpcPlugin, snapshotsServicePlugin } from './services/snapshots/plugin';
 import { versionGrpcPlugin } from './services/version/plugin';
 
 /** The only list of berthd's plugins; the registry orders them by what they require. */
@@ -17,9 +20,14 @@ export function builtins(): Registration<any, any>[] {
   return [
     exchangePlugin,
     contentPlugin,
+    overlayfsPlugin,
+    nativePlugin,
     metadataPlugin,
     gcSchedulerPlugin,
     contentServicePlugin,
+    snapshotsServicePlugin,
+    walkingDifferPlugin,
+    diffServicePlugin,
     imagesServicePlugin,
     containersServicePlugin,
     namespacesServicePlugin,

@@ -4,6 +4,7 @@ import { FailedPreconditionError, InvalidArgumentError, type Registration } from
 import { builtins } from './builtins';
 import { type DaemonConfig, mergePluginConfig } from './config';
 import { type Logger, nullLogger } from './log';
+import { isProxyType, proxyRegistrations } from './plugins/proxy';
 import { PluginRegistry } from './registry';
 import { GrpcServer, isGrpcService, socketPath } from './server/grpc-server';
 import { REVISION, VERSION } from './version';
@@ -48,11 +49,12 @@ export async function startDaemon(config: DaemonConfig, opts: DaemonOptions = {}
   const path = socketPath(config.grpc.address);
   createTopLevelDirectories(config);
   log.with({ version: VERSION, revision: REVISION }).info('starting berthd');
-  for (const name of Object.keys(config.proxyPlugins)) {
-    log.with({ name }).warn('proxy plugins are not supported yet, ignored');
+  for (const [name, pp] of Object.entries(config.proxyPlugins)) {
+    if (!isProxyType(pp.type)) log.with({ name, type: pp.type }).warn('unknown proxy plugin type, ignored');
   }
 
-  const registry = new PluginRegistry(opts.registrations ?? builtins(), {
+  const registrations = [...(opts.registrations ?? builtins()), ...proxyRegistrations(config.proxyPlugins)];
+  const registry = new PluginRegistry(registrations, {
     root: config.root,
     state: config.state,
     address: path,
