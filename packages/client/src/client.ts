@@ -1,7 +1,10 @@
 import { type Context, grpcClientConstructor, UnavailableError } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { grpcTarget, socketPath } from './address';
+import { RemoteContainerStore } from './containers';
 import { RemoteContentStore } from './content-store';
+import { RemoteEventService } from './events';
+import { RemoteImageStore } from './images';
 import { RemoteLeaseManager } from './leases';
 import { RemoteNamespaceStore } from './namespaces';
 import { abortedError, type Timestamp, toDate, unary } from './rpc';
@@ -60,6 +63,9 @@ const SERVICE = {
   version: 'containerd.services.version.v1.Version',
   introspection: 'containerd.services.introspection.v1.Introspection',
   snapshots: 'containerd.services.snapshots.v1.Snapshots',
+  images: 'containerd.services.images.v1.Images',
+  containers: 'containerd.services.containers.v1.Containers',
+  events: 'containerd.services.events.v1.Events',
 } as const;
 
 const MiB = 1 << 20;
@@ -78,6 +84,9 @@ export class Client {
   private contentStore?: RemoteContentStore;
   private leaseManager?: RemoteLeaseManager;
   private namespaceStore?: RemoteNamespaceStore;
+  private imageStore?: RemoteImageStore;
+  private containerStore?: RemoteContainerStore;
+  private eventService?: RemoteEventService;
   private readonly snapshotters = new Map<string, RemoteSnapshotter>();
 
   constructor(address: string, opts: ConnectOptions = {}) {
@@ -102,6 +111,21 @@ export class Client {
   get namespaces(): RemoteNamespaceStore {
     this.namespaceStore ??= new RemoteNamespaceStore(this.stub(SERVICE.namespaces), this.address);
     return this.namespaceStore;
+  }
+
+  get images(): RemoteImageStore {
+    this.imageStore ??= new RemoteImageStore(this.stub(SERVICE.images), this.address);
+    return this.imageStore;
+  }
+
+  get containers(): RemoteContainerStore {
+    this.containerStore ??= new RemoteContainerStore(this.stub(SERVICE.containers), this.address);
+    return this.containerStore;
+  }
+
+  get events(): RemoteEventService {
+    this.eventService ??= new RemoteEventService(this.stub(SERVICE.events), this.address);
+    return this.eventService;
   }
 
   /**
