@@ -1,0 +1,73 @@
+import { promises as fs } from 'node:fs';
+import { type Envelope, InvalidArgumentError } from '@berth/api';
+import { socketPath, TtrpcServer } from '@berth/ttrpc';
+import { type Logger, nullLogger } from '../log';
+
+export const TTRPC_EVENTS_SERVICE = 'containerd.services.events.ttrpc.v1.Events';
+
+/** Where shims forward their events: berthd's gRPC address with `.ttrpc` appended, as containerd. */
+export const ttrpcAddressOf = (grpcAddress: string): string => `${socketPath(grpcAddress)}.ttrpc`;
+
+/** Where forwarded envelopes go (the exchange). */
+export interface Forwarder {
+  forward(envelope: Envelope): Promise<void>;
+}
+
+interface ForwardRequest {
+  envelope: {
+    timestamp: { seconds: number; nanos: number } | null;
+    namespace: string;
+    topic: string;
+    event: { typeUrl: string; value: Buffer } | null;
+  } | null;
+}
+
+/**
+ * berthd's ttrpc socket: containerd.services.events.ttrpc.v1.Events/Forward, which shims
+ * call for every task event (`/tasks/create`, `/tasks/exit`, ...). Envelopes go into the
+ * exchange as they are, so Subscribe sees the shim's events unchanged.
+ */
+export class ShimEventsServer {
+  private readonly server: TtrpcServer;
+  private path: string | undefined;
+
+  constructor(
+    private readonly events: Forwarder,
+    private readonly log: Logger = nullLogger,
+  ) {
+    this.server = new TtrpcServer({
+      onError: (err) => this.log.with({ error: err.message }).warn('ttrpc server error'),
+    });
+    this.server.register(TTRPC_EVENTS_SERVICE, {
+      Forward: async (req: ForwardRequest) => {
+        await this.events.forward(toEnvelope(req));
+        return {};
+      },
+    });
+  }
+
+  /** Listens on `address` (0660, a stale socket replaced); AlreadyExists if something serves there. */
+  async listen(address: string): Promise<void> {
+    await this.server.listen(address, { mode: 0o660 });
+    this.path = socketPath(address);
+  }
+
+  /** Stops listening, lets in-flight forwards finish, removes the socket. */
+  async close(): Promise<void> {
+    await this.server.close({ timeoutMs: 1000 });
+    if (this.path) await fs.rm(this.path, { force: true });
+  }
+}
+
+function toEnvelope(req: ForwardRequest): Envelope {
+  const env = req.envelope;
+  if (!env) throw new InvalidArgumentError('forward: envelope must be set');
+  if (!env.event?.typeUrl) throw new InvalidArgumentError(`forward ${env.topic}: event must be set`);
+  if (!env.timestamp) throw new InvalidArgumentError(`forward ${env.topic}: timestamp must be set`);
+  return {
+    timestamp: new Date(Number(env.timestamp.seconds) * 1000 + Math.floor(Number(env.timestamp.nanos) / 1e6)),
+    namespace: env.namespace,
+    topic: env.topic,
+    event: { typeUrl: env.event.typeUrl, value: Buffer.from(env.event.value) },
+  };
+}

@@ -1,0 +1,64 @@
+import { constants, promises as fs, openSync } from 'node:fs';
+import { Socket } from 'node:net';
+import { join } from 'node:path';
+import { mknod, S_IFIFO } from '@berth/sys';
+import type { Logger, LogLevel } from '../log';
+import { LOG_FILE } from './bundle';
+
+type Level = Exclude<LogLevel, 'fatal' | 'panic'>;
+
+const LEVELS: Record<string, Level> = {
+  trace: 'trace',
+  debug: 'debug',
+  info: 'info',
+  warning: 'warn',
+  warn: 'warn',
+  error: 'error',
+  fatal: 'error',
+  panic: 'error',
+};
+
+/** Re-logs one line of a shim's logrus output at its level, without its own time and level. */
+export function relayShimLogLine(log: Logger, line: string): void {
+  if (line.trim() === '') return;
+  const level = LEVELS[/\blevel=(\w+)/.exec(line)?.[1] ?? ''] ?? 'info';
+  if (!log.enabled(level)) return;
+  const text = line.replace(/^time="[^"]*"\s*/, '').replace(/\blevel=\w+\s*/, '');
+  log[level](text);
+}
+
+/** The read end of a bundle's shim log fifo; close() stops reading (the shim keeps running). */
+export interface ShimLog {
+  close(): void;
+}
+
+/**
+ * Creates the bundle's `log` fifo (when missing) and reads it: the shim writes its log
+ * there. Opened read-write and non-blocking, as containerd does, so neither side blocks
+ * waiting for the other and a restarted berthd can pick the shim's log up again.
+ */
+export async function openShimLog(bundlePath: string, log: Logger): Promise<ShimLog> {
+  const path = join(bundlePath, LOG_FILE);
+  try {
+    await fs.lstat(path);
+  } catch {
+    mknod(path, S_IFIFO | 0o700);
+  }
+  const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
+  const socket = new Socket({ fd, readable: true, writable: false });
+  let pending = '';
+  socket.on('data', (chunk: Buffer) => {
+    pending += chunk.toString();
+    const lines = pending.split('\n');
+    pending = lines.pop() ?? '';
+    for (const line of lines) relayShimLogLine(log, line);
+  });
+  socket.on('error', () => {}); // the fifo going away is the end of the log, nothing more
+  return {
+    close: () => {
+      if (pending !== '') relayShimLogLine(log, pending);
+      pending = '';
+      socket.destroy();
+    },
+  };
+}
