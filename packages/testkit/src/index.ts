@@ -2,3 +2,4 @@ export * from './processes';
 export * from './daemons';
 export * from './registry';
 export * from './snapshotter';
+export * from './images';
