@@ -508,7 +508,13 @@ export class TaskService {
   }
 
   /** Exits once no container is left (after the idle linger, if one is configured). */
-  shutdown(_r: { id: string; now: boolean }): object {
+  shutdown(r: { id: string; now: boolean }): object {
+    // The daemon gave up on a container it announced and never created.
+    const held = this.reservations.get(r.id);
+    if (held !== undefined) {
+      clearTimeout(held);
+      this.reservations.delete(r.id);
+    }
     if (this.idle()) this.armIdle(this.opts.idleMs ?? 0);
     return {};
   }
