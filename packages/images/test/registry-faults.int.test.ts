@@ -93,9 +93,13 @@ describe('a registry that lies', () => {
     await pull(ctx, REF(), { content, client: client() });
     expect(await committed(big().digest)).toBe(true);
     const reqs = proxy.requests.filter((r) => r.path.endsWith(big().digest));
-    expect(reqs.map((r) => r.range)).toEqual([undefined, `bytes=${reqs[0]!.bytes}-`]);
-    expect(reqs[0]!.bytes).toBeGreaterThan(0);
-    expect(proxy.bytesServed(big().digest)).toBe(big().size);
+    expect(reqs).toHaveLength(2);
+    expect(reqs[0]!.range).toBeUndefined();
+    // The retry starts where the received bytes end (the proxy may have written more than arrived).
+    const from = Number(/^bytes=(\d+)-$/.exec(reqs[1]!.range ?? '')?.[1]);
+    expect(from).toBeGreaterThan(0);
+    expect(from).toBeLessThanOrEqual(reqs[0]!.bytes);
+    expect(reqs[1]!.bytes).toBe(big().size - from);
   });
 
   it('truncated every time: gives up with a clear error, nothing committed', async () => {
@@ -205,10 +209,11 @@ describe('resume', () => {
       times: 1,
     });
     await expect(
-      pull(ctx, REF(), { content, client: client({ progressTimeoutMs: 300, retries: 0 }) }),
+      pull(ctx, REF(), { content, client: client({ progressTimeoutMs: 1000, retries: 0 }) }),
     ).rejects.toThrow(/no data received/);
     const have = await ingestOffset(ingestRef(big()));
-    expect(have).toBe(1_500_000);
+    expect(have).toBeGreaterThan(0);
+    expect(have).toBeLessThanOrEqual(1_500_000);
     const servedBefore = proxy.bytesServed(big().digest);
 
     // "Restart": a fresh store on the same root, a fresh client.
