@@ -1,7 +1,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type RunOptions, type RunResult, makeTempDir, removeDir, repoRoot, run, stopChild, waitForSocket } from './processes';
+import {
+  makeTempDir,
+  type RunOptions,
+  type RunResult,
+  removeDir,
+  repoRoot,
+  run,
+  stopChild,
+  waitForSocket,
+} from './processes';
 
 export interface Daemon {
   readonly address: string;
@@ -18,7 +27,13 @@ export interface Daemon {
   dispose(): Promise<void>;
 }
 
-function startDaemon(cmd: string, args: string[], dirs: { dir: string; root: string; state: string; address: string }, env?: NodeJS.ProcessEnv, keepDir = false): Promise<Daemon> {
+function startDaemon(
+  cmd: string,
+  args: string[],
+  dirs: { dir: string; root: string; state: string; address: string },
+  env?: NodeJS.ProcessEnv,
+  keepDir = false,
+): Promise<Daemon> {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   let logs = '';
   const collect = (b: Buffer) => {
@@ -65,7 +80,18 @@ export function startBerthd(opts: StartOptions = {}): Promise<Daemon> {
   mkdirSync(root, { recursive: true });
   const configPath = join(dir, 'config.toml');
   writeFileSync(configPath, opts.config ?? 'version = 2\n');
-  const args = [join(repoRoot, 'bin', 'berthd'), '--root', root, '--state', state, '--address', address, '--config', configPath, ...(opts.args ?? [])];
+  const args = [
+    join(repoRoot, 'bin', 'berthd'),
+    '--root',
+    root,
+    '--state',
+    state,
+    '--address',
+    address,
+    '--config',
+    configPath,
+    ...(opts.args ?? []),
+  ];
   return startDaemon(process.execPath, args, { dir, root, state, address }, opts.env, opts.dir !== undefined);
 }
 
@@ -90,8 +116,24 @@ export function startContainerd(opts: StartOptions = {}): Promise<Daemon> {
         '',
       ].join('\n'),
   );
-  const args = ['--root', root, '--state', state, '--address', address, '--config', configPath, ...(opts.args ?? [])];
-  return startDaemon('/usr/bin/containerd', args, { dir, root, state, address }, opts.env, opts.dir !== undefined);
+  const args = [
+    '--root',
+    root,
+    '--state',
+    state,
+    '--address',
+    address,
+    '--config',
+    configPath,
+    ...(opts.args ?? []),
+  ];
+  return startDaemon(
+    '/usr/bin/containerd',
+    args,
+    { dir, root, state, address },
+    opts.env,
+    opts.dir !== undefined,
+  );
 }
 
 /** Runs the stock ctr against a socket. */

@@ -1,5 +1,5 @@
-export * from './processes';
 export * from './daemons';
+export * from './images';
+export * from './processes';
 export * from './registry';
 export * from './snapshotter';
-export * from './images';

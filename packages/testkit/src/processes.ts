@@ -61,7 +61,8 @@ export function run(cmd: string, args: readonly string[], opts: RunOptions = {})
 export async function waitForSocket(path: string, timeoutMs = 20_000, child?: ChildProcess): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    if (child && child.exitCode !== null) throw new Error(`process exited (${child.exitCode}) before ${path} was ready`);
+    if (child && child.exitCode !== null)
+      throw new Error(`process exited (${child.exitCode}) before ${path} was ready`);
     const ok = await new Promise<boolean>((res) => {
       const s = connect(path);
       s.once('connect', () => {
@@ -77,7 +78,11 @@ export async function waitForSocket(path: string, timeoutMs = 20_000, child?: Ch
 }
 
 /** Sends a signal to a child we started and waits for it to exit (SIGKILL after graceMs). */
-export async function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 10_000): Promise<number | null> {
+export async function stopChild(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 10_000,
+): Promise<number | null> {
   if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
   child.kill(signal);
