@@ -7,8 +7,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+// grpc-js and proto-loader cost ~100 ms to load; processes that only use protobufjs types
+// (the shim, ttrpc peers) never need them, so they are required on first gRPC use.
+import type * as grpc from '@grpc/grpc-js';
+import type * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
 import { InvalidArgumentError, NotFoundError } from './errors';
 
@@ -137,7 +139,8 @@ function root(): protobuf.Root {
 
 function packageDefinition(): protoLoader.PackageDefinition {
   // Built from the already parsed root so the tree is parsed once per process.
-  cachedDefinition ??= protoLoader.fromJSON(root().toJSON(), LOADER_OPTIONS);
+  const loader = require('@grpc/proto-loader') as typeof protoLoader;
+  cachedDefinition ??= loader.fromJSON(root().toJSON(), LOADER_OPTIONS);
   return cachedDefinition;
 }
 
@@ -159,7 +162,8 @@ export function grpcClientConstructor(fullServiceName: string): grpc.ServiceClie
   const name = stripDot(fullServiceName);
   let ctor = clientConstructors.get(name);
   if (ctor === undefined) {
-    ctor = grpc.makeClientConstructor(grpcService(name), name);
+    const grpcJs = require('@grpc/grpc-js') as typeof grpc;
+    ctor = grpcJs.makeClientConstructor(grpcService(name), name);
     clientConstructors.set(name, ctor);
   }
   return ctor;
