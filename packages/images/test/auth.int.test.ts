@@ -159,7 +159,7 @@ describe('hosts.toml mirrors', () => {
           'server = "https://registry.invalid"',
           `[host."http://${proxy.host}"]`,
           '  capabilities = ["pull", "resolve"]',
-          '  [host."http://' + proxy.host + '".header]',
+          `  [host."http://${proxy.host}".header]`,
           '    x-berth-test = "mirror"',
           '',
         ].join('\n'),

@@ -223,6 +223,41 @@ describe('pull', () => {
     expect(res.unpacked).toHaveLength(1);
   });
 
+  it('runs under a lease of its own, saves the image while it holds, then releases it', async () => {
+    const calls: string[] = [];
+    let created: { id: string; labels: Record<string, string> } | undefined;
+    const leases = {
+      create: async (_c: Context, o: { id?: string; labels?: Record<string, string> }) => {
+        created = { id: o.id!, labels: o.labels ?? {} };
+        calls.push('create');
+        return { id: o.id!, createdAt: new Date(), labels: o.labels ?? {} };
+      },
+      delete: async (_c: Context, id: string) => {
+        calls.push(`delete ${id === created?.id}`);
+      },
+      list: async () => [],
+      addResource: async () => {
+        calls.push('add');
+      },
+      deleteResource: async () => {},
+      listResources: async () => [],
+    };
+    const res = await pull(ctx, ref(), {
+      content,
+      client: client(),
+      leases,
+      saveImage: async (c, image) => {
+        calls.push(`save ${c.lease === created?.id} ${image.name}`);
+      },
+    });
+    expect(calls).toEqual(['create', `save true ${res.image.name}`, 'delete true']);
+    expect(Date.parse(created!.labels['containerd.io/gc.expire']!)).toBeGreaterThan(Date.now());
+    // A caller's own lease is used as it is.
+    calls.length = 0;
+    await pull({ ...ctx, lease: 'mine' }, ref(), { content, client: client(), leases });
+    expect(calls).toEqual([]);
+  });
+
   it('names what is missing', async () => {
     await expect(pull(ctx, ref('test/nope:v1'), { content, client: client() })).rejects.toMatchObject({
       code: 'ERR_NOT_FOUND',
