@@ -1,6 +1,9 @@
 import type { Client } from '@berth/client';
 import { type CommandSpec, type FlagSpec, helpText, parseArgs, UsageError } from './args';
+import { containersCommand } from './commands/containers';
 import { contentCommand } from './commands/content';
+import { eventsCommand } from './commands/events';
+import { imagesCommand } from './commands/images';
 import { leasesCommand } from './commands/leases';
 import { namespacesCommand } from './commands/namespaces';
 import { pluginsCommand } from './commands/plugins';
@@ -51,7 +54,16 @@ export const ROOT: CommandSpec<Globals> = {
   description:
     'berth: a client for berthd and containerd, shaped like ctr.\n' +
     "Works against any daemon speaking containerd's gRPC API (--address).",
-  subcommands: [versionCommand, pluginsCommand, namespacesCommand, contentCommand, leasesCommand],
+  subcommands: [
+    versionCommand,
+    pluginsCommand,
+    namespacesCommand,
+    contentCommand,
+    leasesCommand,
+    imagesCommand,
+    containersCommand,
+    eventsCommand,
+  ],
 };
 
 const processIo = (): Io => ({
