@@ -1,20 +1,21 @@
 /**
  * `containerd-shim-berth-v1 delete`: the daemon's cleanup of a bundle whose shim is gone.
- * Force-deletes the container in the OCI runtime, unmounts the rootfs, removes a socket
- * nobody serves any more, and prints a DeleteResponse (exit 128+SIGKILL, now) on stdout.
+ * containerd runs it after every shim disconnect, so it sits on the path of every
+ * `ctr run --rm`: it loads no protobuf or gRPC library and touches @berth/sys only when
+ * something is still mounted. Force-deletes the container in the OCI runtime, unmounts the
+ * rootfs, removes a socket nobody serves any more, and returns containerd's answer for a
+ * killed task (exit 128+SIGKILL, now).
  */
+import { spawn } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { encodeMessage } from '@berth/api';
-import { unmountAll } from '@berth/sys';
 import { addressPath } from './address';
+import { DEFAULT_RUNTIME_ROOT } from './defaults';
 import type { ShimFlags } from './flags';
 import type { Logger } from './log';
-import { Reaper } from './reaper';
-import { Runc } from './runc';
-import { DEFAULT_RUNTIME_ROOT } from './serve';
-import { timestampNow } from './time';
+import { type Timestamp, timestampNow } from './time';
+import { lengthField, varint } from './wire';
 
 const SIGKILL = 9;
 
@@ -37,10 +38,31 @@ function canConnect(path: string): Promise<boolean> {
   });
 }
 
+function run(cmd: string, args: string[]): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b;
+    });
+    child.on('error', (err) => resolve({ code: -1, stderr: err.message }));
+    child.on('close', (code) => resolve({ code: code ?? -1, stderr }));
+  });
+}
+
+/** Whether anything is mounted at dir or below it (mountinfo field 5; spaces come escaped as \040). */
+export function mountedUnder(dir: string, mountinfo: string): boolean {
+  for (const line of mountinfo.split('\n')) {
+    const point = line.split(' ')[4]?.replace(/\\040/g, ' ');
+    if (point !== undefined && (point === dir || point.startsWith(`${dir}/`))) return true;
+  }
+  return false;
+}
+
 export interface CleanupResult {
   pid: number;
   exitStatus: number;
-  exitedAt: { seconds: number; nanos: number };
+  exitedAt: Timestamp;
 }
 
 export async function cleanup(
@@ -61,22 +83,27 @@ export async function cleanup(
       // no runtime file: the default
     }
   }
-  const root = str(options.root) || env.BERTH_SHIM_RUNTIME_ROOT || DEFAULT_RUNTIME_ROOT;
-  const runc = new Runc(new Reaper(), {
-    binary: binary || env.BERTH_SHIM_RUNTIME || 'runc',
-    root: join(root, flags.namespace),
-    log: join(bundle, 'log.json'),
-    systemdCgroup: options.systemd_cgroup === true || options.systemdCgroup === true,
-  });
-  try {
-    await runc.delete(flags.id, true);
-  } catch (err) {
-    log.warn('failed to remove runc container', { error: err });
+  binary ||= env.BERTH_SHIM_RUNTIME || 'runc';
+  const root = join(
+    str(options.root) || env.BERTH_SHIM_RUNTIME_ROOT || DEFAULT_RUNTIME_ROOT,
+    flags.namespace,
+  );
+  const args = ['--root', root, '--log', join(bundle, 'log.json'), '--log-format', 'json'];
+  if (options.systemd_cgroup === true || options.systemdCgroup === true) args.push('--systemd-cgroup');
+  const deleted = await run(binary, [...args, 'delete', '--force', flags.id]);
+  if (deleted.code !== 0 && !/does not exist|not found/i.test(deleted.stderr)) {
+    log.warn('failed to remove runc container', {
+      error: deleted.stderr.trim() || `exit status ${deleted.code}`,
+    });
   }
-  try {
-    await unmountAll(join(bundle, 'rootfs'));
-  } catch (err) {
-    log.warn('failed to cleanup rootfs mount', { error: err });
+  const rootfs = join(bundle, 'rootfs');
+  if (mountedUnder(rootfs, readFileSync('/proc/self/mountinfo', 'utf8'))) {
+    try {
+      const { unmountAll } = require('@berth/sys') as typeof import('@berth/sys');
+      await unmountAll(rootfs);
+    } catch (err) {
+      log.warn('failed to cleanup rootfs mount', { error: err });
+    }
   }
   let pid = 0;
   try {
@@ -94,7 +121,10 @@ export async function cleanup(
   return { pid, exitStatus: 128 + SIGKILL, exitedAt: timestampNow() };
 }
 
-/** The DeleteResponse bytes `delete` prints, as the daemon decodes them. */
+/** containerd.task.v2.DeleteResponse {pid = 1, exit_status = 2, exited_at = 3 {seconds = 1, nanos = 2}}. */
 export function encodeDeleteResponse(result: CleanupResult): Buffer {
-  return encodeMessage('containerd.task.v2.DeleteResponse', result);
+  const varintField = (n: number, v: number): Buffer =>
+    v === 0 ? Buffer.alloc(0) : Buffer.concat([varint(n << 3), varint(v)]);
+  const ts = Buffer.concat([varintField(1, result.exitedAt.seconds), varintField(2, result.exitedAt.nanos)]);
+  return Buffer.concat([varintField(1, result.pid), varintField(2, result.exitStatus), lengthField(3, ts)]);
 }

@@ -6,14 +6,14 @@ import { closeSync, rmSync } from 'node:fs';
 import { dup, setChildSubreaper } from '@berth/sys';
 import { TtrpcServer } from '@berth/ttrpc';
 import { addressPath } from './address';
+import { DEFAULT_RUNTIME_ROOT } from './defaults';
 import type { ShimFlags } from './flags';
 import { createLogger, type Logger } from './log';
 import { Publisher } from './publisher';
 import { Reaper } from './reaper';
 import { TASK_SERVICE, TaskService } from './service';
 
-/** Where the OCI runtime keeps its state unless the runtime options say otherwise. */
-export const DEFAULT_RUNTIME_ROOT = '/run/berth/runc';
+export { DEFAULT_RUNTIME_ROOT };
 
 export interface RunningShim {
   service: TaskService;

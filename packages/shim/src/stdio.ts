@@ -329,6 +329,8 @@ export class ConsoleSocket {
 /** Stdio through a pty: the master is copied to the stdout FIFO and fed from the stdin FIFO. */
 export class ConsoleIO extends BaseIO {
   private readonly tty: tty.ReadStream;
+  /** Once the stream closed the master, its fd number may belong to something else. */
+  private masterClosed = false;
 
   constructor(
     paths: StdioPaths,
@@ -337,6 +339,9 @@ export class ConsoleIO extends BaseIO {
   ) {
     super(paths, log);
     this.tty = new tty.ReadStream(master);
+    this.tty.once('close', () => {
+      this.masterClosed = true;
+    });
     // The slave closing reads as EIO: that is the console's end of file.
     this.tty.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code !== 'EIO') log.debug('console', { error: err });
@@ -349,7 +354,9 @@ export class ConsoleIO extends BaseIO {
     else this.streams.push(this.tty);
   }
 
+  /** Sets the window size; a no-op once the console is gone (a resize racing the exit). */
   resize(width: number, height: number): void {
+    if (this.masterClosed) return;
     setWinsize(this.master, { rows: height, cols: width });
   }
 }

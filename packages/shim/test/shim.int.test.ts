@@ -254,13 +254,17 @@ test('stdin through a FIFO: the container sees EOF only after CloseIO and the cl
 
 test('processes that outlive init without a pid namespace are killed and reaped: no zombies', async () => {
   const bundle = world.bundle('orph', {
-    args: ['sh', '-c', '(sleep 1000 &); (sleep 0.1 &); sleep 0.3; exit 0'],
+    args: ['sh', '-c', '(sleep 1000 &); (sleep 0.1 &); sleep 1; exit 0'],
     hostPid: true,
   });
   const { task } = await world.start('orph', bundle);
   await task.Create({ id: 'orph', bundle }, NS);
   await task.Start({ id: 'orph' }, NS);
-  const { processes } = await task.Pids({ id: 'orph' }, NS);
+  let processes: { pid: number }[] = [];
+  for (let i = 0; i < 100 && processes.length < 2; i++) {
+    processes = (await task.Pids({ id: 'orph' }, NS)).processes;
+    if (processes.length < 2) await sleep(10);
+  }
   expect(processes.length).toBeGreaterThanOrEqual(2);
   expect(await task.Wait({ id: 'orph' }, NS)).toMatchObject({ exitStatus: 0 });
   const [shimPid] = world.shimPids;
@@ -457,4 +461,15 @@ test('an OOM kill in the container is reported as /tasks/oom before the exit', a
     'containerd.events.TaskOOM',
   );
   await task.Delete({ id: 'oom' }, NS);
+});
+
+test('start and delete, which run once per container, load no protobuf or gRPC library', async () => {
+  const { execFileSync } = await import('node:child_process');
+  const dist = join(__dirname, '..', 'dist');
+  const loaded = execFileSync(process.execPath, [
+    '-e',
+    `require(${JSON.stringify(join(dist, 'start.js'))}); require(${JSON.stringify(join(dist, 'cleanup.js'))});
+     console.log(Object.keys(require.cache).filter((k) => /protobufjs|grpc|@berth\\/api|packages\\/api/.test(k)).length)`,
+  ]).toString();
+  expect(loaded.trim()).toBe('0');
 });
