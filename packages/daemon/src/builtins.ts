@@ -4,6 +4,8 @@ import { gcSchedulerPlugin } from './gc/plugin';
 import { contentPlugin } from './plugins/content';
 import { metadataPlugin } from './plugins/metadata';
 import { nativePlugin, overlayfsPlugin } from './plugins/snapshotters';
+import { tasksGrpcPlugin, tasksServicePlugin } from './plugins/tasks';
+import { taskRuntimePlugin, ttrpcEventsPlugin } from './runtime/plugin';
 import { containersGrpcPlugin, containersServicePlugin } from './services/containers/plugin';
 import { contentGrpcPlugin, contentServicePlugin } from './services/content/plugin';
 import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from './services/diff/plugin';
@@ -30,6 +32,9 @@ export function builtins(): Registration<any, any>[] {
     diffServicePlugin,
     imagesServicePlugin,
     containersServicePlugin,
+    ttrpcEventsPlugin,
+    taskRuntimePlugin,
+    tasksServicePlugin,
     namespacesServicePlugin,
     leasesServicePlugin,
     introspectionServicePlugin,
@@ -41,5 +46,6 @@ export function builtins(): Registration<any, any>[] {
     imagesGrpcPlugin,
     containersGrpcPlugin,
     eventsGrpcPlugin,
+    tasksGrpcPlugin,
   ];
 }
