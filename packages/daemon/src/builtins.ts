@@ -4,8 +4,6 @@ import { gcSchedulerPlugin } from './gc/plugin';
 import { contentPlugin } from './plugins/content';
 import { metadataPlugin } from './plugins/metadata';
 import { nativePlugin, overlayfsPlugin } from './plugins/snapshotters';
-import { tasksGrpcPlugin, tasksServicePlugin } from './plugins/tasks';
-import { taskRuntimePlugin, ttrpcEventsPlugin } from './runtime/plugin';
 import { containersGrpcPlugin, containersServicePlugin } from './services/containers/plugin';
 import { contentGrpcPlugin, contentServicePlugin } from './services/content/plugin';
 import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from './services/diff/plugin';
@@ -15,6 +13,8 @@ import { introspectionGrpcPlugin, introspectionServicePlugin } from './services/
 import { leasesGrpcPlugin, leasesServicePlugin } from './services/leases/plugin';
 import { namespacesGrpcPlugin, namespacesServicePlugin } from './services/namespaces/plugin';
 import { snapshotsGrpcPlugin, snapshotsServicePlugin } from './services/snapshots/plugin';
+import { streamingGrpcPlugin, streamManagerPlugin } from './services/streaming/plugin';
+import { transferGrpcPlugin, transferPlugin } from './services/transfer/plugin';
 import { versionGrpcPlugin } from './services/version/plugin';
 
 /** The only list of berthd's plugins; the registry orders them by what they require. */
@@ -30,11 +30,10 @@ export function builtins(): Registration<any, any>[] {
     snapshotsServicePlugin,
     walkingDifferPlugin,
     diffServicePlugin,
+    streamManagerPlugin,
+    transferPlugin,
     imagesServicePlugin,
     containersServicePlugin,
-    ttrpcEventsPlugin,
-    taskRuntimePlugin,
-    tasksServicePlugin,
     namespacesServicePlugin,
     leasesServicePlugin,
     introspectionServicePlugin,
@@ -46,6 +45,7 @@ export function builtins(): Registration<any, any>[] {
     imagesGrpcPlugin,
     containersGrpcPlugin,
     eventsGrpcPlugin,
-    tasksGrpcPlugin,
+    streamingGrpcPlugin,
+    transferGrpcPlugin,
   ];
 }

@@ -92,7 +92,14 @@ export {
   parsePlatform,
   platformMatcher,
 } from './platforms';
-export { type PullEvent, type PullOptions, type PullResult, pull, selectManifests } from './pull';
+export {
+  createPullLease,
+  type PullEvent,
+  type PullOptions,
+  type PullResult,
+  pull,
+  selectManifests,
+} from './pull';
 export { mountCandidate, type PushEvent, type PushOptions, type PushStatus, push } from './push';
 export {
   DEFAULT_DOMAIN,
@@ -144,3 +151,9 @@ export {
   type UnpackEvent,
   unpackLayer,
 } from './unpack';
+export {
+  manifestForPlatform,
+  type UnpackImageOptions,
+  type UnpackImageResult,
+  unpackImage,
+} from './unpack-image';

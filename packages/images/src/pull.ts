@@ -102,7 +102,7 @@ interface PullContext {
 }
 
 /** Creates a lease like containerd's client.WithLease: expiring after 24h should we die mid-pull. */
-async function createPullLease(ctx: Context, leases: LeaseManager): Promise<string> {
+export async function createPullLease(ctx: Context, leases: LeaseManager): Promise<string> {
   const expire = new Date(Date.now() + 24 * 3600 * 1000).toISOString();
   const lease = await leases.create(ctx, {
     id: `berth-pull-${Date.now()}-${randomBytes(4).toString('hex')}`,

@@ -1,5 +1,6 @@
 export * from './daemons';
 export * from './images';
 export * from './processes';
+export * from './push';
 export * from './registry';
 export * from './snapshotter';
