@@ -4,6 +4,8 @@ import { gcSchedulerPlugin } from './gc/plugin';
 import { contentPlugin } from './plugins/content';
 import { metadataPlugin } from './plugins/metadata';
 import { nativePlugin, overlayfsPlugin } from './plugins/snapshotters';
+import { tasksGrpcPlugin, tasksServicePlugin } from './plugins/tasks';
+import { taskRuntimePlugin, ttrpcEventsPlugin } from './runtime/plugin';
 import { containersGrpcPlugin, containersServicePlugin } from './services/containers/plugin';
 import { contentGrpcPlugin, contentServicePlugin } from './services/content/plugin';
 import { diffGrpcPlugin, diffServicePlugin, walkingDifferPlugin } from './services/diff/plugin';
@@ -34,6 +36,9 @@ export function builtins(): Registration<any, any>[] {
     transferPlugin,
     imagesServicePlugin,
     containersServicePlugin,
+    ttrpcEventsPlugin,
+    taskRuntimePlugin,
+    tasksServicePlugin,
     namespacesServicePlugin,
     leasesServicePlugin,
     introspectionServicePlugin,
@@ -47,5 +52,6 @@ export function builtins(): Registration<any, any>[] {
     eventsGrpcPlugin,
     streamingGrpcPlugin,
     transferGrpcPlugin,
+    tasksGrpcPlugin,
   ];
 }
