@@ -14,6 +14,7 @@ import {
   constants,
   createWriteStream,
   fchownSync,
+  write as fsWrite,
   mkdtempSync,
   openSync,
   rmSync,
@@ -22,10 +23,10 @@ import {
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
+import { PassThrough, type Readable, Writable } from 'node:stream';
 import * as tty from 'node:tty';
 import { InvalidArgumentError, NotImplementedError } from '@berth/api';
-import { listenUnix, pipe, receiveFd, setWinsize } from '@berth/sys';
+import { dup, listenUnix, pipe, receiveFd, setNonblocking, setWinsize } from '@berth/sys';
 import type { Logger } from './log';
 import type { StdioSlot } from './runc';
 
@@ -326,6 +327,58 @@ export class ConsoleSocket {
   }
 }
 
+/**
+ * Writes into a pty master without ever blocking the event loop: Node's tty streams write
+ * a pty master with blocking writes, which would hang the whole shim once a container in
+ * raw mode stops reading its terminal. This writer owns a duplicate of the (non-blocking)
+ * master, writes from the thread pool and waits out EAGAIN.
+ */
+class PtyWriter extends Writable {
+  private fd: number | undefined;
+
+  constructor(master: number) {
+    super({ highWaterMark: 64 * 1024 });
+    this.fd = dup(master);
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    this.writeFrom(chunk, 0, 1, callback);
+  }
+
+  private writeFrom(
+    chunk: Buffer,
+    offset: number,
+    backoff: number,
+    callback: (error?: Error | null) => void,
+  ): void {
+    const fd = this.fd;
+    if (fd === undefined) return callback();
+    fsWrite(fd, chunk, offset, chunk.length - offset, null, (err, n) => {
+      if (err) {
+        if (err.code === 'EAGAIN') {
+          setTimeout(() => this.writeFrom(chunk, offset, Math.min(backoff * 2, 100), callback), backoff);
+          return;
+        }
+        // EIO: the container's side is gone; what it did not read is dropped, as a terminal would.
+        return callback(err.code === 'EIO' ? null : err);
+      }
+      if (offset + n < chunk.length) this.writeFrom(chunk, offset + n, 1, callback);
+      else callback();
+    });
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Only closed here, after the last write callback: the number is never reused under a write.
+    closeQuietly(this.fd);
+    this.fd = undefined;
+    callback(error);
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    callback();
+  }
+}
+
 /** Stdio through a pty: the master is copied to the stdout FIFO and fed from the stdin FIFO. */
 export class ConsoleIO extends BaseIO {
   private readonly tty: tty.ReadStream;
@@ -338,6 +391,7 @@ export class ConsoleIO extends BaseIO {
     private readonly master: number,
   ) {
     super(paths, log);
+    setNonblocking(master, true);
     this.tty = new tty.ReadStream(master);
     this.tty.once('close', () => {
       this.masterClosed = true;
@@ -349,7 +403,12 @@ export class ConsoleIO extends BaseIO {
   }
 
   start(): void {
-    if (this.paths.stdin !== '') this.input(this.tty, false);
+    if (this.paths.stdin !== '') {
+      const writer = new PtyWriter(this.master);
+      writer.on('error', (err) => this.log.debug('console input', { error: err }));
+      this.streams.push(writer);
+      this.input(writer, false);
+    }
     if (this.paths.stdout !== '') this.output(this.tty, this.paths.stdout, 'console');
     else this.streams.push(this.tty);
   }

@@ -231,6 +231,27 @@ test('a terminal: the pty master comes over the console socket, ResizePty sets i
   await task.Delete({ id: 'tty' }, NS);
 });
 
+test('a terminal in raw mode that never reads its input does not stall the shim', async () => {
+  const bundle = world.bundle('raw', {
+    args: ['sh', '-c', 'stty raw -echo; echo ready; sleep 1000'],
+    terminal: true,
+  });
+  const out = world.reader('raw-out');
+  const input = world.writer('raw-in');
+  const { task } = await world.start('raw', bundle);
+  await task.Create({ id: 'raw', bundle, terminal: true, stdin: input.path, stdout: out.path }, NS);
+  input.open();
+  await task.Start({ id: 'raw' }, NS);
+  await out.waitFor('ready');
+  // Far more than a pty's input queue holds; nobody in the container reads it.
+  void input.write('x'.repeat(512 * 1024));
+  await sleep(300);
+  expect((await task.State({ id: 'raw' }, { ...NS, timeoutMs: 5000 })).status).toBe('RUNNING');
+  await task.Kill({ id: 'raw', signal: 9 }, { ...NS, timeoutMs: 5000 });
+  expect(await task.Wait({ id: 'raw' }, NS)).toMatchObject({ exitStatus: 137 });
+  await task.Delete({ id: 'raw' }, NS);
+});
+
 test('stdin through a FIFO: the container sees EOF only after CloseIO and the client closing', async () => {
   const bundle = world.bundle('cat', { args: ['sh', '-c', 'cat; echo done'] });
   const out = world.reader('cat-out');

@@ -469,6 +469,20 @@ static napi_value js_receive_fd(napi_env env, napi_callback_info info) {
   return r;
 }
 
+/* setNonblocking(fd, on): O_NONBLOCK on the file description (shared with every dup of it). */
+static napi_value js_set_nonblocking(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  int fd = (int)get_i64(env, argv[0]);
+  bool on = false;
+  napi_get_value_bool(env, argv[1], &on);
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0 || fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK) != 0)
+    return throw_errno(env, errno, "fcntl", NULL);
+  napi_value r;
+  napi_get_undefined(env, &r);
+  return r;
+}
+
 /* setWinsize(fd, rows, cols): TIOCSWINSZ on a terminal (a pty master resizes its slave). */
 static napi_value js_set_winsize(napi_env env, napi_callback_info info) {
   ARGS(3);
@@ -515,6 +529,7 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("listenUnix", js_listen_unix);
   EXPORT("receiveFd", js_receive_fd);
   EXPORT("setWinsize", js_set_winsize);
+  EXPORT("setNonblocking", js_set_nonblocking);
   EXPORT("getWinsize", js_get_winsize);
   return exports;
 }

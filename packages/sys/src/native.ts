@@ -31,6 +31,7 @@ export interface NativeSys {
   listenUnix(path: string, nonblock: boolean): number;
   receiveFd(listenFd: number): number;
   setWinsize(fd: number, rows: number, cols: number): void;
+  setNonblocking(fd: number, on: boolean): void;
   getWinsize(fd: number): [number, number];
 }
 

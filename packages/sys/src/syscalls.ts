@@ -130,6 +130,14 @@ export function setWinsize(fd: number, size: { rows: number; cols: number }): vo
   native().setWinsize(fd, size.rows, size.cols);
 }
 
+/**
+ * Sets or clears O_NONBLOCK on fd's open file description (so on every duplicate of it).
+ * A pty master must not be written with blocking writes by an event loop.
+ */
+export function setNonblocking(fd: number, on = true): void {
+  native().setNonblocking(fd, on);
+}
+
 /** A terminal's window size (TIOCGWINSZ). */
 export function getWinsize(fd: number): { rows: number; cols: number } {
   const [rows, cols] = native().getWinsize(fd);

@@ -1,8 +1,8 @@
 import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, readSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, readFileSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { dup, getWinsize, listenUnix, pipe, receiveFd, setWinsize } from '@berth/sys';
+import { dup, getWinsize, listenUnix, pipe, receiveFd, setNonblocking, setWinsize } from '@berth/sys';
 
 let dir: string;
 beforeEach(() => {
@@ -119,3 +119,26 @@ test('setWinsize on something that is not a terminal is ENOTTY', () => {
     closeSync(w);
   }
 });
+
+test('setNonblocking makes a full pipe answer EAGAIN instead of blocking, for every duplicate', () => {
+  const [r, w] = pipe();
+  const w2 = dup(w);
+  try {
+    setNonblocking(w, true);
+    const chunk = Buffer.alloc(65536, 1);
+    expect(() => {
+      for (let i = 0; i < 64; i++) writeSync(w2, chunk);
+    }).toThrow(expect.objectContaining({ code: 'EAGAIN' }));
+    setNonblocking(w, false);
+    expect(readFileSyncFlags(w)).toBe(false);
+  } finally {
+    for (const fd of [r, w, w2]) closeSync(fd);
+  }
+  expect(() => setNonblocking(1 << 20, true)).toThrow(expect.objectContaining({ code: 'EBADF' }));
+});
+
+function readFileSyncFlags(fd: number): boolean {
+  const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
+  const flags = Number.parseInt(/flags:\s+(\d+)/.exec(info)![1], 8);
+  return (flags & 0o4000) !== 0;
+}
