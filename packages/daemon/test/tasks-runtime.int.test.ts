@@ -68,6 +68,12 @@ describeRoot('runtime v2 task manager with containerd-shim-runc-v2', () => {
       events: exchange,
       shimDirs: [],
     });
+    const stop = events.observe((e) => m.observe(e));
+    const close = m.close.bind(m);
+    m.close = async () => {
+      stop();
+      await close();
+    };
     managers.push(m);
     return m;
   }
@@ -266,6 +272,21 @@ describeRoot('runtime v2 task manager with containerd-shim-runc-v2', () => {
     expect(await m.delete(ctx, 'victim')).toMatchObject({ pid, exitStatus: 137 });
     expect(topics('victim').slice(-2)).toEqual(['/tasks/exit', '/tasks/delete']);
     expect(m.list(ctx)).toEqual([]);
+  });
+
+  it('keeps the exit status of a task whose shim dies after the task exited', async () => {
+    const m = await manager();
+    const { task, pid } = await m.create(ctx, 'done', busybox('done', ['/bin/sh', '-c', 'exit 3']));
+    await task.start(ctx);
+    expect((await task.wait(ctx)).exitStatus).toBe(3);
+    await waitFor('the exit event', () => topics('done').includes('/tasks/exit'));
+    const [shimPid] = shimPids(NS);
+    process.kill(shimPid!, 'SIGKILL');
+    await waitFor('the task to be dead', () => task.phase === 'dead');
+    expect(await m.get(ctx, 'done').state(ctx)).toMatchObject({ status: 'STOPPED', exitStatus: 3, pid });
+    // berthd publishes no second exit: the shim's own was the one.
+    expect(topics('done').filter((t) => t === '/tasks/exit')).toHaveLength(1);
+    expect(await m.delete(ctx, 'done')).toMatchObject({ exitStatus: 3, pid });
   });
 
   it('reconnects after a restart: running tasks stay, exits that happened meanwhile are kept, dead shims are cleaned', async () => {

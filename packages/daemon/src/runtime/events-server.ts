@@ -1,4 +1,5 @@
 import { promises as fs } from 'node:fs';
+import { dirname } from 'node:path';
 import { type Envelope, InvalidArgumentError } from '@berth/api';
 import { socketPath, TtrpcServer } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
@@ -29,6 +30,7 @@ interface ForwardRequest {
  */
 export class ShimEventsServer {
   private readonly server: TtrpcServer;
+  private readonly observers = new Set<(envelope: Envelope) => void>();
   private path: string | undefined;
 
   constructor(
@@ -40,14 +42,24 @@ export class ShimEventsServer {
     });
     this.server.register(TTRPC_EVENTS_SERVICE, {
       Forward: async (req: ForwardRequest) => {
-        await this.events.forward(toEnvelope(req));
+        const envelope = toEnvelope(req);
+        await this.events.forward(envelope);
+        for (const observe of this.observers) observe(envelope);
         return {};
       },
     });
   }
 
+  /** Sees every envelope a shim forwards, after the exchange took it (the task manager learns exits so). */
+  observe(fn: (envelope: Envelope) => void): () => void {
+    this.observers.add(fn);
+    return () => this.observers.delete(fn);
+  }
+
   /** Listens on `address` (0660, a stale socket replaced); AlreadyExists if something serves there. */
   async listen(address: string): Promise<void> {
+    // The directory is shared with the gRPC socket: 0711, as containerd makes it.
+    await fs.mkdir(dirname(socketPath(address)), { recursive: true, mode: 0o711 });
     await this.server.listen(address, { mode: 0o660 });
     this.path = socketPath(address);
   }

@@ -6,6 +6,8 @@ import {
   type AnyValue,
   type ContainerStore,
   type Context,
+  decodeAny,
+  type Envelope,
   isNotFound,
   isUnavailable,
   NotFoundError,
@@ -13,11 +15,10 @@ import {
   requireNamespace,
 } from '@berth/api';
 import { socketPath, TtrpcClient } from '@berth/ttrpc';
-import type { Subscription } from '../events/exchange';
 import { type Logger, nullLogger } from '../log';
 import { resolveShimBinary } from './binary';
 import { Bundle } from './bundle';
-import { type CreateTaskOptions, type DeleteResult, ShimTask, toTimestamp } from './shim';
+import { type CreateTaskOptions, type DeleteResult, ShimTask, type Timestamp, toTimestamp } from './shim';
 import { type Exit, type ShimCommandConfig, shimDelete, shimStart, timestampToDate } from './shim-binary';
 import { openShimLog, type ShimLog } from './shim-log';
 
@@ -28,11 +29,6 @@ export const TASK_DELETE = '/tasks/delete';
 const LOAD_TIMEOUT_MS = 5_000;
 const SHUTDOWN_TIMEOUT_MS = 3_000;
 const CLEANUP_TIMEOUT_MS = 10_000;
-
-/** The events the manager needs: publish, and subscribe to what shims forward. */
-export interface EventBus extends Publisher {
-  subscribe(filters?: readonly string[], signal?: AbortSignal): Subscription;
-}
 
 export interface TaskManagerConfig {
   /** `<root>/io.containerd.runtime.v2.task`: work directories. */
@@ -47,7 +43,8 @@ export interface TaskManagerConfig {
   publishBinary?: string;
   /** Finds the runtime of a bundle berthd did not record a shim binary for. */
   containers?: ContainerStore;
-  events: EventBus;
+  /** Where the manager publishes what a dead shim can no longer: its task's exit. */
+  events: Publisher;
   log?: Logger;
   /** Directories searched for shim binaries after PATH. */
   shimDirs?: readonly string[];
@@ -106,7 +103,6 @@ export class TaskManager {
   private readonly creating = new Set<string>();
   private readonly cleanups = new Map<ShimTask, Promise<void>>();
   private readonly log: Logger;
-  private subscription: Subscription | undefined;
   private closing = false;
 
   private constructor(private readonly cfg: TaskManagerConfig) {
@@ -118,7 +114,6 @@ export class TaskManager {
     await fs.mkdir(cfg.root, { recursive: true, mode: 0o711 });
     await fs.mkdir(cfg.state, { recursive: true, mode: 0o711 });
     const m = new TaskManager(cfg);
-    m.watchExits();
     await m.loadExisting();
     return m;
   }
@@ -133,31 +128,32 @@ export class TaskManager {
     };
   }
 
-  /** Remembers each init process's exit as its shim reports it. */
-  private watchExits(): void {
-    const sub = this.cfg.events.subscribe([`topic=="${TASK_EXIT}"`]);
-    this.subscription = sub;
-    void (async () => {
-      for await (const env of sub) {
-        const e = env.decoded as
-          | {
-              containerId?: string;
-              id?: string;
-              pid?: number;
-              exitStatus?: number;
-              exitedAt?: { seconds: number; nanos: number };
-            }
-          | undefined;
-        if (!e?.containerId || e.id !== e.containerId) continue;
-        const task = this.tasks.get(key(env.namespace, e.containerId));
-        if (!task || task.phase === 'dead') continue;
-        task.exit = {
-          pid: e.pid ?? 0,
-          exitStatus: e.exitStatus ?? 0,
-          exitedAt: e.exitedAt ? timestampToDate(e.exitedAt) : new Date(),
-        };
-      }
-    })();
+  /**
+   * Takes note of an event a shim forwarded: the init process's /tasks/exit, so a task
+   * whose shim dies after it exited keeps its real exit status.
+   */
+  observe(envelope: Envelope): void {
+    if (envelope.topic !== TASK_EXIT) return;
+    let e: {
+      containerId?: string;
+      id?: string;
+      pid?: number;
+      exitStatus?: number;
+      exitedAt?: Timestamp | null;
+    };
+    try {
+      e = decodeAny(envelope.event) as typeof e;
+    } catch {
+      return;
+    }
+    if (!e.containerId || e.id !== e.containerId) return;
+    const task = this.tasks.get(key(envelope.namespace, e.containerId));
+    if (!task || task.phase === 'dead') return;
+    task.exit = {
+      pid: e.pid ?? 0,
+      exitStatus: e.exitStatus ?? 0,
+      exitedAt: e.exitedAt ? timestampToDate(e.exitedAt) : new Date(),
+    };
   }
 
   /** The task, live or dead. NotFound when there is none. */
@@ -448,7 +444,6 @@ export class TaskManager {
   /** Disconnects from every shim, leaving them and their containers running. */
   async close(): Promise<void> {
     this.closing = true;
-    this.subscription?.close();
     await Promise.allSettled([...this.cleanups.values()]);
     await Promise.allSettled([...this.tasks.values()].map((t) => t.disconnect()));
   }

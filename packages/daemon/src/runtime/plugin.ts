@@ -1,5 +1,6 @@
 import { realpathSync } from 'node:fs';
-import { type ContainerStore, FailedPreconditionError, PluginType } from '@berth/api';
+import { PluginType } from '@berth/api';
+import type { MetadataDB } from '@berth/metadata';
 import type { Exchange } from '../events/exchange';
 import type { DaemonRegistration } from '../registry';
 import { ShimEventsServer, ttrpcAddressOf } from './events-server';
@@ -46,9 +47,9 @@ export const taskRuntimePlugin: DaemonRegistration<undefined, TaskManager> = {
   requires: [PluginType.Event, PluginType.Metadata, PluginType.TTRPC],
   init: async (ic) => {
     const exchange = await ic.getById<Exchange>(PluginType.Event, 'exchange');
-    const db = await ic.get<{ containers?: ContainerStore }>(PluginType.Metadata);
-    if (!db.containers) throw new FailedPreconditionError('the metadata plugin has no container store');
-    return TaskManager.open({
+    const db = await ic.get<MetadataDB>(PluginType.Metadata);
+    const shimEvents = await ic.getById<ShimEventsServer>(PluginType.TTRPC, 'events');
+    const manager = await TaskManager.open({
       root: ic.root,
       state: ic.state,
       address: ic.address,
@@ -59,5 +60,7 @@ export const taskRuntimePlugin: DaemonRegistration<undefined, TaskManager> = {
       log: ic.log,
       debugShims: ic.log.enabled('debug'),
     });
+    shimEvents.observe((envelope) => manager.observe(envelope));
+    return manager;
   },
 };
