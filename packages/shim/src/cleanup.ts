@@ -7,7 +7,7 @@
  * killed task (exit 128+SIGKILL, now).
  */
 import { spawn } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { addressPath } from './address';
