@@ -316,6 +316,7 @@ export class TaskManager {
       this.log.with({ id: task.id, error: errMessage(err) }).error('cleanup after dead shim failed'),
     );
     this.cleanups.set(task, done);
+    task.cleanedUp = done;
   }
 
   /** `<shim> delete`, then the bundle and the shim's socket; the task stays, STOPPED. */
@@ -424,6 +425,7 @@ export class TaskManager {
         log.with({ error: errMessage(e) }).error('cleanup after dead shim failed'),
       );
       this.cleanups.set(dead, done);
+      dead.cleanedUp = done;
       await done;
       return;
     }

@@ -83,6 +83,8 @@ export class ShimTask {
   exit: Exit | undefined;
   /** Why the task is dead (phase 'dead'). */
   deathReason: string | undefined;
+  /** Settles once berthd cleaned up after the dead shim: what a dead task reports waits for it. */
+  cleanedUp: Promise<void> = Promise.resolve();
 
   constructor(
     readonly id: string,
@@ -151,6 +153,7 @@ export class ShimTask {
 
   async state(ctx: Context | undefined, execId = '', timeoutMs?: number): Promise<ProcessState> {
     if (this.phase === 'dead') {
+      await this.cleanedUp;
       if (execId !== '')
         throw new NotFoundError(`process ${execId} does not exist: task ${this.id} is stopped`);
       return {
@@ -183,6 +186,7 @@ export class ShimTask {
 
   async wait(ctx: Context, execId = ''): Promise<ProcessExit> {
     if (this.phase === 'dead' && execId === '') {
+      await this.cleanedUp;
       return {
         exitStatus: this.exit?.exitStatus ?? 255,
         exitedAt: this.exit ? toTimestamp(this.exit.exitedAt) : null,
