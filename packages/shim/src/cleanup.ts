@@ -90,11 +90,14 @@ export async function cleanup(
   );
   const args = ['--root', root, '--log', join(bundle, 'log.json'), '--log-format', 'json'];
   if (options.systemd_cgroup === true || options.systemdCgroup === true) args.push('--systemd-cgroup');
-  const deleted = await run(binary, [...args, 'delete', '--force', flags.id]);
-  if (deleted.code !== 0 && !/does not exist|not found/i.test(deleted.stderr)) {
-    log.warn('failed to remove runc container', {
-      error: deleted.stderr.trim() || `exit status ${deleted.code}`,
-    });
+  // Usually the shim deleted it already: then the runtime holds no state and need not run.
+  if (existsSync(join(root, flags.id))) {
+    const deleted = await run(binary, [...args, 'delete', '--force', flags.id]);
+    if (deleted.code !== 0 && !/does not exist|not found/i.test(deleted.stderr)) {
+      log.warn('failed to remove runc container', {
+        error: deleted.stderr.trim() || `exit status ${deleted.code}`,
+      });
+    }
   }
   const rootfs = join(bundle, 'rootfs');
   if (mountedUnder(rootfs, readFileSync('/proc/self/mountinfo', 'utf8'))) {

@@ -352,7 +352,10 @@ class PtyWriter extends Writable {
     callback: (error?: Error | null) => void,
   ): void {
     const fd = this.fd;
-    if (fd === undefined) return callback();
+    if (fd === undefined) {
+      callback();
+      return;
+    }
     fsWrite(fd, chunk, offset, chunk.length - offset, null, (err, n) => {
       if (err) {
         if (err.code === 'EAGAIN') {
@@ -360,7 +363,8 @@ class PtyWriter extends Writable {
           return;
         }
         // EIO: the container's side is gone; what it did not read is dropped, as a terminal would.
-        return callback(err.code === 'EIO' ? null : err);
+        callback(err.code === 'EIO' ? null : err);
+        return;
       }
       if (offset + n < chunk.length) this.writeFrom(chunk, offset + n, 1, callback);
       else callback();
