@@ -107,8 +107,9 @@ export function shimPids(namespace: string): number[] {
     try {
       const argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
       const at = argv.indexOf('-namespace');
-      if (argv[0]?.includes('containerd-shim-') && at !== -1 && argv[at + 1] === namespace)
-        pids.push(Number(entry));
+      // Go shims run as themselves; berth's shim is a script run by node.
+      const shim = argv.slice(0, 2).some((a) => /(^|\/)containerd-shim-[^/]+$/.test(a));
+      if (shim && at !== -1 && argv[at + 1] === namespace) pids.push(Number(entry));
     } catch {
       // gone meanwhile
     }
@@ -125,16 +126,21 @@ export function mountsUnder(dir: string): string[] {
     .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(`${dir}/`)));
 }
 
-/** runc's state root for a namespace, as containerd's runc shim uses it. */
-export const runcRoot = (namespace: string): string => `/run/containerd/runc/${namespace}`;
+/** runc's state roots for a namespace: containerd's runc shim's, and berth's shim's. */
+export const runcRoots = (namespace: string): string[] => [
+  `/run/containerd/runc/${namespace}`,
+  `/run/berth/runc/${namespace}`,
+];
 
-/** Containers runc still knows in a namespace. */
+/** Containers runc still knows in a namespace (under either shim's root). */
 export function runcContainers(namespace: string): string[] {
-  try {
-    return fs.readdirSync(runcRoot(namespace));
-  } catch {
-    return [];
-  }
+  return runcRoots(namespace).flatMap((root) => {
+    try {
+      return fs.readdirSync(root);
+    } catch {
+      return [];
+    }
+  });
 }
 
 /**
@@ -158,14 +164,16 @@ export async function killLeftovers(
   }
   for (const pid of shims) await waitFor(`shim ${pid} to die`, () => !isAlive(pid), 5000);
   const containers = runcContainers(namespace);
-  for (const id of containers) {
-    try {
-      execFileSync('runc', ['--root', runcRoot(namespace), 'delete', '-f', id], { stdio: 'ignore' });
-    } catch {
-      // gone already
+  for (const root of runcRoots(namespace)) {
+    for (const id of fs.existsSync(root) ? fs.readdirSync(root) : []) {
+      try {
+        execFileSync('runc', ['--root', root, 'delete', '-f', id], { stdio: 'ignore' });
+      } catch {
+        // gone already
+      }
     }
+    fs.rmSync(root, { recursive: true, force: true });
   }
-  fs.rmSync(runcRoot(namespace), { recursive: true, force: true });
   const mounts = dir ? mountsUnder(dir) : [];
   for (const m of [...mounts].reverse()) {
     try {

@@ -7,7 +7,16 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ctr, type Daemon, makeTempDir, removeDir, run, startBerthd, stopChild } from '@berth/testkit';
+import {
+  ctr,
+  type Daemon,
+  makeTempDir,
+  removeDir,
+  repoRoot,
+  run,
+  startBerthd,
+  stopChild,
+} from '@berth/testkit';
 import {
   canRunTasks,
   isAlive,
@@ -18,11 +27,15 @@ import {
   waitFor,
 } from './tasks-fixtures';
 
-const NS = `berth-e2e-${process.pid}`;
-const RUNTIME = 'io.containerd.runc.v2';
-const describeRoot = canRunTasks() ? describe : describe.skip;
+/** The runtimes the suite runs with: containerd's runc shim, and berth's own once it is built. */
+const RUNTIMES: [string, string][] = [['io.containerd.runc.v2', 'runc']];
+if (fs.existsSync(path.join(repoRoot, 'packages', 'shim', 'dist', 'main.js'))) {
+  RUNTIMES.push(['io.containerd.berth.v1', 'berth']);
+}
+const describeRoot = canRunTasks() ? describe.each(RUNTIMES) : describe.skip.each(RUNTIMES);
 
-describeRoot('tasks through stock ctr', () => {
+describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
+  const NS = `berth-e2e-${process.pid}-${short}`;
   let dir: string;
   let rootfs: string;
   let daemon: Daemon | undefined;
