@@ -37,6 +37,20 @@ describe('MetadataContentStore', () => {
       expect(await walkAll(cs, B)).toEqual([]);
     });
 
+    it('a blob read once is no longer readable after delete or collection', async () => {
+      const d = await put(cs, A, 'shared bytes');
+      await put(cs, B, 'shared bytes', { labels: { 'containerd.io/gc.root': 'x' } });
+      expect((await readBlob(cs, A, { digest: d })).toString()).toBe('shared bytes');
+      await cs.delete(A, d);
+      expect((await errorOf(() => cs.readerAt(A, { digest: d }))).code).toBe('ERR_NOT_FOUND');
+
+      await put(cs, A, 'shared bytes');
+      expect((await readBlob(cs, A, { digest: d })).toString()).toBe('shared bytes');
+      await f.db.collectGarbage();
+      expect((await errorOf(() => cs.readerAt(A, { digest: d }))).code).toBe('ERR_NOT_FOUND');
+      expect((await readBlob(cs, B, { digest: d })).toString()).toBe('shared bytes');
+    });
+
     it('every method requires a valid namespace', async () => {
       const d = digestOf('x');
       const calls: (() => Promise<unknown>)[] = [
