@@ -18,13 +18,34 @@ const LEVELS: Record<string, Level> = {
   panic: 'error',
 };
 
-/** Re-logs one line of a shim's logrus output at its level, without its own time and level. */
+const PAIR = /([A-Za-z_][\w.-]*)=("(?:[^"\\]|\\.)*"|\S*)/g;
+
+const unquote = (v: string): string => {
+  if (!v.startsWith('"')) return v;
+  try {
+    return JSON.parse(v) as string;
+  } catch {
+    return v.slice(1, -1);
+  }
+};
+
+/**
+ * Re-logs one line of a shim's logrus output at its level: its `msg` becomes the message,
+ * its other fields stay fields; its own time is dropped. A line that is not logfmt is
+ * logged as it is, at info.
+ */
 export function relayShimLogLine(log: Logger, line: string): void {
   if (line.trim() === '') return;
-  const level = LEVELS[/\blevel=(\w+)/.exec(line)?.[1] ?? ''] ?? 'info';
+  const fields: Record<string, string> = {};
+  for (const [, k, v] of line.matchAll(PAIR)) fields[k!] = unquote(v!);
+  if (fields.msg === undefined) {
+    if (log.enabled('info')) log.info(line.trim());
+    return;
+  }
+  const level = LEVELS[fields.level ?? ''] ?? 'info';
   if (!log.enabled(level)) return;
-  const text = line.replace(/^time="[^"]*"\s*/, '').replace(/\blevel=\w+\s*/, '');
-  log[level](text);
+  const { msg, level: _level, time: _time, ...rest } = fields;
+  log.with(rest)[level](msg);
 }
 
 /** The read end of a bundle's shim log fifo; close() stops reading (the shim keeps running). */
