@@ -47,7 +47,10 @@ describeRoot('runtime v2 task manager with containerd-shim-runc-v2', () => {
 
   /** A container store holding just what restart needs: the runtime name. */
   const containers: ContainerStore = {
-    get: async (_ctx, id) => ({ id, runtime: { name: 'io.containerd.runc.v2' } }) as Container,
+    get: async (_ctx, id) => {
+      if (id.startsWith('orphan')) throw new NotFoundError(`container "${id}": not found`);
+      return { id, runtime: { name: 'io.containerd.runc.v2' } } as Container;
+    },
     list: async () => [],
     create: async () => {
       throw new Error('not in this test');
@@ -303,16 +306,21 @@ describeRoot('runtime v2 task manager with containerd-shim-runc-v2', () => {
     await doomed.task.start(ctx);
     const doomedShim = (await doomed.task.connect()).shimPid;
     const doomedBundle = doomed.task.bundle.path;
+    // A task whose container record is gone and whose shim dies: nothing could delete it.
+    const orphan = await first.create(ctx, 'orphan', busybox('orphan', ['/bin/sleep', '1000']));
+    await orphan.task.start(ctx);
+    const orphanShim = (await orphan.task.connect()).shimPid;
 
     // berthd goes away: its connections close, the shims and containers stay.
     await first.close();
     managers.splice(managers.indexOf(first), 1);
     expect(isAlive(live.pid)).toBe(true);
-    expect(shimPids(NS)).toHaveLength(3);
-    // Meanwhile one task exits and one shim dies.
+    expect(shimPids(NS)).toHaveLength(4);
+    // Meanwhile one task exits and two shims die.
     process.kill(quits.pid, 'SIGTERM');
     process.kill(doomedShim, 'SIGKILL');
-    await waitFor('the doomed shim to die', () => !isAlive(doomedShim));
+    process.kill(orphanShim, 'SIGKILL');
+    await waitFor('the doomed shims to die', () => !isAlive(doomedShim) && !isAlive(orphanShim));
     await waitFor('the quitting task to exit', () => !isAlive(quits.pid));
 
     const second = await manager();
@@ -327,6 +335,8 @@ describeRoot('runtime v2 task manager with containerd-shim-runc-v2', () => {
     expect(await second.get(ctx, 'doomed').state(ctx)).toMatchObject({ status: 'STOPPED', exitStatus: 137 });
     expect(fs.existsSync(doomedBundle)).toBe(false);
     expect(isAlive(doomed.pid)).toBe(false);
+    expect(isAlive(orphan.pid)).toBe(false);
+    expect(fs.existsSync(orphan.task.bundle.path)).toBe(false);
 
     // The reconnected task works as before.
     const out = output('after');

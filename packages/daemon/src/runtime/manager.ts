@@ -8,6 +8,7 @@ import {
   type Context,
   decodeAny,
   type Envelope,
+  FailedPreconditionError,
   isNotFound,
   isUnavailable,
   NotFoundError,
@@ -217,7 +218,9 @@ export class TaskManager {
       this.tasks.set(k, task);
       let pid: number;
       try {
-        pid = await task.create(ctx, opts);
+        // Not cancelled with the caller: a container the shim creates after berthd gave
+        // up on it would be left running, unknown.
+        pid = await task.create({ namespace: ns }, opts);
       } catch (err) {
         await this.teardown(task, true);
         throw rewrap(err, `failed to create shim task: ${errMessage(err)}`);
@@ -237,7 +240,7 @@ export class TaskManager {
   async delete(ctx: Context, id: string): Promise<DeleteResult> {
     const task = this.get(ctx, id);
     const ns = task.namespace;
-    if (task.phase === 'deleting') throw new AlreadyExistsError(`task ${id}: is being deleted`);
+    if (task.phase === 'deleting') throw new FailedPreconditionError(`task ${id}: is being deleted`);
     if (task.phase === 'dead') {
       await this.cleanups.get(task);
       this.forget(task);
@@ -403,12 +406,13 @@ export class TaskManager {
     let task: ShimTask | undefined;
     let client: TtrpcClient | undefined;
     let shimLog: ShimLog | undefined;
+    let loaded = false;
     try {
       if (address === undefined) throw new NotFoundError('the shim wrote no address');
       client = await TtrpcClient.connect(address, {
         timeoutMs: LOAD_TIMEOUT_MS,
         onClose: () => {
-          if (task) this.onShimClosed(task);
+          if (task && loaded) this.onShimClosed(task);
         },
       });
       shimLog = await openShimLog(bundle.path, this.log.with({ id, namespace: ns, shim: binary }));
@@ -418,9 +422,14 @@ export class TaskManager {
       log.with({ error: errMessage(err) }).warn('shim is gone, cleaning up after it');
       shimLog?.close();
       await client?.close();
-      // Remembered as a dead task, so its exit can still be read and it can be deleted.
+      // Remembered as a dead task, so its exit can still be read and it can be deleted;
+      // unless its container is gone too: then nobody could ever delete it.
       const dead = task ?? new ShimTask(id, ns, bundle, shim, address ?? '', closedClient(), undefined);
-      this.tasks.set(key(ns, id), dead);
+      const containerGone = await this.cfg.containers?.get({ namespace: ns }, id).then(
+        () => false,
+        (e) => isNotFound(e),
+      );
+      if (!containerGone) this.tasks.set(key(ns, id), dead);
       const done = this.cleanupDeadShim(dead).catch((e) =>
         log.with({ error: errMessage(e) }).error('cleanup after dead shim failed'),
       );
@@ -430,6 +439,7 @@ export class TaskManager {
       return;
     }
     this.tasks.set(key(ns, id), task);
+    loaded = true;
     if (client.closed) this.onShimClosed(task);
     log.info('reconnected to shim');
   }
