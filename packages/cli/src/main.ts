@@ -7,6 +7,7 @@ import { imagesCommand } from './commands/images';
 import { leasesCommand } from './commands/leases';
 import { namespacesCommand } from './commands/namespaces';
 import { pluginsCommand } from './commands/plugins';
+import { snapshotsCommand } from './commands/snapshots';
 import { cliVersion, versionCommand } from './commands/version';
 import { type Globals, type Io, type OutputFormat, ReportedError, type Session } from './runtime';
 
@@ -63,6 +64,7 @@ export const ROOT: CommandSpec<Globals> = {
     imagesCommand,
     containersCommand,
     eventsCommand,
+    snapshotsCommand,
   ],
 };
 

@@ -157,7 +157,7 @@ describe('snapshots service', () => {
     });
     expect(await failure(call(c, 'Stat', { snapshotter: 'native', key: 'k' }))).toEqual({
       code: GrpcCode.FAILED_PRECONDITION,
-      details: 'namespace is required',
+      details: 'namespace is required: failed precondition',
     });
     await emptyNamespace(cl.snapshots('overlayfs'), { namespace: ns });
   });

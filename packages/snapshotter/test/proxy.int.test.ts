@@ -85,7 +85,7 @@ describe('snapshots gRPC service', () => {
     try {
       await expect(sn.stat({}, 'nope')).rejects.toMatchObject({
         code: 'ERR_NOT_FOUND',
-        message: 'snapshot nope does not exist',
+        message: 'snapshot nope does not exist: not found',
       });
       await sn.prepare({}, 'a', '');
       await expect(sn.prepare({}, 'a', '')).rejects.toMatchObject({ code: 'ERR_ALREADY_EXISTS' });
@@ -134,7 +134,7 @@ describe('snapshots gRPC service', () => {
       });
       await expect(connectSnapshotter(s.address, 'other').stat({}, 'k')).rejects.toMatchObject({
         code: 'ERR_NOT_FOUND',
-        message: 'snapshotter other not here',
+        message: 'snapshotter other not here: not found',
       });
       await expect(connectSnapshotter(s.address, 'broken').stat({}, 'k')).rejects.toMatchObject({
         code: 'ERR_UNKNOWN',

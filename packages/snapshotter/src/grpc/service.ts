@@ -60,6 +60,27 @@ interface Req {
   updateMask?: { paths?: string[] } | null;
 }
 
+/** The words containerd's errdefs classes end their messages with. */
+const CLASS: Partial<Record<string, string>> = {
+  ERR_NOT_FOUND: 'not found',
+  ERR_ALREADY_EXISTS: 'already exists',
+  ERR_INVALID_ARGUMENT: 'invalid argument',
+  ERR_FAILED_PRECONDITION: 'failed precondition',
+  ERR_UNAVAILABLE: 'unavailable',
+  ERR_NOT_IMPLEMENTED: 'not implemented',
+};
+
+/**
+ * A message as containerd puts it on the wire: ending with its class (`…: not found`), since
+ * containerd's errors wrap their errdefs class. Go clients strip and re-add it; clients that
+ * print the message as received (berth's CLI) then show containerd's words.
+ */
+function withClass(err: unknown, message: string): string {
+  const cls = isBerthError(err) ? CLASS[err.code] : undefined;
+  if (!cls || message === cls || message.endsWith(`: ${cls}`)) return message;
+  return `${message}: ${cls}`;
+}
+
 /** Labels as an option: absent when the request has none (so a snapshotter sees no empty map). */
 const withLabels = (labels: Record<string, string> | undefined) =>
   labels && Object.keys(labels).length > 0 ? { labels } : {};
@@ -76,7 +97,11 @@ export function snapshotsServiceHandlers(
   const statusOf = (method: string, err: unknown): grpc.StatusObject => {
     if (!isBerthError(err)) opts.onUnexpectedError?.(method, err);
     const st = toGrpcStatus(err);
-    return { code: st.code, details: st.details, metadata: undefined as unknown as grpc.Metadata };
+    return {
+      code: st.code,
+      details: withClass(err, st.details),
+      metadata: undefined as unknown as grpc.Metadata,
+    };
   };
   const unary =
     (
