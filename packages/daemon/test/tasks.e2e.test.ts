@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import {
+  buildImage,
   ctr,
   type Daemon,
   makeTempDir,
@@ -16,6 +17,7 @@ import {
   run,
   startBerthd,
   stopChild,
+  writeOciLayout,
 } from '@berth/testkit';
 import {
   canRunTasks,
@@ -122,6 +124,66 @@ describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
       '/containers/delete',
       '/containers/create',
     ]);
+  });
+
+  it('ctr run --rm IMAGE: snapshots mounted by the shim, --env, --mount, --snapshotter native', async () => {
+    const image = 'docker.io/library/busybox:berth-tasks';
+    const archive = path.join(dir, 'busybox.tar');
+    writeOciLayout(
+      archive,
+      buildImage({
+        layers: ['busybox'],
+        config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin', 'FROM_IMAGE=1'] },
+      }),
+      image,
+    );
+    expect((await c('images', 'import', archive)).code).toBe(0);
+    expect(
+      await retryLease(() => c('run', '--rm', '--runtime', RUNTIME, image, 'i1', 'echo', 'hi')),
+    ).toMatchObject({
+      code: 0,
+      stdout: 'hi\n',
+    });
+    fs.writeFileSync(path.join(dir, 'shared.txt'), 'from the host\n');
+    const opts = ['--env', 'FOO=bar', '--mount', `type=bind,src=${dir},dst=/host,options=rbind:ro`];
+    const r = await retryLease(() =>
+      c(
+        'run',
+        '--rm',
+        '--runtime',
+        RUNTIME,
+        ...opts,
+        image,
+        'i2',
+        'sh',
+        '-c',
+        'echo $FOO $FROM_IMAGE; cat /host/shared.txt; exit 3',
+      ),
+    );
+    expect(r).toMatchObject({ code: 3, stdout: 'bar 1\nfrom the host\n' });
+    const native = await retryLease(() =>
+      c(
+        'run',
+        '--rm',
+        '--runtime',
+        RUNTIME,
+        '--snapshotter',
+        'native',
+        image,
+        'i3',
+        'sh',
+        '-c',
+        'echo $((6*7))',
+      ),
+    );
+    expect(native).toMatchObject({ code: 0, stdout: '42\n' });
+    // Only the image's committed layer is left: every container's active snapshot went with it.
+    for (const snapshotter of ['overlayfs', 'native']) {
+      const ls = await c('snapshots', '--snapshotter', snapshotter, 'ls');
+      expect(ls.stdout).not.toMatch(/Active/);
+    }
+    expect(mountsUnder(dir)).toEqual([]);
+    expect((await c('images', 'rm', image)).code).toBe(0);
   });
 
   it('ctr run -d, then tasks ls, exec, ps, pause, resume, metrics, kill and delete', async () => {
