@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { PluginType } from '@berth/api';
 import type { MetadataDB } from '@berth/metadata';
 import type { Exchange } from '../events/exchange';
+import { hostPlatform } from '../plugins/platform';
 import type { DaemonRegistration } from '../registry';
 import { ShimEventsServer, ttrpcAddressOf } from './events-server';
 import { TaskManager } from './manager';
@@ -46,6 +47,7 @@ export const taskRuntimePlugin: DaemonRegistration<undefined, TaskManager> = {
   // The ttrpc listener comes first, so shims found at start can forward their events.
   requires: [PluginType.Event, PluginType.Metadata, PluginType.TTRPC],
   init: async (ic) => {
+    ic.platforms.push(hostPlatform());
     const exchange = await ic.getById<Exchange>(PluginType.Event, 'exchange');
     const db = await ic.get<MetadataDB>(PluginType.Metadata);
     const shimEvents = await ic.getById<ShimEventsServer>(PluginType.TTRPC, 'events');
