@@ -47,7 +47,12 @@ beforeAll(async () => {
   config.root = join(dir, 'root');
   config.state = join(dir, 'state');
   config.grpc.address = join(dir, 'berth.sock');
-  config.proxyPlugins = { mysnap: { type: 'snapshot', address: proxyServer.address } };
+  config.proxyPlugins = {
+    mysnap: { type: 'snapshot', address: proxyServer.address },
+    // A content proxy loads without its server (the connection is lazy); unknown types are left out.
+    remotecs: { type: 'content', address: join(dir, 'nobody.sock') },
+    odd: { type: 'io.containerd.runtime.v2', address: join(dir, 'odd.sock') },
+  };
   daemon = await startDaemon(config);
   cl = connect(daemon.address);
 });
@@ -133,6 +138,13 @@ describe('snapshots service', () => {
     expect(find(PluginType.Snapshot, 'overlayfs')!.initErr).toBeUndefined();
     expect(find(PluginType.Snapshot, 'native')!.initErr).toBeUndefined();
     expect(find(PluginType.Snapshot, 'mysnap')).toMatchObject({ exports: { address: proxyServer.address } });
+    expect(find(PluginType.Content, 'remotecs')).toMatchObject({
+      exports: { address: join(dir, 'nobody.sock') },
+    });
+    expect(find(PluginType.Content, 'remotecs')!.initErr).toBeUndefined();
+    expect(plugins.some((p) => p.id === 'odd')).toBe(false);
+    // The local store stays the one the metadata store wraps.
+    expect((await cl.plugins([`type==${PluginType.Metadata}`]))[0]!.initErr).toBeUndefined();
     for (const [type, id] of [
       [PluginType.Service, 'snapshots-service'],
       [PluginType.GRPC, 'snapshots'],
