@@ -5,6 +5,7 @@
  * camelCase fields, int64 as number, bytes as Buffer, enums as their names,
  * Timestamp as {seconds, nanos}, Any as {typeUrl, value}.
  */
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 // grpc-js and proto-loader cost ~100 ms to load; processes that only use protobufjs types
@@ -128,19 +129,98 @@ function camelCaseBundledTypes(root: protobuf.Root): void {
   visit(ns);
 }
 
+/**
+ * The build writes the parsed tree (fix-ups applied) here, next to the compiled proto.js:
+ * loading it takes a fraction of parsing the .proto files at every process start.
+ * Absent when running from src (jest), so tests parse the .proto files.
+ */
+export const PROTO_TREE_FILE = path.join(__dirname, 'proto-tree.json');
+
+/** What the build writes to PROTO_TREE_FILE: the tree and the hash of the files it came from. */
+export interface ProtoTreeJSON {
+  /** protoTreeHash() of the directory the tree was parsed from. */
+  hash: string;
+  /** protobufjs Root.toJSON() of loadProtoRoot(). */
+  root: protobuf.INamespace;
+}
+
+/** A sha256 over every .proto file's relative path and bytes, to tell a stale tree file. */
+export function protoTreeHash(dir: string = PROTO_ROOT): string {
+  const hash = createHash('sha256');
+  for (const file of listProtoFiles(dir)) {
+    hash.update(`${file}\0`);
+    hash.update(fs.readFileSync(path.join(dir, file)));
+    hash.update('\0');
+  }
+  return hash.digest('hex');
+}
+
+/** Parses the tree under dir into the JSON form the build writes to PROTO_TREE_FILE. */
+export function buildProtoTree(dir: string = PROTO_ROOT): ProtoTreeJSON {
+  return { hash: protoTreeHash(dir), root: loadProtoRoot(dir).toJSON() };
+}
+
+/**
+ * Reads a tree file written by the build; undefined when it is missing, unreadable or
+ * was built from other .proto files than those now under dir (a stale build).
+ */
+export function readProtoTree(
+  file: string = PROTO_TREE_FILE,
+  dir: string = PROTO_ROOT,
+): ProtoTreeJSON | undefined {
+  let tree: ProtoTreeJSON;
+  try {
+    tree = JSON.parse(fs.readFileSync(file, 'utf8')) as ProtoTreeJSON;
+  } catch {
+    return undefined;
+  }
+  if (tree === null || typeof tree !== 'object' || typeof tree.hash !== 'string') return undefined;
+  if (tree.root === null || typeof tree.root !== 'object') return undefined;
+  return tree.hash === protoTreeHash(dir) ? tree : undefined;
+}
+
+/** A resolved Root from a tree's JSON; the same objects loadProtoRoot would build. */
+export function protoRootFromJSON(json: protobuf.INamespace): protobuf.Root {
+  const root = protobuf.Root.fromJSON(json);
+  root.resolveAll();
+  return root;
+}
+
+let cachedTree: ProtoTreeJSON | null | undefined;
 let cachedRoot: protobuf.Root | undefined;
 let cachedDefinition: protoLoader.PackageDefinition | undefined;
 const clientConstructors = new Map<string, grpc.ServiceClientConstructor>();
 
+/** The build's tree file when present and fresh, read once per process. */
+function builtTree(): ProtoTreeJSON | undefined {
+  if (cachedTree === undefined) cachedTree = readProtoTree() ?? null;
+  return cachedTree ?? undefined;
+}
+
 function root(): protobuf.Root {
-  cachedRoot ??= loadProtoRoot();
+  if (cachedRoot === undefined) {
+    const tree = builtTree();
+    cachedRoot = tree ? protoRootFromJSON(tree.root) : loadProtoRoot();
+  }
   return cachedRoot;
 }
 
+/**
+ * True when type belongs to the tree this module serves (protoType would return it).
+ * Never loads the tree: a type cannot come from a tree not loaded yet.
+ */
+export function isProtoTreeType(type: protobuf.Type): boolean {
+  return cachedRoot !== undefined && type.root === cachedRoot;
+}
+
 function packageDefinition(): protoLoader.PackageDefinition {
-  // Built from the already parsed root so the tree is parsed once per process.
-  const loader = require('@grpc/proto-loader') as typeof protoLoader;
-  cachedDefinition ??= loader.fromJSON(root().toJSON(), LOADER_OPTIONS);
+  // From the build's JSON when there is one, else from the parsed root: either way the
+  // .proto files are parsed at most once per process.
+  if (cachedDefinition === undefined) {
+    const loader = require('@grpc/proto-loader') as typeof protoLoader;
+    const json = builtTree()?.root ?? root().toJSON();
+    cachedDefinition = loader.fromJSON(json, LOADER_OPTIONS);
+  }
   return cachedDefinition;
 }
 

@@ -2,9 +2,9 @@ import {
   CONVERSION_OPTIONS,
   encodeMessage as encodeApiMessage,
   InvalidArgumentError,
+  isProtoTreeType,
   NotFoundError,
   protoService,
-  protoType,
 } from '@berth/api';
 import { Method, type Service, type Type } from 'protobufjs';
 import type { Payload } from './envelope';
@@ -83,20 +83,8 @@ export function decodePayload<T>(type: Type, bytes: Buffer, what: string): T {
   }
 }
 
-const apiTypes = new WeakMap<Type, boolean>();
-
-function isApiType(type: Type): boolean {
-  let known = apiTypes.get(type);
-  if (known === undefined) {
-    try {
-      known = protoType(type.fullName) === type;
-    } catch {
-      known = false;
-    }
-    apiTypes.set(type, known);
-  }
-  return known;
-}
+// Asks without loading @berth/api's tree: peers that pass their own types never need it.
+const isApiType = isProtoTreeType;
 
 /**
  * The payload of a message for an envelope. Types of @berth/api's tree go through its
