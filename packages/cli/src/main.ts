@@ -3,6 +3,7 @@ import { type CommandSpec, type FlagSpec, helpText, parseArgs, UsageError } from
 import { containersCommand } from './commands/containers';
 import { contentCommand } from './commands/content';
 import { eventsCommand } from './commands/events';
+import { gcCommand } from './commands/gc';
 import { imagesCommand } from './commands/images';
 import { leasesCommand } from './commands/leases';
 import { namespacesCommand } from './commands/namespaces';
@@ -64,6 +65,7 @@ export const ROOT: CommandSpec<Globals> = {
     imagesCommand,
     containersCommand,
     eventsCommand,
+    gcCommand,
     snapshotsCommand,
   ],
 };
