@@ -186,20 +186,13 @@ export function protoRootFromJSON(json: protobuf.INamespace): protobuf.Root {
   return root;
 }
 
-let cachedTree: ProtoTreeJSON | null | undefined;
 let cachedRoot: protobuf.Root | undefined;
-let cachedDefinition: protoLoader.PackageDefinition | undefined;
+const serviceDefinitions = new Map<string, grpc.ServiceDefinition>();
 const clientConstructors = new Map<string, grpc.ServiceClientConstructor>();
-
-/** The build's tree file when present and fresh, read once per process. */
-function builtTree(): ProtoTreeJSON | undefined {
-  if (cachedTree === undefined) cachedTree = readProtoTree() ?? null;
-  return cachedTree ?? undefined;
-}
 
 function root(): protobuf.Root {
   if (cachedRoot === undefined) {
-    const tree = builtTree();
+    const tree = readProtoTree();
     cachedRoot = tree ? protoRootFromJSON(tree.root) : loadProtoRoot();
   }
   return cachedRoot;
@@ -213,15 +206,49 @@ export function isProtoTreeType(type: protobuf.Type): boolean {
   return cachedRoot !== undefined && type.root === cachedRoot;
 }
 
-function packageDefinition(): protoLoader.PackageDefinition {
-  // From the build's JSON when there is one, else from the parsed root: either way the
-  // .proto files are parsed at most once per process.
-  if (cachedDefinition === undefined) {
-    const loader = require('@grpc/proto-loader') as typeof protoLoader;
-    const json = builtTree()?.root ?? root().toJSON();
-    cachedDefinition = loader.fromJSON(json, LOADER_OPTIONS);
+/**
+ * The JSON of just a service and every type its methods reach, at their full names.
+ * proto-loader builds a definition (and a descriptor) for every object it is given, which
+ * for the whole tree costs more than loading the tree; one service needs a small part.
+ */
+function serviceTreeJSON(service: protobuf.Service): protobuf.INamespace {
+  const needed = new Set<protobuf.ReflectionObject>();
+  const reach = (obj: protobuf.ReflectionObject): void => {
+    if (needed.has(obj)) return;
+    needed.add(obj);
+    // A type nested in a message is defined with that message, so the message comes too.
+    if (obj.parent instanceof protobuf.Type) reach(obj.parent);
+    if (!(obj instanceof protobuf.Type)) return;
+    for (const field of obj.fieldsArray) {
+      field.resolve();
+      if (field.resolvedType) reach(field.resolvedType);
+    }
+    // Nested types come along in the parent's JSON, so what they reach is needed too.
+    for (const nested of obj.nestedArray) reach(nested);
+  };
+  needed.add(service);
+  for (const method of service.methodsArray) {
+    method.resolve();
+    if (method.resolvedRequestType) reach(method.resolvedRequestType);
+    if (method.resolvedResponseType) reach(method.resolvedResponseType);
   }
-  return cachedDefinition;
+  const json: protobuf.INamespace = {};
+  for (const obj of needed) {
+    // An object inside a needed type is already part of that type's JSON.
+    let ancestor = obj.parent;
+    while (ancestor && !needed.has(ancestor)) ancestor = ancestor.parent;
+    if (ancestor) continue;
+    let scope = json;
+    const parts = obj.fullName.slice(1).split('.');
+    for (const part of parts.slice(0, -1)) {
+      scope.nested ??= {};
+      scope.nested[part] ??= {};
+      scope = scope.nested[part] as protobuf.INamespace;
+    }
+    scope.nested ??= {};
+    scope.nested[parts[parts.length - 1]] = obj.toJSON() as protobuf.AnyNestedObject;
+  }
+  return json;
 }
 
 const stripDot = (name: string): string => (name.startsWith('.') ? name.slice(1) : name);
@@ -229,12 +256,19 @@ const stripDot = (name: string): string => (name.startsWith('.') ? name.slice(1)
 /** The grpc-js service definition for a full service name, e.g. 'containerd.services.content.v1.Content'. */
 export function grpcService(fullServiceName: string): grpc.ServiceDefinition {
   const name = stripDot(fullServiceName);
-  const def = packageDefinition()[name];
-  // Message and enum definitions carry a `format`; services are plain method maps.
-  if (def === undefined || 'format' in def) {
-    throw new NotFoundError(`grpc service ${JSON.stringify(fullServiceName)}: not found`);
+  let def = serviceDefinitions.get(name);
+  if (def === undefined) {
+    const service = lookupExact(name);
+    if (!(service instanceof protobuf.Service)) {
+      throw new NotFoundError(`grpc service ${JSON.stringify(fullServiceName)}: not found`);
+    }
+    const loader = require('@grpc/proto-loader') as typeof protoLoader;
+    def = loader.fromJSON(serviceTreeJSON(service), LOADER_OPTIONS)[
+      name
+    ] as unknown as grpc.ServiceDefinition;
+    serviceDefinitions.set(name, def);
   }
-  return def as unknown as grpc.ServiceDefinition;
+  return def;
 }
 
 /** A grpc-js client class for a full service name; instantiate with (address, credentials). */

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import {
   buildProtoTree,
   CONVERSION_OPTIONS,
+  grpcService,
   isProtoTreeType,
   LOADER_OPTIONS,
   listProtoFiles,
@@ -14,6 +15,7 @@ import {
   protoTreeHash,
   protoType,
   readProtoTree,
+  SERVICES,
 } from '@berth/api';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
@@ -88,6 +90,32 @@ describe('built proto tree file', () => {
       labels: {},
     };
     expect(a.Write.requestSerialize(req)).toEqual(b.Write.requestSerialize(req));
+  });
+
+  it.each([...SERVICES])('grpcService(%s) matches the whole-tree proto-loader definition', (name) => {
+    const whole = protoLoader.fromJSON(loadProtoRoot().toJSON(), LOADER_OPTIONS)[
+      name
+    ] as protoLoader.ServiceDefinition;
+    const def = grpcService(name) as unknown as protoLoader.ServiceDefinition;
+    expect(Object.keys(def)).toEqual(Object.keys(whole));
+    for (const [method, m] of Object.entries(whole)) {
+      const got = def[method];
+      expect([got.path, got.originalName, got.requestStream, got.responseStream]).toEqual([
+        m.path,
+        m.originalName,
+        m.requestStream,
+        m.responseStream,
+      ]);
+      expect(got.requestType.type).toEqual(m.requestType.type);
+      expect(got.responseType.type).toEqual(m.responseType.type);
+      // The same bytes and JS shapes for a request and a response filled with defaults.
+      const req = m.requestDeserialize(Buffer.alloc(0));
+      expect(got.requestDeserialize(Buffer.alloc(0))).toEqual(req);
+      expect(got.requestSerialize(req)).toEqual(m.requestSerialize(req));
+      const res = m.responseDeserialize(Buffer.alloc(0));
+      expect(got.responseDeserialize(Buffer.alloc(0))).toEqual(res);
+      expect(got.responseSerialize(res)).toEqual(m.responseSerialize(res));
+    }
   });
 
   it('is refused when the .proto files changed since it was built', () => {
