@@ -266,6 +266,21 @@ describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
     await waitFor('every shim to exit', () => shimPids(NS).length === 0);
   });
 
+  it('berthd stopped with SIGTERM leaves its containers running and its sockets removed', async () => {
+    expect((await ctrRun('-d', rootfs, 'stays', '/bin/sleep', '1000')).code).toBe(0);
+    const [pid] = (await tasks()).stays!;
+    expect(await daemon!.stop('SIGTERM')).toBe(0);
+    expect(isAlive(Number(pid))).toBe(true);
+    expect(fs.existsSync(daemon!.address)).toBe(false);
+    expect(fs.existsSync(`${daemon!.address}.ttrpc`)).toBe(false);
+    daemon = await startBerthd({ dir });
+    expect((await tasks()).stays).toEqual([pid, 'RUNNING']);
+    expect((await c('tasks', 'kill', '-s', 'KILL', 'stays')).code).toBe(0);
+    await waitFor('stays to stop', async () => (await tasks()).stays?.[1] === 'STOPPED');
+    expect((await c('tasks', 'delete', 'stays')).code).toBe(0);
+    expect((await c('containers', 'rm', 'stays')).code).toBe(0);
+  });
+
   it('a shim killed with SIGKILL leaves its task STOPPED, and deleting it leaves nothing behind', async () => {
     expect((await ctrRun('-d', rootfs, 'victim', '/bin/sleep', '1000')).code).toBe(0);
     const [pid] = (await tasks()).victim!;
