@@ -257,7 +257,8 @@ export class TaskManager {
     task.phase = 'deleting';
     let result: DeleteResult;
     try {
-      result = await task.deleteProcess(ctx, '');
+      // Not cancelled with the caller either: half a delete is worse than a slow one.
+      result = await task.deleteProcess({ namespace: ns }, '');
     } catch (err) {
       if (isUnavailable(err) && task.client.closed) {
         // The shim died under us: clean up as for any dead shim, then forget the task.
