@@ -143,9 +143,36 @@ export function runcContainers(namespace: string): string[] {
   });
 }
 
+/** The sockets named by the `address` files of the bundles below `dir`. */
+function shimSockets(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string, depth: number): void => {
+    if (depth > 6) return;
+    let entries: fs.Dirent[];
+    try {
+      entries = fs.readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name);
+      if (e.isDirectory()) walk(p, depth + 1);
+      else if (e.name === 'address' && e.isFile())
+        out.push(
+          fs
+            .readFileSync(p, 'utf8')
+            .trim()
+            .replace(/^unix:\/\//, ''),
+        );
+    }
+  };
+  walk(dir, 0);
+  return out;
+}
+
 /**
  * Takes down whatever a test left in its namespace: shims still there after 5 s (SIGKILL, by pid), containers
- * (runc delete -f), runc's state directory, mounts below `dir`. Returns what it had to clean, so a test can
+ * (runc delete -f), runc's state directory, mounts below `dir`, the killed shims' sockets. Returns what it had to clean, so a test can
  * assert there was nothing.
  */
 export async function killLeftovers(
@@ -154,6 +181,7 @@ export async function killLeftovers(
 ): Promise<{ shims: number[]; containers: string[]; mounts: string[] }> {
   // A shim that was just shut down may still be on its way out.
   await waitFor('shims to exit', () => shimPids(namespace).length === 0, 5000).catch(() => {});
+  const sockets = dir ? shimSockets(dir) : [];
   const shims = shimPids(namespace);
   for (const pid of shims) {
     try {
@@ -163,6 +191,8 @@ export async function killLeftovers(
     }
   }
   for (const pid of shims) await waitFor(`shim ${pid} to die`, () => !isAlive(pid), 5000);
+  // A shim killed here cannot remove its socket.
+  if (shims.length > 0) for (const socket of sockets) fs.rmSync(socket, { force: true });
   const containers = runcContainers(namespace);
   for (const root of runcRoots(namespace)) {
     for (const id of fs.existsSync(root) ? fs.readdirSync(root) : []) {
