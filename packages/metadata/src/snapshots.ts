@@ -8,6 +8,7 @@ import {
   isFailedPrecondition,
   isNotFound,
   isSnapshotCleaner,
+  isUnavailable,
   type Labels,
   labelField,
   type Mount,
@@ -562,6 +563,8 @@ export class MetadataSnapshotter implements Snapshotter {
       }
     } catch (e) {
       this.dirty = true;
+      // A proxy snapshotter whose server is down: try again at the next collection.
+      if (isUnavailable(e)) return;
       throw e;
     }
   }

@@ -1,4 +1,10 @@
-import { AlreadyExistsError, type Context, LEASE_EXPIRE_LABEL, type SnapshotInfo } from '@berth/api';
+import {
+  AlreadyExistsError,
+  type Context,
+  LEASE_EXPIRE_LABEL,
+  type SnapshotInfo,
+  UnavailableError,
+} from '@berth/api';
 import BetterSqlite3 from 'better-sqlite3';
 import { GC_ROOT_LABEL, type MetadataSnapshotter, MIGRATIONS, openMetadataDB } from '../src';
 import { errorOf, type Fixture, fixture, ns, put } from './helpers';
@@ -314,6 +320,16 @@ describe('metadata snapshotter', () => {
       await mem.prepare({}, 'stray-child', 'stray');
       await f.db.collectGarbage();
       expect(backingKeys()).toEqual(['a/2/kept']);
+    });
+
+    it('leaves an unreachable backing snapshotter for the next collection, collecting the rest', async () => {
+      await committed(A, 'l1');
+      mem.failNext.set('walk', new UnavailableError('connection refused'));
+      const report = await f.db.collectGarbage();
+      expect(report.removed).toContainEqual({ type: 'snapshots/overlayfs', namespace: 'a', id: 'l1' });
+      expect(backingKeys()).toEqual(['a/2/l1']);
+      await f.db.collectGarbage();
+      expect(backingKeys()).toEqual([]);
     });
 
     it('keeps a parent whose backing child cannot be removed and retries later', async () => {
