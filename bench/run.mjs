@@ -1,0 +1,201 @@
+// Container start latency and memory per running container, berthd against containerd,
+// both driven by the same stock ctr: `ctr run --rm IMAGE id /bin/true` one after another
+// (median and best of N, after one warm-up run) and 20 at once; then 100 sleeping
+// containers (`ctr run -d ... sleep 1000`), counting the RSS of the daemon plus every shim
+// serving it (found by the daemon address on their command line) divided by 100.
+// berthd runs its own shim (io.containerd.berth.v1) and containerd-shim-runc-v2;
+// containerd runs containerd-shim-runc-v2.
+// Usage: pnpm bench run [--runs 20] [--parallel 20] [--sleepers 100]
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { exec, report, startBoth, stopAll, testkit, timed } from './_common.mjs';
+
+const arg = (name, fallback) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? Number(process.argv[i + 1]) : fallback;
+};
+const RUNS = arg('runs', 20);
+const PARALLEL = arg('parallel', 20);
+const SLEEPERS = arg('sleepers', 100);
+
+const BERTH = 'io.containerd.berth.v1';
+const RUNC = 'io.containerd.runc.v2';
+const IMAGE = 'docker.io/library/busybox:berth-bench';
+const NS = 'bench-run';
+
+const dir = testkit.makeTempDir('berth-bench-run-');
+const archive = join(dir, 'busybox.tar');
+testkit.writeOciLayout(
+  archive,
+  testkit.buildImage({ layers: ['busybox'], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } }),
+  IMAGE,
+);
+
+const ctr = (d, args) => ['--address', d.address, '--namespace', NS, ...args];
+
+/**
+ * ctr names its lease with random base64; berthd refuses the few such names its identifier
+ * rule does not allow (containerd accepts them), so a run that fails on that alone is retried.
+ */
+async function ctrRun(d, args) {
+  for (let i = 0; ; i++) {
+    try {
+      return await exec('/usr/bin/ctr', ctr(d, ['run', ...args]));
+    } catch (err) {
+      if (i < 10 && /identifier "\d+-[A-Za-z0-9_-]{4}" must match/.test(err.message)) continue;
+      throw err;
+    }
+  }
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+let serial = 0;
+const nextId = (tag) => `r${tag}-${++serial}`;
+
+/** Median and best of RUNS sequential `ctr run --rm` after one warm-up, in ms. */
+async function sequential(d, runtime, tag) {
+  await ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, nextId(tag), '/bin/true']);
+  const times = [];
+  for (let i = 0; i < RUNS; i++) {
+    times.push(await timed(() => ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, nextId(tag), '/bin/true'])));
+  }
+  return { median: median(times) * 1000, best: Math.min(...times) * 1000 };
+}
+
+/** Wall time of PARALLEL `ctr run --rm` at once, in ms. */
+async function parallel(d, runtime, tag) {
+  const ids = Array.from({ length: PARALLEL }, () => nextId(tag));
+  return (
+    (await timed(() =>
+      Promise.all(ids.map((id) => ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, id, '/bin/true']))),
+    )) * 1000
+  );
+}
+
+/** Pids whose command line names the daemon's socket: its shims (the daemon's own line names it too). */
+function processesOf(address) {
+  const pids = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('-address');
+      if (i >= 0 && argv[i + 1] === address) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** RSS and PSS of a process, in KiB (0 when it is gone). */
+function memoryOf(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const field = (n) => Number(new RegExp(`^${n}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+    return { rss: field('Rss'), pss: field('Pss') };
+  } catch {
+    return { rss: 0, pss: 0 };
+  }
+}
+
+/** Starts SLEEPERS sleeping containers, measures daemon + shims per container in MiB, removes them. */
+async function memory(d, runtime, tag) {
+  const ids = Array.from({ length: SLEEPERS }, () => nextId(tag));
+  const batch = 10;
+  try {
+    for (let i = 0; i < ids.length; i += batch) {
+      await Promise.all(
+        ids.slice(i, i + batch).map((id) => ctrRun(d, ['-d', '--runtime', runtime, IMAGE, id, 'sleep', '1000'])),
+      );
+    }
+    await new Promise((r) => setTimeout(r, 2000)); // let the shims settle after the burst
+    const shims = processesOf(d.address);
+    let rss = 0;
+    let pss = 0;
+    for (const pid of [d.pid, ...shims]) {
+      const m = memoryOf(pid);
+      rss += m.rss;
+      pss += m.pss;
+    }
+    return { rss: rss / 1024 / SLEEPERS, pss: pss / 1024 / SLEEPERS, shims: shims.length };
+  } finally {
+    await removeAll(d, ids);
+  }
+}
+
+/** Kills and deletes the tasks and containers of `ids` (whatever of them exists). */
+async function removeAll(d, ids) {
+  const quiet = (args) => exec('/usr/bin/ctr', ctr(d, args)).catch(() => {});
+  const batch = 10;
+  for (let i = 0; i < ids.length; i += batch) {
+    const part = ids.slice(i, i + batch);
+    await Promise.all(part.map((id) => quiet(['tasks', 'kill', '-s', 'SIGKILL', id])));
+    await Promise.all(
+      part.map(async (id) => {
+        for (let t = 0; t < 50; t++) {
+          try {
+            await exec('/usr/bin/ctr', ctr(d, ['tasks', 'delete', id]));
+            break;
+          } catch (err) {
+            if (/not found/.test(err.message)) break;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        }
+      }),
+    );
+    await Promise.all(part.map((id) => quiet(['containers', 'delete', id])));
+  }
+}
+
+const daemons = await startBoth();
+const results = {};
+try {
+  for (const [name, d] of Object.entries(daemons)) {
+    await exec('/usr/bin/ctr', ctr(d, ['images', 'import', archive]));
+    const runtimes = name === 'berthd' ? [BERTH, RUNC] : [RUNC];
+    for (const runtime of runtimes) {
+      const tag = `${name[0]}${runtime === BERTH ? 'b' : 'r'}`;
+      const seq = await sequential(d, runtime, tag);
+      const par = await parallel(d, runtime, tag);
+      results[`${name} ${runtime}`] = { seq, par };
+      console.log(
+        `${name} ${runtime}: run --rm median ${seq.median.toFixed(0)} ms, best ${seq.best.toFixed(0)} ms; ${PARALLEL} in parallel ${par.toFixed(0)} ms`,
+      );
+    }
+    const runtime = name === 'berthd' ? BERTH : RUNC;
+    const mem = await memory(d, runtime, `${name[0]}m`);
+    results[`${name} ${runtime}`].mem = mem;
+    console.log(
+      `${name} ${runtime}: ${SLEEPERS} sleeping containers, ${mem.shims} shim processes, per container RSS ${mem.rss.toFixed(2)} MiB, PSS ${mem.pss.toFixed(2)} MiB`,
+    );
+  }
+} finally {
+  await stopAll(daemons);
+  rmSync(dir, { recursive: true, force: true });
+}
+
+const c = results[`containerd ${RUNC}`];
+const rows = [];
+for (const runtime of [BERTH, RUNC]) {
+  const b = results[`berthd ${runtime}`];
+  const shim = runtime === BERTH ? 'berth shim' : 'runc.v2 shim';
+  rows.push(
+    { metric: `run --rm /bin/true, median (${shim})`, berthd: b.seq.median, containerd: c?.seq.median, unit: 'ms' },
+    { metric: `run --rm /bin/true, best (${shim})`, berthd: b.seq.best, containerd: c?.seq.best, unit: 'ms' },
+    { metric: `${PARALLEL} x run --rm in parallel (${shim})`, berthd: b.par, containerd: c?.par, unit: 'ms' },
+  );
+}
+const bm = results[`berthd ${BERTH}`].mem;
+rows.push(
+  { metric: `RSS per container, ${SLEEPERS} sleeping (berth shim)`, berthd: bm.rss, containerd: c?.mem.rss, unit: 'MiB' },
+  { metric: `PSS per container, ${SLEEPERS} sleeping (berth shim)`, berthd: bm.pss, containerd: c?.mem.pss, unit: 'MiB' },
+);
+report(
+  `run: ctr run --rm IMAGE id /bin/true (${RUNS} sequential after a warm-up; ${PARALLEL} in parallel) and daemon + shims memory with ${SLEEPERS} sleeping containers; containerd uses runc.v2`,
+  rows,
+);
