@@ -8,6 +8,11 @@ import * as fs from 'node:fs';
 import { Socket } from 'node:net';
 import * as path from 'node:path';
 
+// berthd keeps its shim warm after the last task (10 s by default); these tests check
+// that shims exit once their tasks are gone, so theirs go at once (set before any daemon
+// or shim starts: both inherit it).
+process.env.BERTH_SHIM_IDLE_MS ??= '0';
+
 export const RUNC_SHIM = '/usr/bin/containerd-shim-runc-v2';
 export const BUSYBOX = '/bin/busybox';
 

@@ -170,8 +170,6 @@ function launch(
   opts: StartOptions,
   env: NodeJS.ProcessEnv,
 ): void {
-  // The listening fd itself goes to the child; this process just lets go of it.
-  server.unref();
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
   const logFd = openLogFifo(bundle);
   try {
@@ -182,6 +180,10 @@ function launch(
       env: { ...env, BERTH_SHIM_SOCKET: path },
     });
     child.unref();
+    // The listening socket now lives on in the child. This process lets go of its copy at
+    // once: left open, its event loop would accept (and strand) the connections of other
+    // `start`s meant for the child. The path was unlinked already, so closing removes nothing.
+    server.close();
     const pid = child.pid;
     if (pid === undefined) throw new Error(`spawn shim: ${process.execPath}: failed`);
     const cgroup = shimCgroupOf(opts.options);

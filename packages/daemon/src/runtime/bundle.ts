@@ -122,6 +122,13 @@ export class Bundle {
     }
   }
 
+  /** Records the shim's address, as `start` does, when berthd found the shim itself. */
+  async setAddress(address: string): Promise<void> {
+    const tmp = join(this.path, `.${ADDRESS_FILE}`);
+    await fs.writeFile(tmp, address, { mode: 0o600 });
+    await fs.rename(tmp, join(this.path, ADDRESS_FILE));
+  }
+
   async setShimBinary(path: string): Promise<void> {
     await fs.writeFile(join(this.path, SHIM_BINARY_FILE), path, { mode: 0o600 });
   }

@@ -17,9 +17,17 @@ import {
 } from '@berth/api';
 import { socketPath, TtrpcClient } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
+import { berthShimAddress, isBerthShim, specAnnotations } from './berth-shim';
 import { resolveShimBinary } from './binary';
 import { Bundle } from './bundle';
-import { type CreateTaskOptions, type DeleteResult, ShimTask, type Timestamp, toTimestamp } from './shim';
+import {
+  type CreateTaskOptions,
+  type DeleteResult,
+  ShimTask,
+  TASK_SERVICE,
+  type Timestamp,
+  toTimestamp,
+} from './shim';
 import { type Exit, type ShimCommandConfig, shimDelete, shimStart, timestampToDate } from './shim-binary';
 import { openShimLog, type ShimLog } from './shim-log';
 
@@ -103,6 +111,8 @@ export class TaskManager {
   private readonly tasks = new Map<string, ShimTask>();
   private readonly creating = new Set<string>();
   private readonly cleanups = new Map<ShimTask, Promise<void>>();
+  /** `start` of berth's shim running per shim address: later creates of that group wait for it. */
+  private readonly starting = new Map<string, Promise<string>>();
   private readonly log: Logger;
   private closing = false;
 
@@ -196,14 +206,20 @@ export class TaskManager {
       let task: ShimTask | undefined;
       try {
         log = await openShimLog(bundle.path, this.log.with({ id, namespace: ns, shim: binary }));
-        address = await shimStart(shim, bundle, opts.options);
-        await bundle.setShimBinary(binary);
-        client = await TtrpcClient.connect(address, {
-          timeoutMs: LOAD_TIMEOUT_MS,
-          onClose: () => {
-            if (task) this.onShimClosed(task);
-          },
-        });
+        const onClose = (): void => {
+          if (task) this.onShimClosed(task);
+        };
+        const found = isBerthShim(binary)
+          ? await this.reserveBerthShim(shim, bundle, opts, onClose)
+          : undefined;
+        if (found) {
+          ({ address, client } = found);
+          await bundle.setShimBinary(binary);
+        } else {
+          address = await shimStart(shim, bundle, opts.options);
+          await bundle.setShimBinary(binary);
+          client = await TtrpcClient.connect(address, { timeoutMs: LOAD_TIMEOUT_MS, onClose });
+        }
       } catch (err) {
         log?.close();
         // A shim that started but could not be reached is asked to clean up after itself.
@@ -230,6 +246,62 @@ export class TaskManager {
       return { task, pid };
     } finally {
       this.creating.delete(k);
+    }
+  }
+
+  /**
+   * berth's shim serves every container of a group from one process: when that process
+   * runs, berthd asks it to hold a place for the task (Connect{id}) over the connection
+   * the task then uses, and skips the `start` binary (a Node start per task). Undefined
+   * when no shim answers there: the caller runs `start`. Only one `start` per group runs
+   * at a time; the others wait for it and then join the shim it launched.
+   */
+  private async reserveBerthShim(
+    shim: ShimCommandConfig,
+    bundle: Bundle,
+    opts: RuntimeCreateOptions,
+    onClose: () => void,
+  ): Promise<{ address: string; client: TtrpcClient } | undefined> {
+    const address = berthShimAddress(
+      this.cfg.address,
+      bundle.namespace,
+      bundle.id,
+      specAnnotations(opts.spec.value),
+    );
+    for (;;) {
+      const pending = this.starting.get(address);
+      if (pending) await pending.catch(() => {});
+      const client = await TtrpcClient.connect(address, { timeoutMs: LOAD_TIMEOUT_MS, onClose }).catch(
+        () => undefined,
+      );
+      if (client) {
+        const reserved = await client
+          .call(
+            TASK_SERVICE,
+            'Connect',
+            { id: bundle.id },
+            { namespace: bundle.namespace, timeoutMs: LOAD_TIMEOUT_MS },
+          )
+          .then(
+            () => true,
+            () => false,
+          );
+        if (reserved) {
+          await bundle.setAddress(address);
+          return { address, client };
+        }
+        await client.close(); // a shim on its way out: `start` launches the next one
+      }
+      if (this.starting.has(address)) continue;
+      const started = shimStart(shim, bundle, opts.options);
+      this.starting.set(address, started);
+      try {
+        const printed = await started;
+        const startedClient = await TtrpcClient.connect(printed, { timeoutMs: LOAD_TIMEOUT_MS, onClose });
+        return { address: printed, client: startedClient };
+      } finally {
+        if (this.starting.get(address) === started) this.starting.delete(address);
+      }
     }
   }
 

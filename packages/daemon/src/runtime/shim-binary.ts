@@ -8,6 +8,7 @@ import {
   FailedPreconditionError,
   UnknownError,
 } from '@berth/api';
+import { DEFAULT_SHIM_IDLE_MS } from './berth-shim';
 import type { Bundle } from './bundle';
 
 /** How berthd is reached by the shims it starts (containerd's CommandConfig). */
@@ -58,7 +59,13 @@ function runShim(
   return new Promise((resolve, reject) => {
     const child = spawn(config.binary, argv, {
       cwd,
-      env: { ...process.env, GOMAXPROCS: '2', TTRPC_ADDRESS: config.ttrpcAddress },
+      env: {
+        ...process.env,
+        GOMAXPROCS: '2',
+        TTRPC_ADDRESS: config.ttrpcAddress,
+        // berth's shim lingers this long after its last task, so the next one finds it warm.
+        BERTH_SHIM_IDLE_MS: process.env.BERTH_SHIM_IDLE_MS ?? String(DEFAULT_SHIM_IDLE_MS),
+      },
       stdio: ['pipe', 'pipe', 'pipe'],
       detached: true,
     });
