@@ -3,12 +3,14 @@ import * as grpc from '@grpc/grpc-js';
 import { grpcTarget, socketPath } from './address';
 import { RemoteContainerStore } from './containers';
 import { RemoteContentStore } from './content-store';
+import { RemoteDiff } from './diff';
 import { RemoteEventService } from './events';
 import { RemoteImageStore } from './images';
 import { RemoteLeaseManager } from './leases';
 import { RemoteNamespaceStore } from './namespaces';
 import { abortedError, type Timestamp, toDate, unary } from './rpc';
 import { RemoteSnapshotter } from './snapshots';
+import { RemoteTasks } from './tasks';
 
 export interface ConnectOptions {
   /** Largest message accepted from the server (default 16 MiB, as containerd's client). */
@@ -66,6 +68,8 @@ const SERVICE = {
   images: 'containerd.services.images.v1.Images',
   containers: 'containerd.services.containers.v1.Containers',
   events: 'containerd.services.events.v1.Events',
+  tasks: 'containerd.services.tasks.v1.Tasks',
+  diff: 'containerd.services.diff.v1.Diff',
 } as const;
 
 const MiB = 1 << 20;
@@ -87,6 +91,8 @@ export class Client {
   private imageStore?: RemoteImageStore;
   private containerStore?: RemoteContainerStore;
   private eventService?: RemoteEventService;
+  private taskService?: RemoteTasks;
+  private diffService?: RemoteDiff;
   private readonly snapshotters = new Map<string, RemoteSnapshotter>();
 
   constructor(address: string, opts: ConnectOptions = {}) {
@@ -126,6 +132,17 @@ export class Client {
   get events(): RemoteEventService {
     this.eventService ??= new RemoteEventService(this.stub(SERVICE.events), this.address);
     return this.eventService;
+  }
+
+  get tasks(): RemoteTasks {
+    this.taskService ??= new RemoteTasks(this.stub(SERVICE.tasks), this.address);
+    return this.taskService;
+  }
+
+  /** The daemon's default differ (containerd.services.diff.v1.Diff). */
+  get diff(): RemoteDiff {
+    this.diffService ??= new RemoteDiff(this.stub(SERVICE.diff), this.address);
+    return this.diffService;
   }
 
   /**
