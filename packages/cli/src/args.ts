@@ -47,6 +47,11 @@ export interface CommandSpec<G = unknown> {
   subcommands?: readonly CommandSpec<G>[];
   minArgs?: number;
   maxArgs?: number;
+  /**
+   * After this many positional arguments every further word is an argument, flags included
+   * (`berth run IMAGE ID sh -c ...`: ctr's SkipArgReorder, for commands that take a command line).
+   */
+  flagsEndAfter?: number;
   run?: (inv: Invocation<G>) => Promise<void>;
 }
 
@@ -217,6 +222,7 @@ export function parseArgs<G>(
       continue;
     }
     args.push(tok);
+    if (cmd.flagsEndAfter !== undefined && args.length >= cmd.flagsEndAfter) flagsDone = true;
   }
 
   if (version) return { kind: 'version' };

@@ -8,7 +8,9 @@ import { imagesCommand } from './commands/images';
 import { leasesCommand } from './commands/leases';
 import { namespacesCommand } from './commands/namespaces';
 import { pluginsCommand } from './commands/plugins';
+import { runCommand } from './commands/run';
 import { snapshotsCommand } from './commands/snapshots';
+import { tasksCommand } from './commands/tasks';
 import { cliVersion, versionCommand } from './commands/version';
 import { type Globals, type Io, type OutputFormat, ReportedError, type Session } from './runtime';
 
@@ -67,6 +69,8 @@ export const ROOT: CommandSpec<Globals> = {
     eventsCommand,
     gcCommand,
     snapshotsCommand,
+    runCommand,
+    tasksCommand,
   ],
 };
 
@@ -140,7 +144,7 @@ export async function main(argv: readonly string[], io: Io = processIo()): Promi
       code = 2;
     } else {
       if (!(err instanceof ReportedError)) io.stderr.write(`berth: ${describe(err)}\n`);
-      code = 1;
+      code = err instanceof ReportedError ? err.exitCode : 1;
     }
   } finally {
     client?.close();

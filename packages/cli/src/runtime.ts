@@ -29,9 +29,10 @@ export interface Globals {
   session(): Session;
 }
 
-/** An error already reported on stderr: exit 1 without printing it again. */
+/** An error already reported on stderr: exit 1 (or exitCode) without printing it again. */
 export class ReportedError extends Error {
-  constructor() {
+  /** `exitCode`: what berth exits with, e.g. a container's exit status (`run`, `tasks exec`). */
+  constructor(readonly exitCode = 1) {
     super('reported');
     this.name = 'ReportedError';
   }
