@@ -31,6 +31,9 @@ function script(): Step[] {
     { args: ['namespaces', 'label', NS, 'tier=gold'] },
     { args: ['namespaces', 'label', NS, 'team='] },
     { args: ['namespaces', 'ls'] },
+    { args: ['namespaces', 'label', 'fresh', 'made=by-label'] },
+    { args: ['namespaces', 'ls'] },
+    { args: ['namespaces', 'rm', 'fresh'] },
     { args: ['-n', NS, 'content', 'ingest', 'ref-1'], input: BLOB },
     // ctr ingests without a lease: root the blob before any deletion lets a collection take it.
     { args: ['-n', NS, 'content', 'label', BLOB_DIGEST, 'containerd.io/gc.root=e2e'] },

@@ -94,6 +94,11 @@ describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
     events.stdout!.on('data', (b: Buffer) => {
       eventLines += b.toString();
     });
+    // ctr subscribes asynchronously: only once it relays an event of ours is it surely listening.
+    await waitFor('ctr events to subscribe', async () => {
+      await ctr(daemon.address, ['namespaces', 'label', 'default', `events-ready=${Date.now()}`]);
+      return eventLines.includes('/namespaces/update');
+    });
   });
 
   afterAll(async () => {

@@ -1,6 +1,7 @@
 import {
   type Context,
   InvalidArgumentError,
+  isNotFound,
   type Labels,
   type NamespaceStore,
   type Publisher,
@@ -67,8 +68,14 @@ export class NamespacesLocal {
       }
     }
     validateLabels(labels);
-    const current = await this.store.labels(ctx, ns.name);
     const replaceAll = paths.length === 0 || paths.includes('labels');
+    // As containerd: labelling a namespace that does not exist yet creates it.
+    const current = replaceAll
+      ? await this.store.labels(ctx, ns.name).catch((e: unknown) => {
+          if (isNotFound(e)) return {};
+          throw e;
+        })
+      : {};
     if (replaceAll) {
       for (const k of Object.keys(current))
         if (!(k in labels)) await this.store.setLabel(ctx, ns.name, k, '');
