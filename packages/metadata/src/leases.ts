@@ -59,6 +59,19 @@ export function validateLeaseResource(r: LeaseResource): void {
   }
 }
 
+/**
+ * Lease ids are looser than identifiers: containerd only requires one, and ctr's random ids
+ * (`<nanos>-<base64url>`) may end in `-` or `_`. Printable, no spaces, at most 255 bytes.
+ */
+export function validateLeaseId(id: string): void {
+  if (id === '') throw new InvalidArgumentError('lease id must be provided');
+  if (Buffer.byteLength(id) > 255 || !/^[\x21-\x7e]+$/.test(id)) {
+    throw new InvalidArgumentError(
+      `invalid lease id "${id}": must be 1 to 255 printable characters without spaces`,
+    );
+  }
+}
+
 /** NotFound unless lease `id` exists in `namespace`. Call inside a transaction. */
 export function requireLease(db: MetadataDB, namespace: string, id: string): void {
   if (!db.stmt('SELECT 1 FROM leases WHERE namespace = ? AND id = ?').get(namespace, id)) {
@@ -119,7 +132,7 @@ export class SqliteLeaseManager implements LeaseManager {
   async create(ctx: Context, opts: LeaseCreateOptions = {}): Promise<Lease> {
     const ns = requireNamespace(ctx);
     const id = opts.id ?? `${Date.now()}-${randomBytes(6).toString('hex')}`;
-    validateIdentifier(id);
+    validateLeaseId(id);
     validateLabels(opts.labels);
     const labels: Labels = {};
     for (const [k, v] of Object.entries(opts.labels ?? {})) if (v !== '') labels[k] = v;

@@ -53,6 +53,15 @@ describe('leases', () => {
     expect((await lm.list(ns('a'))).map((l) => l.id)).toEqual(['dup']);
   });
 
+  it("accepts the random ids ctr makes (base64url, may end in '-' or '_'), as containerd", async () => {
+    const lm = f.db.leases;
+    for (const id of ['800890524-Seh_', '12-a-_b', '7--x']) {
+      expect((await lm.create(ns('a'), { id })).id).toBe(id);
+    }
+    const err = await errorOf(() => lm.create(ns('a'), { id: 'x'.repeat(256) }));
+    expect(err.code).toBe('ERR_INVALID_ARGUMENT');
+  });
+
   it('requires a namespace', async () => {
     const err = await errorOf(() => f.db.leases.create({}, { id: 'x' }));
     expect(err.code).toBe('ERR_FAILED_PRECONDITION');
