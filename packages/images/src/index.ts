@@ -1,4 +1,5 @@
 export { type ApplyOptions, type ApplyResult, applyLayer } from './archive/apply';
+export { ApplyPool, defaultApplyPool } from './archive/apply-pool';
 export {
   type CompressOptions,
   compressStream,

@@ -73,6 +73,12 @@ export interface PullOptions {
   labels?: Labels;
   /** Blobs downloaded at once (default 3, as containerd). */
   maxConcurrentDownloads?: number;
+  /**
+   * Apply each layer as soon as its blob is in, beside the layers below it, into a
+   * parentless snapshot moved into place when the parent is committed. Needs an applier
+   * with `stage` and an overlay snapshotter (others fall back to one layer at a time).
+   */
+  stageLayers?: boolean;
   onProgress?: (e: PullEvent) => void;
   /** Called with the image record while the pull's lease still holds the content (store it here). */
   saveImage?: (ctx: Context, image: Image) => Promise<unknown>;
@@ -97,6 +103,7 @@ interface PullContext {
   unpacker?: LayerUnpacker;
   leases?: LeaseManager;
   emit: (e: PullEvent) => void;
+  stageLayers: boolean;
   manifests: Descriptor[];
   unpacked: PullResult['unpacked'];
 }
@@ -307,8 +314,13 @@ async function handle(p: PullContext, desc: Descriptor, all: boolean, depth = 0)
     downloads.set(i, d);
   }
   try {
+    // Layer N waits for its blob and then for layer N-1; with staging, it is applied as
+    // soon as its blob is in, beside the layers below it.
+    const jobs: Promise<unknown>[] = [];
+    let below: Promise<unknown> = Promise.resolve();
     for (let i = have + 1; i < layers.length; i++) {
-      await unpackLayer(
+      const parentDone = below;
+      const job = unpackLayer(
         p.ctx,
         unpacker,
         layers[i]!,
@@ -316,8 +328,15 @@ async function handle(p: PullContext, desc: Descriptor, all: boolean, depth = 0)
         chain[i]!,
         i > 0 ? chain[i - 1]! : '',
         () => downloads.get(i)!,
+        { parentReady: () => parentDone, stage: p.stageLayers && i > have + 1 },
       );
+      job.catch(() => undefined);
+      jobs.push(job);
+      below = job;
     }
+    const settled = await Promise.allSettled(jobs);
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) throw failed.reason;
   } finally {
     // Let the other downloads finish or fail before reporting (no stray writes after return).
     await Promise.allSettled(downloads.values());
@@ -374,6 +393,7 @@ export async function pull(
       limiter: new Limiter(opts.maxConcurrentDownloads ?? 3),
       leases: opts.leases,
       emit: (e) => opts.onProgress?.(e),
+      stageLayers: opts.stageLayers ?? false,
       manifests: [],
       unpacked: [],
     };

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readdirSync, renameSync } from 'node:fs';
 import {
   type Context,
   type Descriptor,
@@ -14,8 +15,10 @@ import {
   type Snapshotter,
 } from '@berth/api';
 import { withTempMount } from '@berth/sys';
-import { type ApplyOptions, applyLayer } from './archive/apply';
+import { type ApplyOptions, applyLayer as applyInThread, inheritParentAttributes } from './archive/apply';
+import type { ApplyPool } from './archive/apply-pool';
 import { MediaTypes } from './archive/media-types';
+import { isOverlayOpaque, setOverlayOpaque } from './archive/whiteouts';
 import { SNAPSHOT_REF_LABEL, UNCOMPRESSED_LABEL_KEY } from './image/manifest';
 import { flights } from './single-flight';
 
@@ -25,6 +28,19 @@ import { flights } from './single-flight';
  */
 export interface Applier {
   apply(ctx: Context, desc: Descriptor, mounts: Mount[]): Promise<Descriptor>;
+  /**
+   * Optional: applies the layer into an empty directory the way an overlay upper directory
+   * holds it (whiteouts as 0/0 devices, opaque xattrs), without its lower layers. Lets a
+   * pull apply a layer before its parent is unpacked (see unpackLayers).
+   */
+  stage?(ctx: Context, desc: Descriptor, dir: string): Promise<StagedLayer>;
+}
+
+export interface StagedLayer {
+  /** The uncompressed diff (its digest is the diffID). */
+  diff: Descriptor;
+  /** Directories created without an entry of their own, to take attributes from the lowers. */
+  createdParents: string[];
 }
 
 /** Reads a committed blob as a stream of chunks. */
@@ -63,8 +79,13 @@ function overlayLayers(m: Mount): { upper: string; lowers: string[] } | undefine
  */
 export function mountApplier(
   content: Provider,
-  opts: Omit<ApplyOptions, 'mediaType' | 'signal'> = {},
+  options: Omit<ApplyOptions, 'mediaType' | 'signal'> & {
+    /** Apply on these worker threads instead of the caller's (see ApplyPool). */
+    pool?: ApplyPool;
+  } = {},
 ): Applier {
+  const { pool, ...opts } = options;
+  const applyLayer: typeof applyInThread = pool ? (s, t, o) => pool.apply(s, t, o) : applyInThread;
   return {
     async apply(ctx, desc, mounts) {
       const stream = readContent(ctx, content, desc);
@@ -79,6 +100,19 @@ export function mountApplier(
         res = await withTempMount(mounts, (root) => applyLayer(stream, root, base));
       }
       return { mediaType: MediaTypes.ociLayer, digest: res.digest, size: res.size };
+    },
+    async stage(ctx, desc, dir) {
+      const res = await applyLayer(readContent(ctx, content, desc), dir, {
+        ...opts,
+        mediaType: desc.mediaType,
+        signal: ctx.signal,
+        whiteouts: 'overlay',
+        recordParents: true,
+      });
+      return {
+        diff: { mediaType: MediaTypes.ociLayer, digest: res.digest, size: res.size },
+        createdParents: res.createdParents ?? [],
+      };
     },
   };
 }
@@ -128,6 +162,59 @@ async function holdInLease(ctx: Context, u: LayerUnpacker, chainId: string): Pro
   await u.leases.addResource(ctx, ctx.lease, { id: chainId, type: `snapshots/${u.snapshotterName}` });
 }
 
+export interface UnpackLayerOptions {
+  /** Resolves when the parent snapshot is committed (default: it already is). */
+  parentReady?: () => Promise<unknown>;
+  /**
+   * Apply the layer into a parentless snapshot while the parent is still being unpacked,
+   * then move the result into the real one (needs `applier.stage` and an overlay snapshotter;
+   * anything else falls back to applying once the parent is there).
+   */
+  stage?: boolean;
+}
+
+interface Staged {
+  key: string;
+  dir: string;
+  layer: StagedLayer;
+}
+
+/** Applies the layer into a fresh parentless snapshot; undefined when that is not a plain directory. */
+async function stageLayer(
+  ctx: Context,
+  u: LayerUnpacker,
+  layer: Descriptor,
+  chainId: Digest,
+): Promise<Staged | undefined> {
+  const key = `stage-${Date.now()}${randomBytes(4).toString('hex')} ${chainId}`;
+  const mounts = await u.snapshotter.prepare(ctx, key, '');
+  const m = mounts[0];
+  if (mounts.length !== 1 || m?.type !== 'bind' || m.options.includes('ro')) {
+    await u.snapshotter.remove(ctx, key).catch(() => undefined);
+    return undefined;
+  }
+  try {
+    return { key, dir: m.source, layer: await u.applier.stage!(ctx, layer, m.source) };
+  } catch (e) {
+    await u.snapshotter.remove(ctx, key).catch(() => undefined);
+    throw e;
+  }
+}
+
+/**
+ * Moves a staged layer into the upper directory of an overlay extraction snapshot (same
+ * filesystem: one rename per top-level entry), keeps an opaque root, and gives implicitly
+ * created parents the lowers' attributes. False when the mounts are not an overlay.
+ */
+function moveStaged(staged: Staged, mounts: Mount[]): boolean {
+  const ov = mounts.length === 1 ? overlayLayers(mounts[0]!) : undefined;
+  if (!ov || readdirSync(ov.upper).length > 0) return false;
+  for (const name of readdirSync(staged.dir)) renameSync(`${staged.dir}/${name}`, `${ov.upper}/${name}`);
+  if (isOverlayOpaque(staged.dir)) setOverlayOpaque(ov.upper);
+  for (const rel of staged.layer.createdParents) inheritParentAttributes(ov.upper, rel, ov.lowers);
+  return true;
+}
+
 /**
  * Unpacks layer `i` into the snapshot named by its chain ID (parent: the chain ID below),
  * once per process for concurrent pulls. `ready` resolves when the layer's blob is in the
@@ -141,6 +228,7 @@ export async function unpackLayer(
   chainId: Digest,
   parent: Digest | '',
   ready: () => Promise<unknown>,
+  opts: UnpackLayerOptions = {},
 ): Promise<'unpacked' | 'exists'> {
   const key = `unpack:${ctx.namespace ?? ''}:${u.snapshotterName}:${chainId}`;
   const { value, shared } = await flights.run(u.snapshotter, key, async () => {
@@ -150,36 +238,50 @@ export async function unpackLayer(
     }
     await ready();
     u.onEvent?.({ layer: layer.digest, chainId, status: 'started' });
-    const labels = { ...inheritedLabels(layer), [SNAPSHOT_REF_LABEL]: chainId };
-    let extractKey = '';
-    let mounts: Mount[] | undefined;
-    for (let attempt = 0; attempt < 3 && !mounts; attempt++) {
-      extractKey = unpackKey(chainId);
-      try {
-        mounts = await u.snapshotter.prepare(ctx, extractKey, parent, { labels });
-      } catch (e) {
-        if (!isAlreadyExists(e)) throw e;
-        if (await exists(ctx, u.snapshotter, chainId)) return 'exists' as const;
-      }
-    }
-    if (!mounts) throw new FailedPreconditionError(`unable to prepare extraction snapshot for ${chainId}`);
+    const staged =
+      opts.stage && u.applier.stage && parent ? await stageLayer(ctx, u, layer, chainId) : undefined;
     try {
-      const diff = await u.applier.apply(ctx, layer, mounts);
-      if (diff.digest !== diffId) {
+      if (staged && staged.layer.diff.digest !== diffId) {
         throw new FailedPreconditionError(
-          `layer ${layer.digest}: wrong diff id calculated on extraction: got ${diff.digest}, image config says ${diffId}`,
+          `layer ${layer.digest}: wrong diff id calculated on extraction: got ${staged.layer.diff.digest}, image config says ${diffId}`,
         );
       }
-      try {
-        await u.snapshotter.commit(ctx, chainId, extractKey, { labels });
-      } catch (e) {
-        if (!isAlreadyExists(e)) throw e;
-        await u.snapshotter.remove(ctx, extractKey).catch(() => undefined);
-        return 'exists' as const;
+      await opts.parentReady?.();
+      const labels = { ...inheritedLabels(layer), [SNAPSHOT_REF_LABEL]: chainId };
+      let extractKey = '';
+      let mounts: Mount[] | undefined;
+      for (let attempt = 0; attempt < 3 && !mounts; attempt++) {
+        extractKey = unpackKey(chainId);
+        try {
+          mounts = await u.snapshotter.prepare(ctx, extractKey, parent, { labels });
+        } catch (e) {
+          if (!isAlreadyExists(e)) throw e;
+          if (await exists(ctx, u.snapshotter, chainId)) return 'exists' as const;
+        }
       }
-    } catch (e) {
-      await u.snapshotter.remove(ctx, extractKey).catch(() => undefined);
-      throw e;
+      if (!mounts) throw new FailedPreconditionError(`unable to prepare extraction snapshot for ${chainId}`);
+      try {
+        if (!staged || !moveStaged(staged, mounts)) {
+          const diff = await u.applier.apply(ctx, layer, mounts);
+          if (diff.digest !== diffId) {
+            throw new FailedPreconditionError(
+              `layer ${layer.digest}: wrong diff id calculated on extraction: got ${diff.digest}, image config says ${diffId}`,
+            );
+          }
+        }
+        try {
+          await u.snapshotter.commit(ctx, chainId, extractKey, { labels });
+        } catch (e) {
+          if (!isAlreadyExists(e)) throw e;
+          await u.snapshotter.remove(ctx, extractKey).catch(() => undefined);
+          return 'exists' as const;
+        }
+      } catch (e) {
+        await u.snapshotter.remove(ctx, extractKey).catch(() => undefined);
+        throw e;
+      }
+    } finally {
+      if (staged) await u.snapshotter.remove(ctx, staged.key).catch(() => undefined);
     }
     // Set once the apply has verified the uncompressed digest (as containerd's unpacker).
     await u.content.update(ctx, { digest: layer.digest, labels: { [UNCOMPRESSED_LABEL_KEY]: diffId } }, [

@@ -58,6 +58,11 @@ export interface ApplyOptions {
   allowSetuid?: boolean;
   zstd?: ZstdImplementation;
   signal?: AbortSignal;
+  /**
+   * Report the parent directories the layer did not name but the apply had to create
+   * (`createdParents`), for a caller that applies without `parents` and fixes them later.
+   */
+  recordParents?: boolean;
 }
 
 export interface ApplyResult {
@@ -67,6 +72,8 @@ export interface ApplyResult {
   digest: Digest;
   /** What the data turned out to be compressed with. */
   compression: Compression;
+  /** With `recordParents`: directories created implicitly, relative to the target. */
+  createdParents?: string[];
 }
 
 const OPEN_NEW = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW;
@@ -167,6 +174,8 @@ class Applier {
   /** Direct mode: paths this layer put in place and their ancestors (kept by opaque dirs). */
   private readonly unpacked = new Set<string>();
   private readonly dirs: DirTimes[] = [];
+  /** Parents created without an entry of their own (relative paths), with recordParents. */
+  readonly implicitDirs = new Set<string>();
   private readonly mode: WhiteoutMode;
   private sliceStart = performance.now();
 
@@ -233,6 +242,7 @@ class Applier {
       chmodSync(cur, 0o755);
       this.createdDirs.add(cur);
       if (this.createdDirs.has(parent)) this.createdPaths.add(cur);
+      if (this.opts.recordParents) this.implicitDirs.add(cur.slice(this.root.length + 1));
       this.copyFromParents(resolved.slice(0, i + 1), cur);
     }
     this.dirCache.set(key, cur);
@@ -322,6 +332,7 @@ class Applier {
       }
       switch (h.type) {
         case 'dir':
+          if (this.opts.recordParents) this.implicitDirs.delete(path.slice(this.root.length + 1));
           if (!st) {
             mkdirSync(path, mode);
             this.createdDirs.add(path);
@@ -507,5 +518,31 @@ export async function applyLayer(
     await counted.return(undefined).catch(() => undefined);
     throw e;
   }
-  return { size, digest: `sha256:${hash.digest('hex')}`, compression };
+  const result: ApplyResult = { size, digest: `sha256:${hash.digest('hex')}`, compression };
+  if (opts.recordParents) result.createdParents = [...applier.implicitDirs];
+  return result;
+}
+
+/**
+ * Gives a directory the layer created implicitly (`rel`, under `upper`) the mode, owner and
+ * xattrs of the same directory in the first lower that has one: what an overlay-mode apply
+ * with `parents` does as it goes, for an apply that ran before the lowers existed.
+ */
+export function inheritParentAttributes(upper: string, rel: string, lowers: readonly string[]): void {
+  const parts = rel.split('/');
+  for (const lower of lowers) {
+    const from = `${lower}/${resolveInRoot(lower, parts).join('/')}`;
+    const st = lstatOrUndefined(from);
+    if (!st) continue;
+    if (!st.isDirectory()) return;
+    const to = `${upper}/${rel}`;
+    lchownSync(to, st.uid, st.gid);
+    chmodSync(to, st.mode & 0o7777);
+    for (const key of llistxattr(from)) {
+      if (key.startsWith('trusted.')) continue;
+      const value = lgetxattr(from, key);
+      if (value !== undefined) lsetxattr(to, key, value);
+    }
+    return;
+  }
 }

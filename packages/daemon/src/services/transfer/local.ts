@@ -16,11 +16,14 @@ import {
 } from '@berth/api';
 import {
   type Applier,
+  type ApplyPool,
   exportArchive,
   formatReference,
   importArchive,
   ingestRef,
+  isLayerMediaType,
   manifestForPlatform,
+  mountApplier,
   type PlatformSpec,
   type PullEvent,
   parseReference,
@@ -86,6 +89,8 @@ export interface TransferOptions {
 export interface TransferConfig {
   /** Blobs one pull downloads at once (containerd's max_concurrent_downloads). */
   max_concurrent_downloads: number;
+  /** Apply layers on worker threads beside the downloads (false: in the Diff service). */
+  apply_workers: boolean;
 }
 
 export interface TransferDeps {
@@ -95,6 +100,8 @@ export interface TransferDeps {
   snapshots: SnapshotsLocal;
   differ: Applier;
   streams: StreamManager;
+  /** Layers of pulls and imports are applied on these worker threads (else by `differ`). */
+  pool?: ApplyPool;
   config: TransferConfig;
   log?: Logger;
 }
@@ -108,6 +115,24 @@ const platformOf = (p: PlatformMsg): Platform => {
 function platformSpec(list: readonly PlatformMsg[] | undefined): PlatformSpec | undefined {
   const ps = (list ?? []).filter((p) => p.os || p.architecture).map(platformOf);
   return ps.length > 0 ? ps : undefined;
+}
+
+/**
+ * Layers go to `pooled` (the walking differ's work, on worker threads); anything else (a
+ * media type only another differ knows) to the Diff service.
+ */
+function layerApplier(pooled: Applier, differ: Applier): Applier {
+  return {
+    apply: (ctx, desc, mounts) =>
+      isLayerMediaType(desc.mediaType) ? pooled.apply(ctx, desc, mounts) : differ.apply(ctx, desc, mounts),
+    stage: pooled.stage
+      ? (ctx, desc, dir) => {
+          if (!isLayerMediaType(desc.mediaType))
+            throw new NotImplementedError(`cannot stage media type ${desc.mediaType}`);
+          return pooled.stage!(ctx, desc, dir);
+        }
+      : undefined,
+  };
 }
 
 /** Creates the image, or replaces target and labels of the one with that name (containerd's ImageStore.Store). */
@@ -127,7 +152,13 @@ async function storeImage(ctx: Context, images: ImageStore, image: Omit<Image, '
  * stream it named, as containerd.types.transfer.Progress messages.
  */
 export class TransferLocal {
-  constructor(private readonly deps: TransferDeps) {}
+  private readonly applier: Applier;
+
+  constructor(private readonly deps: TransferDeps) {
+    this.applier = deps.pool
+      ? layerApplier(mountApplier(deps.content, { pool: deps.pool }), deps.differ)
+      : deps.differ;
+  }
 
   async transfer(ctx: Context, source: AnyMessage, destination: AnyMessage, opts: TransferOptions = {}) {
     requireNamespace(ctx);
@@ -216,7 +247,9 @@ export class TransferLocal {
       unpack,
       snapshotter,
       snapshotterName: snapshotterName || undefined,
-      applier: this.deps.differ,
+      applier: this.applier,
+      // Layers apply side by side on the apply workers (overlayfs: staged upper dirs).
+      stageLayers: this.applier.stage !== undefined && snapshotterName === 'overlayfs',
       leases: this.deps.leases,
       maxConcurrentDownloads: this.deps.config.max_concurrent_downloads,
       onProgress,
@@ -289,7 +322,7 @@ export class TransferLocal {
             content: this.deps.content,
             snapshotter: this.deps.snapshots.get(sn),
             snapshotterName: sn,
-            applier: this.deps.differ,
+            applier: this.applier,
             leases: this.deps.leases,
             platform: platformSpec(dst.unpacks[0]!.platform ? [dst.unpacks[0]!.platform] : undefined),
             onEvent: (e) =>

@@ -1,4 +1,5 @@
 import { type ContentStore, type ImageStore, InvalidArgumentError, PluginType } from '@berth/api';
+import { defaultApplyPool } from '@berth/images';
 import type { MetadataDB } from '@berth/metadata';
 import type { DaemonRegistration } from '../../registry';
 import type { DiffLocal } from '../diff/local';
@@ -16,7 +17,7 @@ export const transferPlugin: DaemonRegistration<TransferConfig, TransferLocal> =
   type: PluginType.Transfer,
   id: 'local',
   requires: [PluginType.Service, PluginType.Metadata, STREAMING_PLUGIN_TYPE],
-  config: { max_concurrent_downloads: 3 },
+  config: { max_concurrent_downloads: 3, apply_workers: true },
   init: async (ic) => {
     const n = ic.config.max_concurrent_downloads;
     if (!Number.isInteger(n) || n < 1) {
@@ -32,6 +33,7 @@ export const transferPlugin: DaemonRegistration<TransferConfig, TransferLocal> =
       snapshots: await ic.getById<SnapshotsLocal>(PluginType.Service, 'snapshots-service'),
       differ: await ic.getById<DiffLocal>(PluginType.Service, 'diff-service'),
       streams: await ic.getById<StreamManager>(STREAMING_PLUGIN_TYPE, 'manager'),
+      pool: ic.config.apply_workers ? defaultApplyPool() : undefined,
       config: ic.config,
       log: ic.log,
     });
