@@ -495,7 +495,29 @@ describe.each(daemons)('berth run and tasks against %s', (_name, start) => {
         await c(['containers', 'rm', ID]);
       }
     });
+
+    it('creates containers as run does (command flags, image users), and ctr starts them alike', async () => {
+      expect(await ok(['containers', 'create', USERIMG, 'cr1', 'sh', '-c', 'id -un; exit 2'])).toBe('');
+      expect(await ok(['containers', 'create', '--env', 'E=1', BUSYBOX, 'cr2', 'sh', '-c', 'echo $E'])).toBe(
+        '',
+      );
+      try {
+        expect(await b(['tasks', 'start', '--fifo-dir', fifoDir, 'cr1'])).toMatchObject({
+          code: 2,
+          stdout: 'nobody\n',
+        });
+        const byCtr = await c(['tasks', 'start', 'cr2']);
+        expect(byCtr).toMatchObject({ code: 0, stdout: '1\n' });
+        const failed = await b(['containers', 'create', '--user', 'ghost', BUSYBOX, 'cr3']);
+        expect(failed.code).toBe(1);
+        expect(failed.stderr).toMatch(/ghost.*not found/);
+        expect(await snapshotKeys()).not.toContain('cr3');
+      } finally {
+        await c(['containers', 'rm', 'cr1', 'cr2']);
+      }
+    });
   });
+
   describe("through berth's own shim (--runtime io.containerd.berth.v1)", () => {
     afterEach(expectNoFifos);
     const RT = ['--runtime', 'io.containerd.berth.v1'];

@@ -1,16 +1,12 @@
-import { resolve } from 'node:path';
 import type { Container, Context } from '@berth/api';
 import type { Client } from '@berth/client';
 import type { CommandSpec } from '../args';
-import { imageConfig } from '../image-content';
+import { CONTAINER_FLAGS, createContainer } from '../container-setup';
 import { api, formatLabels, type Globals, labelArgs, print, printJson, ReportedError } from '../runtime';
 import { formatTable, type TabWriterOptions } from '../tabwriter';
 
 /** ctr's containers table: tabwriter.NewWriter(w, 4, 8, 4, ' ', 0). */
 const CTR_CONTAINERS: TabWriterOptions = { minWidth: 4, tabWidth: 8, padding: 4, padChar: ' ' };
-
-const DEFAULT_RUNTIME = 'io.containerd.runc.v2';
-const STOP_SIGNAL_LABEL = 'io.containerd.image.config.stop-signal';
 
 const anyJson = (v: { typeUrl: string; value: Buffer } | undefined) =>
   v ? { type_url: v.typeUrl, value: v.value.toString('base64') } : undefined;
@@ -189,136 +185,22 @@ const removeCommand: CommandSpec<Globals> = {
   },
 };
 
-const stringList = (v: unknown): string[] => (Array.isArray(v) ? (v as string[]) : []);
-
 const createCommand: CommandSpec<Globals> = {
   name: 'create',
-  summary: 'create a container from an unpacked image or a root filesystem directory',
+  summary: 'create a container from an image or a root filesystem directory',
   argsUsage: '<image>|<rootfs> <id> [<command> [<arg>...]]',
   minArgs: 2,
+  flagsEndAfter: 2,
   description:
-    'Create a container record with a spec built as ctr builds it (containerd default spec, image config, flags). ' +
-    'From an image, a snapshot <id> is prepared on the image layers (the image must be unpacked on the snapshotter); ' +
-    'with --rootfs the first argument is a directory used as the root filesystem.',
-  flags: [
-    {
-      name: 'rootfs',
-      type: 'bool',
-      description: 'use the first argument as a root filesystem directory, not an image',
-    },
-    {
-      name: 'snapshotter',
-      type: 'string',
-      value: 'NAME',
-      default: 'overlayfs',
-      env: ['CONTAINERD_SNAPSHOTTER'],
-      description: 'snapshotter for the container snapshot',
-    },
-    {
-      name: 'snapshotter-label',
-      type: 'string',
-      repeatable: true,
-      value: 'K=V',
-      description: 'labels for the new snapshot',
-    },
-    { name: 'runtime', type: 'string', value: 'NAME', default: DEFAULT_RUNTIME, description: 'runtime name' },
-    {
-      name: 'label',
-      type: 'string',
-      repeatable: true,
-      value: 'K=V',
-      description: 'labels for the container',
-    },
-    { name: 'env', type: 'string', repeatable: true, value: 'K=V', description: 'environment variables' },
-    { name: 'cwd', type: 'string', value: 'DIR', description: 'working directory of the process' },
-    {
-      name: 'mount',
-      type: 'string',
-      repeatable: true,
-      value: 'SPEC',
-      description: "mounts, ctr's syntax (type=bind,src=...,dst=...,options=rbind:ro)",
-    },
-    { name: 'tty', short: 't', type: 'bool', description: 'allocate a terminal' },
-    { name: 'read-only', type: 'bool', description: 'mount the root filesystem read-only' },
-    { name: 'net-host', type: 'bool', description: "use the host's network namespace" },
-    { name: 'privileged', type: 'bool', description: 'run privileged' },
-  ],
+    'Create a container record as `berth run` does, without starting it: the image is unpacked into the ' +
+    'snapshotter when it is not yet, a snapshot <id> is prepared on its layers, and the spec is built as ctr ' +
+    "builds it (containerd's default spec, image config, flags; users resolved in the image). With --rootfs the " +
+    'first argument is a directory used as the root filesystem.',
+  flags: CONTAINER_FLAGS,
   async run({ args, flags, global: g }) {
     const [ref, id, ...command] = args;
-    api().validateIdentifier(id!);
-    const { client, ctx } = g.session();
-    const { oci } = require('@berth/client') as typeof import('@berth/client');
-    const labels = labelArgs(stringList(flags.label));
-    const runOpts: import('@berth/client').oci.RunSpecOptions = {
-      args: command,
-      env: stringList(flags.env),
-      mounts: stringList(flags.mount),
-      cwd: (flags.cwd as string | undefined) || undefined,
-      tty: flags.tty === true,
-      readonly: flags['read-only'] === true,
-      netHost: flags['net-host'] === true,
-      privileged: flags.privileged === true,
-    };
-    const runtime = { name: flags.runtime as string };
-    if (flags.rootfs) {
-      runOpts.rootfsPath = resolve(ref!);
-      const spec = await oci.generateSpec({ namespace: g.namespace, id: id! }, ...oci.runSpecOpts(runOpts));
-      const c = await client.containers.create(ctx, {
-        id: id!,
-        labels,
-        image: '',
-        runtime,
-        spec: oci.specToAny(spec),
-        snapshotter: '',
-        snapshotKey: '',
-        extensions: {},
-        sandbox: '',
-      });
-      if (g.format === 'json') printJson(g, containerInfo(c));
-      return;
-    }
-
-    const image = await client.images.get(ctx, ref!);
-    const { blob, chainId } = await imageConfig(client, ctx, image.target);
-    const config = oci.parseImageConfig(blob);
-    runOpts.image = config;
-    const spec = await oci.generateSpec({ namespace: g.namespace, id: id! }, ...oci.runSpecOpts(runOpts));
-    const snapshotter = flags.snapshotter as string;
-    // A lease keeps the new snapshot alive until the container record holds it, as containerd's client.
-    const lease = await client.leases.create(ctx, {
-      labels: {
-        'containerd.io/gc.expire': new Date(Date.now() + 3600_000).toISOString().replace(/\.\d{3}Z$/, 'Z'),
-      },
-    });
-    const leased = { ...ctx, lease: lease.id };
-    try {
-      try {
-        await client.snapshots(snapshotter).prepare(leased, id!, chainId, {
-          labels: labelArgs(stringList(flags['snapshotter-label'])),
-        });
-      } catch (err) {
-        if ((err as { code?: string }).code === 'ERR_NOT_FOUND') {
-          throw new (api().FailedPreconditionError)(
-            `image ${image.name} is not unpacked on snapshotter ${JSON.stringify(snapshotter)} (no snapshot ${chainId}): ${(err as Error).message}`,
-          );
-        }
-        throw err;
-      }
-      const c = await client.containers.create(leased, {
-        id: id!,
-        labels: { ...(config.Labels ?? {}), ...labels, [STOP_SIGNAL_LABEL]: config.StopSignal || 'SIGTERM' },
-        image: image.name,
-        runtime,
-        spec: oci.specToAny(spec),
-        snapshotter,
-        snapshotKey: id!,
-        extensions: {},
-        sandbox: '',
-      });
-      if (g.format === 'json') printJson(g, containerInfo(c));
-    } finally {
-      await client.leases.delete(ctx, lease.id).catch(() => {});
-    }
+    const { container } = await createContainer(g, flags, ref!, id!, command, flags.cgroup !== undefined);
+    if (g.format === 'json') printJson(g, containerInfo(container));
   },
 };
 
