@@ -183,7 +183,10 @@ export function forwardSignals(client: Client, ctx: Context, containerId: string
   return stop;
 }
 
-/** While attached to a terminal process: the console's size now and on every SIGWINCH. */
+/**
+ * While attached to a terminal process: the console's size on every SIGWINCH, and now unless
+ * the process already has it (`presized`: a process that exits at once would make this fail).
+ */
 export function resizeOnWinch(
   g: Globals,
   client: Client,
@@ -191,6 +194,7 @@ export function resizeOnWinch(
   stdio: ProcessStdio,
   containerId: string,
   execId = '',
+  presized = false,
 ): () => void {
   if (!stdio.console) return () => {};
   const { handleConsoleResize } = clientModule();
@@ -198,6 +202,7 @@ export function resizeOnWinch(
     stdio.console,
     ({ width, height }) => client.tasks.resizePty(ctx, containerId, execId, width, height),
     (err) => g.io.stderr.write(`berth: resize pty: ${(err as Error).message}\n`),
+    { initial: !presized },
   );
 }
 
@@ -212,13 +217,15 @@ export async function presizeConsole(
   stdio: ProcessStdio,
   containerId: string,
   execId = '',
-): Promise<void> {
-  if (!stdio.console) return;
+): Promise<boolean> {
+  if (!stdio.console) return false;
   try {
     const { width, height } = stdio.console.size();
     await client.tasks.resizePty(ctx, containerId, execId, width, height);
+    return true;
   } catch {
-    // resizeOnWinch after the start reports what still fails.
+    // resizeOnWinch after the start tries again and reports what still fails.
+    return false;
   }
 }
 

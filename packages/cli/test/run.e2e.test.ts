@@ -402,6 +402,20 @@ describe.each(daemons)('berth run and tasks against %s', (_name, start) => {
       ).toMatchObject({ code: 0, stdout: '/tmp\n65534\n' });
     });
 
+    it('execs with a terminal of our size, which the process has from its first instruction', async () => {
+      const berthCmd = [process.execPath, join(repoRoot, 'bin', 'berth'), '-a', daemon.address, '-n', NS];
+      const cmd = `stty rows 20 cols 70; ${berthCmd.join(' ')} tasks exec -t --exec-id tx --fifo-dir ${fifoDir} ${ID} sh -c 'stty size; tty; read v; echo v=$v; exit 3'`;
+      const r = await run('script', ['-qec', cmd, '/dev/null'], { input: 'typed\r' });
+      const out = r.stdout.replace(/\r/g, '');
+      expect(r.code).toBe(3);
+      expect(out).toMatch(/^20 70$/m);
+      expect(out).toMatch(/\/dev\/pts\/\d+$/m);
+      expect(out).toMatch(/^v=typed$/m);
+      expect(out).not.toMatch(/resize pty/);
+      // The exec's FIFOs went with it; the task's own stay for attach.
+      expect(readdirSync(fifoDir).filter((d) => d.startsWith('tx-'))).toEqual([]);
+    });
+
     it('shows the exec processes in ps, as ctr does', async () => {
       await ok([
         'tasks',

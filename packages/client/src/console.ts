@@ -49,13 +49,15 @@ export function currentConsole(stdin: NodeJS.ReadStream = process.stdin): Consol
 }
 
 /**
- * Sends the console's size now and on every SIGWINCH through `resize` (Tasks.ResizePty);
- * errors go to `onError`. Returns the function that stops listening.
+ * Sends the console's size now (unless `initial` is false: the process was given it already)
+ * and on every SIGWINCH through `resize` (Tasks.ResizePty); errors go to `onError`. Returns
+ * the function that stops listening.
  */
 export function handleConsoleResize(
   con: Pick<Console, 'size'>,
   resize: (size: ConsoleSize) => Promise<void>,
   onError: (err: unknown) => void = () => {},
+  opts: { initial?: boolean } = {},
 ): () => void {
   const send = (): void => {
     let size: ConsoleSize;
@@ -67,7 +69,7 @@ export function handleConsoleResize(
     }
     resize(size).catch(onError);
   };
-  send();
+  if (opts.initial !== false) send();
   process.on('SIGWINCH', send);
   return () => {
     process.off('SIGWINCH', send);

@@ -72,7 +72,7 @@ export const runCommand: CommandSpec<Globals> = {
         stdio = undefined;
         return;
       }
-      if (tty) await presizeConsole(client, ctx, stdio, id!);
+      const presized = tty && (await presizeConsole(client, ctx, stdio, id!));
       const exited = client.tasks.wait(ctx, id!);
       // A failed start still leaves the wait pending: keep it from being an unhandled rejection.
       exited.catch(() => {});
@@ -84,7 +84,7 @@ export const runCommand: CommandSpec<Globals> = {
         stdio.onStdinEnd(() => {
           client.tasks.closeIO(ctx, id!).catch(() => {});
         });
-        if (tty) stopResize = resizeOnWinch(g, client, ctx, stdio, id!);
+        if (tty) stopResize = resizeOnWinch(g, client, ctx, stdio, id!, '', presized);
         code = (await exited).exitStatus;
       } finally {
         stopSignals();

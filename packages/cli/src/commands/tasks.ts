@@ -53,8 +53,9 @@ async function loadTask(
 }
 
 /**
- * Starts the process (unless `start` is false: attach) with our stdio attached, passes
- * signals or terminal sizes on while it runs, and resolves its exit status.
+ * Starts the process (unless `opts.start` is false: attach) with our stdio attached, passes
+ * signals or terminal sizes on while it runs, and resolves its exit status. A task's console
+ * is sized before it starts; an exec's exists only once started (it gets its size in its spec).
  */
 async function startAndWait(
   g: Globals,
@@ -63,9 +64,11 @@ async function startAndWait(
   stdio: ProcessStdio,
   id: string,
   execId = '',
-  start = true,
+  opts: { start?: boolean; presized?: boolean } = {},
 ): Promise<number> {
-  if (start) await presizeConsole(client, ctx, stdio, id, execId);
+  const start = opts.start !== false;
+  let presized = opts.presized === true;
+  if (start && !presized && !execId) presized = await presizeConsole(client, ctx, stdio, id, execId);
   const exited = client.tasks.wait(ctx, id, execId);
   exited.catch(() => {});
   const stopSignals = stdio.config.terminal ? () => {} : forwardSignals(client, ctx, id, execId);
@@ -75,7 +78,7 @@ async function startAndWait(
     stdio.onStdinEnd(() => {
       client.tasks.closeIO(ctx, id, execId).catch(() => {});
     });
-    if (stdio.config.terminal) stopResize = resizeOnWinch(g, client, ctx, stdio, id, execId);
+    if (stdio.config.terminal) stopResize = resizeOnWinch(g, client, ctx, stdio, id, execId, presized);
     return (await exited).exitStatus;
   } finally {
     stopSignals();
@@ -175,7 +178,7 @@ const attachCommand: CommandSpec<Globals> = {
     const stdio = copyStdio(g, fifoSetOf(task), tty);
     let code: number;
     try {
-      code = await startAndWait(g, client, ctx, stdio, id, '', false);
+      code = await startAndWait(g, client, ctx, stdio, id, '', { start: false });
       await client.tasks.delete(ctx, id);
       await drainAndRelease(stdio);
     } finally {
@@ -226,9 +229,6 @@ const execCommand: CommandSpec<Globals> = {
       if (mounts.length > 0 && process.getuid?.() === 0) await withRootfs(mounts, apply);
       else await apply();
     }
-    const processSpec = { ...(spec.process ?? {}), terminal: tty, args: command } as Record<string, unknown>;
-    if (flags.cwd) processSpec.cwd = flags.cwd;
-    const specAny: AnyValue = { typeUrl: PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(processSpec)) };
     let stdio: ProcessStdio | undefined = await openStdio(g, execId, {
       tty,
       detach,
@@ -237,6 +237,24 @@ const execCommand: CommandSpec<Globals> = {
     let added = false;
     let code = 0;
     try {
+      const processSpec = { ...(spec.process ?? {}), terminal: tty, args: command } as Record<
+        string,
+        unknown
+      >;
+      if (flags.cwd) processSpec.cwd = flags.cwd;
+      // An exec's console is made when it starts, too late for a resize to beat a quick process:
+      // runc sizes it from the spec instead.
+      let size: { width: number; height: number } | undefined;
+      try {
+        size = stdio.console?.size();
+      } catch {
+        // No size to give: the process starts with the runtime's default.
+      }
+      if (size?.width && size.height) processSpec.consoleSize = { height: size.height, width: size.width };
+      const specAny: AnyValue = {
+        typeUrl: PROCESS_TYPE_URL,
+        value: Buffer.from(JSON.stringify(processSpec)),
+      };
       await client.tasks.exec(ctx, { containerId: id!, execId, ...stdio.config, spec: specAny });
       added = true;
       if (detach) {
@@ -246,7 +264,7 @@ const execCommand: CommandSpec<Globals> = {
         added = false;
         return;
       }
-      code = await startAndWait(g, client, ctx, stdio, id!, execId);
+      code = await startAndWait(g, client, ctx, stdio, id!, execId, { presized: !!processSpec.consoleSize });
       await client.tasks.deleteProcess(ctx, id!, execId);
       added = false;
       await drainAndRelease(stdio);
