@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quick start: install and build everything (scripts/setup.sh), start berthd on its default
-# paths (unless one already serves the socket), run the main job through it, and stop the
+# paths (unless one already serves the socket), run a container through it (the main job:
+# a busybox image built locally, `berth run --rm ... echo $((6*7))` prints 42), and stop the
 # daemon this script started. Run as root on Debian 12.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,9 +27,13 @@ fi
 
 echo "==> berth version" >&2
 berth version
-echo "==> the main job: store a blob in berthd's content store and read it back" >&2
-blob="hello from berth, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-digest="sha256:$(printf '%s\n' "$blob" | sha256sum | cut -d' ' -f1)"
-printf '%s\n' "$blob" | berth -n quickstart content ingest --expected-digest "$digest" quickstart-blob
-berth -n quickstart content ls
-berth -n quickstart content get "$digest"
+
+# No registry is needed: build a busybox image locally and import it into berthd.
+archive=$(mktemp --suffix=.tar)
+image=$(node scripts/make-busybox-image.mjs "$archive")
+echo "==> berth images import $image" >&2
+berth -n quickstart images import "$archive" >/dev/null
+rm -f "$archive"
+
+echo "==> the main job: berth run --rm $image quickstart /bin/sh -c 'echo \$((6*7))'" >&2
+berth -n quickstart run --rm --runtime io.containerd.berth.v1 "$image" "quickstart-$$" /bin/sh -c 'echo $((6*7))'
