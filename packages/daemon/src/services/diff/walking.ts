@@ -12,7 +12,14 @@ import {
   type ReaderAt,
   validateDigest,
 } from '@berth/api';
-import { applyLayer, isLayerMediaType, layerCompression, MediaTypes, writeDiff } from '@berth/images';
+import {
+  type ApplyPool,
+  defaultApplyPool,
+  isLayerMediaType,
+  layerCompression,
+  MediaTypes,
+  writeDiff,
+} from '@berth/images';
 import { withTempMount } from '@berth/sys';
 
 /** Applies a layer from the content store onto mounts (containerd's diff.Applier). */
@@ -60,7 +67,11 @@ const option = (m: Mount, name: string): string | undefined =>
  * walks two mount sets and commits the compressed layer with its uncompressed digest.
  */
 export class WalkingDiffer implements Differ {
-  constructor(private readonly content: Provider & ContentStore) {}
+  constructor(
+    private readonly content: Provider & ContentStore,
+    /** Where applies run: worker threads, so the daemon's own thread stays free for its calls. */
+    private readonly pool: ApplyPool = defaultApplyPool(),
+  ) {}
 
   async apply(ctx: Context, desc: Descriptor, mounts: Mount[]): Promise<Descriptor> {
     if (!desc?.digest) throw new InvalidArgumentError('apply: descriptor digest must not be empty');
@@ -81,16 +92,16 @@ export class WalkingDiffer implements Differ {
       const upper = mounts.length === 1 && m.type === 'overlay' ? option(m, 'upperdir') : undefined;
       if (upper !== undefined) {
         const lower = option(m, 'lowerdir');
-        result = await applyLayer(stream, upper, {
+        result = await this.pool.apply(stream, upper, {
           ...opts,
           whiteouts: 'overlay',
           parents: lower ? lower.split(':') : [],
         });
       } else if (mounts.length === 1 && m.type === 'bind' && !m.options.includes('ro') && !m.target) {
         // A writable bind of one directory: the same tree without a mount.
-        result = await applyLayer(stream, m.source, opts);
+        result = await this.pool.apply(stream, m.source, opts);
       } else {
-        result = await withTempMount(mounts, (root) => applyLayer(stream, root, opts));
+        result = await withTempMount(mounts, (root) => this.pool.apply(stream, root, opts));
       }
       return { mediaType: MediaTypes.ociLayer, digest: result.digest, size: result.size };
     } finally {
