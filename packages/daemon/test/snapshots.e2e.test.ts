@@ -153,9 +153,10 @@ describeIf('stock ctr snapshots: berthd answers as containerd does', () => {
 describe('a proxy snapshotter from config.toml', () => {
   let server: SnapshotterServer;
   let berthd: Daemon;
-  const dir = makeTempDir('proxy-e2e-');
+  let dir: string;
 
   beforeAll(async () => {
+    dir = makeTempDir('proxy-e2e-');
     server = await startSnapshotterServer({ type: 'native', dir });
     berthd = await startBerthd({
       config: [
@@ -170,7 +171,7 @@ describe('a proxy snapshotter from config.toml', () => {
   afterAll(async () => {
     await berthd?.dispose();
     await server?.dispose();
-    removeDir(dir);
+    if (dir) removeDir(dir);
   });
 
   test('appears in ctr plugins ls with its address', async () => {
