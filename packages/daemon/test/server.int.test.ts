@@ -167,6 +167,76 @@ describe('the server', () => {
   });
 });
 
+describe('unary methods on the HTTP/2 fast path', () => {
+  /** The same call twice: without a deadline (fast path) and with one (grpc-js); both outcomes. */
+  async function both(c: grpc.Client, method: string, req: Any, meta: grpc.Metadata) {
+    const outcome = (opts: grpc.CallOptions) =>
+      new Promise<Any>((resolve) => {
+        (c as any)[method](req, meta, opts, (err: grpc.ServiceError | null, res: Any) =>
+          resolve(err ? { code: err.code, details: err.details } : { ok: res }),
+        );
+      });
+    return { fast: await outcome({}), grpcJs: await outcome({ deadline: Date.now() + 30_000 }) };
+  }
+
+  test('every unary method is routed, ours and the snapshotter package handlers alike', () => {
+    expect(daemon.fastPaths).toEqual(
+      expect.arrayContaining([
+        '/containerd.services.namespaces.v1.Namespaces/Get',
+        '/containerd.services.content.v1.Content/Info',
+        '/containerd.services.containers.v1.Containers/Create',
+        '/containerd.services.snapshots.v1.Snapshots/Prepare',
+        '/containerd.services.version.v1.Version/Version',
+      ]),
+    );
+    // Streams stay with grpc-js (apart from Content/Read, which has its own raw handler).
+    expect(daemon.fastPaths).not.toContain('/containerd.services.content.v1.Content/Write');
+    expect(daemon.fastPaths).not.toContain('/containerd.services.snapshots.v1.Snapshots/List');
+  });
+
+  test('answers and errors are the same as through grpc-js', async () => {
+    const ns = `fast-${randomBytes(3).toString('hex')}`;
+    const namespaces = client('namespaces.v1.Namespaces');
+    await call(namespaces, 'Create', { namespace: { name: ns, labels: { a: 'b' } } });
+    const cases: [grpc.Client, string, Any, grpc.Metadata][] = [
+      [namespaces, 'Get', { name: ns }, md()],
+      [namespaces, 'Get', { name: 'no-such-namespace' }, md()],
+      [namespaces, 'Create', { namespace: { name: 'Bad Name' } }, md()],
+      [client('content.v1.Content'), 'Info', { digest: `sha256:${'7'.repeat(64)}` }, md(ns)],
+      [client('content.v1.Content'), 'Info', { digest: 'sha256:nothex' }, md(ns)],
+      [client('content.v1.Content'), 'Info', { digest: `sha256:${'7'.repeat(64)}` }, md()],
+      [client('snapshots.v1.Snapshots'), 'Stat', { snapshotter: 'native', key: 'missing' }, md(ns)],
+      [client('snapshots.v1.Snapshots'), 'Stat', { snapshotter: 'nosuch', key: 'k' }, md(ns)],
+      [client('version.v1.Version'), 'Version', {}, md()],
+    ];
+    for (const [c, method, req, meta] of cases) {
+      const { fast, grpcJs } = await both(c, method, req, meta);
+      expect({ method, req, outcome: fast }).toEqual({ method, req, outcome: grpcJs });
+    }
+    const missing = await both(cases[6]![0], 'Stat', cases[6]![2], md(ns));
+    expect(missing.fast).toEqual({
+      code: GrpcCode.NOT_FOUND,
+      details: expect.stringMatching(/missing.*not found$/),
+    });
+  });
+
+  test('a snapshot prepared through the fast path is the one grpc-js stats', async () => {
+    const ns = `fast-${randomBytes(3).toString('hex')}`;
+    const snapshots = client('snapshots.v1.Snapshots');
+    const prepared = await call(
+      snapshots,
+      'Prepare',
+      { snapshotter: 'native', key: 'k1', labels: { x: 'y' } },
+      md(ns),
+    );
+    expect(prepared.mounts).toHaveLength(1);
+    const { fast, grpcJs } = await both(snapshots, 'Stat', { snapshotter: 'native', key: 'k1' }, md(ns));
+    expect(fast).toEqual(grpcJs);
+    expect(fast.ok.info).toMatchObject({ name: 'k1', kind: 'ACTIVE', labels: { x: 'y' } });
+    await call(snapshots, 'Remove', { snapshotter: 'native', key: 'k1' }, md(ns));
+  });
+});
+
 describe('Version', () => {
   test('reports berthd version and revision', async () => {
     expect(await call(client('version.v1.Version'), 'Version', {})).toEqual({

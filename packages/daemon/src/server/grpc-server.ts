@@ -4,7 +4,8 @@ import { dirname } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { type Logger, nullLogger } from '../log';
-import { installFastPaths, type RawHandler } from './fast-path';
+import { installFastPaths, type RawHandler, rawGrpcUnary, rawUnary } from './fast-path';
+import { unaryImplementations } from './handlers';
 
 /** What a gRPC plugin's instance offers: it adds its handlers to the daemon's server. */
 export interface GrpcService {
@@ -80,9 +81,11 @@ export class GrpcServer {
   /** Methods served straight from HTTP/2 (empty until listen, or when grpc-js internals differ). */
   fastPaths: string[] = [];
   private readonly maxRecvMessageSize: number;
+  private readonly maxSendMessageSize: number;
 
   constructor(opts: GrpcServerOptions) {
     this.maxRecvMessageSize = opts.maxRecvMessageSize;
+    this.maxSendMessageSize = opts.maxSendMessageSize;
     this.log = opts.log ?? nullLogger;
     this.server = new grpc.Server({
       'grpc.max_receive_message_length': opts.maxRecvMessageSize,
@@ -92,8 +95,39 @@ export class GrpcServer {
   }
 
   register(service: GrpcService): void {
-    service.register(this.server);
+    service.register(this.withUnaryFastPaths());
     for (const [path, handler] of service.fastPaths?.() ?? []) this.routes.set(path, handler);
+  }
+
+  /**
+   * The server as services see it: addService also routes each unary method to the HTTP/2
+   * fast path, which runs the same implementation (grpc-js stays the fallback for calls
+   * the fast path does not take: deadlines, compression).
+   */
+  private withUnaryFastPaths(): grpc.Server {
+    const server = this.server;
+    const addService = (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation): void => {
+      server.addService(def, impl);
+      for (const [name, method] of Object.entries(def)) {
+        if (method.requestStream || method.responseStream) continue;
+        const handler = impl[name] as grpc.handleUnaryCall<any, any> | undefined;
+        if (typeof handler !== 'function') continue;
+        const found = unaryImplementations.get(handler);
+        this.routes.set(
+          method.path,
+          found
+            ? rawUnary(method, found.impl, found.opts, this.maxSendMessageSize)
+            : rawGrpcUnary(method, handler, this.maxSendMessageSize),
+        );
+      }
+    };
+    return new Proxy(server, {
+      get(target, prop) {
+        if (prop === 'addService') return addService;
+        const value = Reflect.get(target, prop, target);
+        return typeof value === 'function' ? value.bind(target) : value;
+      },
+    });
   }
 
   /** Binds the socket (mode 0660, owned by uid:gid when given) and starts serving. */

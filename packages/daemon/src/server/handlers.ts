@@ -85,23 +85,48 @@ export function statusOf(err: unknown, opts: HandlerOptions): grpc.StatusObject 
   return { code: st.code, details: st.details, metadata: undefined as unknown as grpc.Metadata };
 }
 
+/**
+ * The implementation behind each handler unary() made, so the server can also serve the
+ * method straight from HTTP/2 (server/fast-path.ts) with the very same code.
+ */
+export const unaryImplementations = new WeakMap<
+  (...args: any[]) => unknown,
+  { impl: UnaryImpl<any, any>; opts: HandlerOptions }
+>();
+
+/** Logs a finished unary call with its duration, when tracing (started is then defined). */
+export function traceCall(opts: HandlerOptions, started: number | undefined, code: number): void {
+  if (started === undefined) return;
+  const ms = (performance.now() - started).toFixed(2);
+  (opts.log ?? nullLogger).with({ method: opts.method, ms, code }).trace('call');
+}
+
 export function unary<Req, Res>(
   impl: UnaryImpl<Req, Res>,
   opts: HandlerOptions = {},
 ): grpc.handleUnaryCall<Req, Res> {
-  return (call, callback) => {
+  const log = opts.log ?? nullLogger;
+  const handler: grpc.handleUnaryCall<Req, Res> = (call, callback) => {
+    // At trace level every unary call is logged with its duration, for profiling a request path.
+    const started = log.enabled('trace') ? performance.now() : undefined;
+    const reply = (err: grpc.ServiceError | null, res?: Res): void => {
+      traceCall(opts, started, err?.code ?? 0);
+      callback(err, res);
+    };
     let result: Promise<Res> | Res;
     try {
       result = impl(contextOf(call), call.request, call);
     } catch (err) {
-      callback(statusOf(err, opts) as grpc.ServiceError);
+      reply(statusOf(err, opts) as grpc.ServiceError);
       return;
     }
     Promise.resolve(result).then(
-      (res) => callback(null, res),
-      (err) => callback(statusOf(err, opts) as grpc.ServiceError),
+      (res) => reply(null, res),
+      (err) => reply(statusOf(err, opts) as grpc.ServiceError),
     );
   };
+  unaryImplementations.set(handler, { impl, opts });
+  return handler;
 }
 
 /** Ends a stream call with the error's status (unless the client already went away). */
