@@ -36,4 +36,4 @@ berth -n quickstart images import "$archive" >/dev/null
 rm -f "$archive"
 
 echo "==> the main job: berth run --rm $image quickstart /bin/sh -c 'echo \$((6*7))'" >&2
-berth -n quickstart run --rm --runtime io.containerd.berth.v1 "$image" "quickstart-$$" /bin/sh -c 'echo $((6*7))'
+berth -n quickstart run --rm "$image" "quickstart-$$" /bin/sh -c 'echo $((6*7))'

@@ -15,7 +15,7 @@ import { api, type Globals, labelArgs } from './runtime';
 type ClientModule = typeof import('@berth/client');
 const clientModule = (): ClientModule => require('@berth/client') as ClientModule;
 
-export const DEFAULT_RUNTIME = 'io.containerd.runc.v2';
+export const DEFAULT_RUNTIME = 'io.containerd.berth.v1';
 export const DEFAULT_SNAPSHOTTER = 'overlayfs';
 const STOP_SIGNAL_LABEL = 'io.containerd.image.config.stop-signal';
 

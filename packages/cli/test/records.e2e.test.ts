@@ -224,7 +224,7 @@ describe.each(daemons)('berth images, containers and events against %s', (_name,
     ).toBe('');
     const table = await ok(['containers', 'ls']);
     expect(table).toMatch(
-      /^CONTAINER +IMAGE +RUNTIME +\nfromimg +example\.com\/cli\/app:1 +io\.containerd\.runc\.v2 +\nraw +- +io\.containerd\.runc\.v2 +\n$/,
+      /^CONTAINER +IMAGE +RUNTIME +\nfromimg +example\.com\/cli\/app:1 +io\.containerd\.berth\.v1 +\nraw +- +io\.containerd\.berth\.v1 +\n$/,
     );
     expect(table).toBe((await c(['containers', 'ls'])).stdout);
     expect(await ok(['c', 'ls', '-q', 'labels.app==img'])).toBe('fromimg\n');

@@ -134,6 +134,20 @@ describe.each(daemons)('berth run and tasks against %s', (_name, start) => {
       expect(r).toMatchObject({ code: 0, stdout: '42\n' });
     });
 
+    it("uses berth's shim by default and containerd's runc shim when asked", async () => {
+      await ok(['containers', 'create', BUSYBOX, 'rt1']);
+      try {
+        const info = JSON.parse((await c(['containers', 'info', 'rt1'])).stdout);
+        expect(info.Runtime.Name).toBe('io.containerd.berth.v1');
+      } finally {
+        await ok(['containers', 'rm', 'rt1']);
+      }
+      const r = await b(
+        runArgs('--rm', '--runtime', 'io.containerd.runc.v2', BUSYBOX, 'rt2', 'echo', 'runc-v2'),
+      );
+      expect(r).toMatchObject({ code: 0, stdout: 'runc-v2\n' });
+    });
+
     it("exits with the container's exit status, stderr kept apart", async () => {
       const r = await b(runArgs('--rm', BUSYBOX, 'ex3', 'sh', '-c', 'echo out; echo err >&2; exit 3'));
       expect(r).toMatchObject({ code: 3, stdout: 'out\n', stderr: 'err\n' });
