@@ -1,6 +1,7 @@
 // Container start latency and memory per running container, berthd against containerd,
 // both driven by the same stock ctr: `ctr run --rm IMAGE id /bin/true` one after another
-// (median and best of N, after one warm-up run) and 20 at once; then 100 sleeping
+// (median and best of N, after one warm-up run, the configurations taking turns run by
+// run) and 20 at once (median of three turns); then 100 sleeping
 // containers (`ctr run -d ... sleep 1000`), counting the RSS of the daemon plus every shim
 // serving it (found by the daemon address on their command line) divided by 100.
 // berthd runs its own shim (io.containerd.berth.v1) and containerd-shim-runc-v2;
@@ -56,24 +57,38 @@ const median = (xs) => {
 let serial = 0;
 const nextId = (tag) => `r${tag}-${++serial}`;
 
-/** Median and best of RUNS sequential `ctr run --rm` after one warm-up, in ms. */
-async function sequential(d, runtime, tag) {
-  await ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, nextId(tag), '/bin/true']);
-  const times = [];
-  for (let i = 0; i < RUNS; i++) {
-    times.push(await timed(() => ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, nextId(tag), '/bin/true'])));
+/** Median and best of a list of times in seconds, in ms. */
+const summary = (times) => ({ median: median(times) * 1000, best: Math.min(...times) * 1000 });
+
+/**
+ * RUNS sequential `ctr run --rm` per configuration, after one warm-up each, taken in turns
+ * (one run of each configuration per round), so a machine that speeds up or slows down
+ * meanwhile weighs on every configuration alike. Then PARALLEL at once, in turns too, the
+ * median of three rounds. Returns { seq: {median, best}, par } per configuration.
+ */
+async function latency(configs) {
+  const times = configs.map(() => []);
+  const par = configs.map(() => []);
+  for (const cfg of configs) {
+    await ctrRun(cfg.d, ['--rm', '--runtime', cfg.runtime, IMAGE, nextId(cfg.tag), '/bin/true']);
   }
-  return { median: median(times) * 1000, best: Math.min(...times) * 1000 };
+  for (let i = 0; i < RUNS; i++) {
+    for (const [k, cfg] of configs.entries()) {
+      times[k].push(
+        await timed(() => ctrRun(cfg.d, ['--rm', '--runtime', cfg.runtime, IMAGE, nextId(cfg.tag), '/bin/true'])),
+      );
+    }
+  }
+  for (let round = 0; round < 3; round++) {
+    for (const [k, cfg] of configs.entries()) par[k].push(await parallel(cfg.d, cfg.runtime, cfg.tag));
+  }
+  return configs.map((_, k) => ({ seq: summary(times[k]), par: median(par[k]) * 1000 }));
 }
 
-/** Wall time of PARALLEL `ctr run --rm` at once, in ms. */
+/** Wall time of PARALLEL `ctr run --rm` at once, in seconds. */
 async function parallel(d, runtime, tag) {
   const ids = Array.from({ length: PARALLEL }, () => nextId(tag));
-  return (
-    (await timed(() =>
-      Promise.all(ids.map((id) => ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, id, '/bin/true']))),
-    )) * 1000
-  );
+  return timed(() => Promise.all(ids.map((id) => ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, id, '/bin/true']))));
 }
 
 /** Pids whose command line names the daemon's socket: its shims (the daemon's own line names it too). */
@@ -155,18 +170,22 @@ async function removeAll(d, ids) {
 const daemons = await startBoth();
 const results = {};
 try {
+  const configs = [];
   for (const [name, d] of Object.entries(daemons)) {
     await exec('/usr/bin/ctr', ctr(d, ['images', 'import', archive]));
-    const runtimes = name === 'berthd' ? [BERTH, RUNC] : [RUNC];
-    for (const runtime of runtimes) {
-      const tag = `${name[0]}${runtime === BERTH ? 'b' : 'r'}`;
-      const seq = await sequential(d, runtime, tag);
-      const par = await parallel(d, runtime, tag);
-      results[`${name} ${runtime}`] = { seq, par };
-      console.log(
-        `${name} ${runtime}: run --rm median ${seq.median.toFixed(0)} ms, best ${seq.best.toFixed(0)} ms; ${PARALLEL} in parallel ${par.toFixed(0)} ms`,
-      );
+    for (const runtime of name === 'berthd' ? [BERTH, RUNC] : [RUNC]) {
+      configs.push({ name, d, runtime, tag: `${name[0]}${runtime === BERTH ? 'b' : 'r'}` });
     }
+  }
+  const measured = await latency(configs);
+  for (const [k, cfg] of configs.entries()) {
+    const { seq, par } = measured[k];
+    results[`${cfg.name} ${cfg.runtime}`] = { seq, par };
+    console.log(
+      `${cfg.name} ${cfg.runtime}: run --rm median ${seq.median.toFixed(0)} ms, best ${seq.best.toFixed(0)} ms; ${PARALLEL} in parallel ${par.toFixed(0)} ms (median of 3)`,
+    );
+  }
+  for (const [name, d] of Object.entries(daemons)) {
     const runtime = name === 'berthd' ? BERTH : RUNC;
     const mem = await memory(d, runtime, `${name[0]}m`);
     results[`${name} ${runtime}`].mem = mem;
@@ -196,6 +215,6 @@ rows.push(
   { metric: `PSS per container, ${SLEEPERS} sleeping (berth shim)`, berthd: bm.pss, containerd: c?.mem.pss, unit: 'MiB' },
 );
 report(
-  `run: ctr run --rm IMAGE id /bin/true (${RUNS} sequential after a warm-up; ${PARALLEL} in parallel) and daemon + shims memory with ${SLEEPERS} sleeping containers; containerd uses runc.v2`,
+  `run: ctr run --rm IMAGE id /bin/true (${RUNS} sequential after a warm-up, configurations in turns; ${PARALLEL} in parallel, median of 3) and daemon + shims memory with ${SLEEPERS} sleeping containers; containerd uses runc.v2`,
   rows,
 );
