@@ -349,16 +349,19 @@ describe('Namespaces', () => {
     await call(c, 'Delete', { name: 'ns-crud' });
     expect((await next(events)).topic).toBe('/namespaces/delete');
     events.close();
-    expect((await code(call(c, 'Get', { name: 'ns-crud' }))).code).toBe(GrpcCode.NOT_FOUND);
+    // As containerd: a deleted (or never created) namespace reads as one without labels.
+    expect((await call(c, 'Get', { name: 'ns-crud' })).namespace).toEqual({ name: 'ns-crud', labels: {} });
+    expect((await call(c, 'List', {})).namespaces.map((n: Any) => n.name)).not.toContain('ns-crud');
   });
 
-  test('errors: AlreadyExists, NotFound, InvalidArgument, FailedPrecondition for a non-empty namespace', async () => {
+  test('errors: AlreadyExists, NotFound on delete, InvalidArgument, FailedPrecondition for a non-empty namespace', async () => {
     const c = client('namespaces.v1.Namespaces');
     await call(c, 'Create', { namespace: { name: 'ns-err' } });
     expect((await code(call(c, 'Create', { namespace: { name: 'ns-err' } }))).code).toBe(
       GrpcCode.ALREADY_EXISTS,
     );
-    expect((await code(call(c, 'Get', { name: 'ns-none' }))).code).toBe(GrpcCode.NOT_FOUND);
+    expect((await call(c, 'Get', { name: 'ns-none' })).namespace).toEqual({ name: 'ns-none', labels: {} });
+    expect((await code(call(c, 'Get', { name: 'Bad Name!' }))).code).toBe(GrpcCode.INVALID_ARGUMENT);
     expect((await code(call(c, 'Delete', { name: 'ns-none' }))).code).toBe(GrpcCode.NOT_FOUND);
     const invalid = await code(call(c, 'Create', { namespace: { name: 'Bad Name!' } }));
     expect(invalid.code).toBe(GrpcCode.INVALID_ARGUMENT);

@@ -30,8 +30,19 @@ export class NamespacesLocal {
     return ctx.namespace ? ctx : withNamespace(ctx, name);
   }
 
+  /**
+   * A namespace and its labels. A well-formed name nobody created yet has no labels, as in
+   * containerd (whose Get never says NotFound): its clients read default-runtime and
+   * default-snapshotter labels before the first write creates the namespace. A malformed
+   * name stays InvalidArgument.
+   */
   async get(ctx: Context, name: string): Promise<Namespace> {
-    return { name, labels: await this.store.labels(ctx, name) };
+    try {
+      return { name, labels: await this.store.labels(ctx, name) };
+    } catch (err) {
+      if (isNotFound(err)) return { name, labels: {} };
+      throw err;
+    }
   }
 
   async list(ctx: Context): Promise<Namespace[]> {
