@@ -1,4 +1,5 @@
 import type { Context } from './context';
+import { labelField } from './filters';
 import type { Labels } from './labels';
 import type { Mount } from './mount';
 
@@ -14,6 +15,22 @@ export interface SnapshotInfo {
   labels: Labels;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/** Filter fields of a snapshot, as containerd's snapshot adaptor: kind, name, parent, labels.<key>. */
+export function snapshotField(info: SnapshotInfo, fieldpath: readonly string[]): string | undefined {
+  switch (fieldpath[0]) {
+    case 'kind':
+      return info.kind;
+    case 'name':
+      return info.name;
+    case 'parent':
+      return info.parent;
+    case 'labels':
+      return labelField(info.labels, fieldpath);
+    default:
+      return undefined;
+  }
 }
 
 export interface SnapshotUsage {

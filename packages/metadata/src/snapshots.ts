@@ -10,7 +10,6 @@ import {
   isSnapshotCleaner,
   isUnavailable,
   type Labels,
-  labelField,
   type Mount,
   NotFoundError,
   parseFilters,
@@ -20,6 +19,7 @@ import {
   type Snapshotter,
   type SnapshotUsage,
   type SnapshotWalkFunc,
+  snapshotField,
   UnknownError,
   validateLabels,
 } from '@berth/api';
@@ -392,21 +392,7 @@ export class MetadataSnapshotter implements Snapshotter {
         throw e;
       }
       const info = overlayInfo(backing, row, labels.get(String(row.id)) ?? {});
-      const matches = filter.match((path) => {
-        switch (path[0]) {
-          case 'kind':
-            return info.kind;
-          case 'name':
-            return info.name;
-          case 'parent':
-            return info.parent;
-          case 'labels':
-            return labelField(info.labels, path);
-          default:
-            return undefined;
-        }
-      });
-      if (matches) await fn(info);
+      if (filter.match((path) => snapshotField(info, path))) await fn(info);
     }
   }
 

@@ -1,3 +1,4 @@
+export { snapshotField } from '@berth/api';
 export {
   defaultNativeConfig,
   defaultOverlayConfig,
@@ -23,7 +24,7 @@ export {
   snapshotsServiceHandlers,
 } from './grpc';
 export { LocalSnapshotter, type LocalSnapshotterOptions } from './local-snapshotter';
-export { MetaStore, snapshotField } from './metastore';
+export { MetaStore } from './metastore';
 export { NativeSnapshotter, type NativeSnapshotterOptions, openNativeSnapshotter } from './native';
 export {
   OverlaySnapshotter,

@@ -4,12 +4,12 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type Labels,
-  labelField,
   NotFoundError,
   parseFilters,
   type SnapshotInfo,
   type SnapshotKind,
   type SnapshotUsage,
+  snapshotField,
   UnavailableError,
   validateLabels,
 } from '@berth/api';
@@ -94,22 +94,6 @@ function toInfo(row: Row): SnapshotInfo {
     createdAt: new Date(row.created_at),
     updatedAt: new Date(row.updated_at),
   };
-}
-
-/** Filter fields of a snapshot, as containerd's snapshot adaptor: kind, name, parent, labels.<key>. */
-export function snapshotField(info: SnapshotInfo, fieldpath: readonly string[]): string | undefined {
-  switch (fieldpath[0]) {
-    case 'kind':
-      return info.kind;
-    case 'name':
-      return info.name;
-    case 'parent':
-      return info.parent;
-    case 'labels':
-      return labelField(info.labels, fieldpath);
-    default:
-      return undefined;
-  }
 }
 
 export function validateKey(key: string, what = 'key'): void {
