@@ -12,6 +12,9 @@ if (!out) {
   console.error('usage: make-busybox-image.mjs OUT.tar [NAME]');
   process.exit(2);
 }
-const image = buildImage({ layers: ['busybox'], config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] } });
+const image = buildImage({
+  layers: ['busybox'],
+  config: { Cmd: ['/bin/sh'], Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'] },
+});
 writeOciLayout(out, image, name);
 console.log(name);

@@ -19,9 +19,7 @@ describe('identifiers', () => {
     expect(() => validateIdentifier(id)).not.toThrow();
   });
   test.each(['', '-a', 'a-', 'a..b', 'has space', 'Bad_Name!', 'x'.repeat(77)])('%j is invalid', (id) => {
-    expect(() => validateIdentifier(id)).toThrow(
-      expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }),
-    );
+    expect(() => validateIdentifier(id)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARGUMENT' }));
   });
   test('the message names the value', () => {
     expect(() => validateIdentifier('Bad_Name!')).toThrow(

@@ -220,7 +220,8 @@ async function runScript(address: string): Promise<Run> {
       // row): both daemons refuse those, so try again as a user would.
       for (let i = 0; i < 5 && /identifier "\d+-[^"]*" must match/.test(r.stderr); i++)
         r = await ctr(address, args);
-      if (args.includes('content') && args.includes('ls')) counts.push(r.stdout.split('\n').filter(Boolean).length);
+      if (args.includes('content') && args.includes('ls'))
+        counts.push(r.stdout.split('\n').filter(Boolean).length);
       transcript.push(
         `$ ctr ${args.join(' ')}\nexit ${r.code}\n${normalise(r.stdout)}${normalise(r.stderr)}`,
       );
