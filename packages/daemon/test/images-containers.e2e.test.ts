@@ -215,11 +215,7 @@ async function runScript(address: string): Promise<Run> {
     const transcript: string[] = [];
     const counts: number[] = [];
     for (const args of script()) {
-      let r = await ctr(address, args);
-      // ctr's temporary lease ids are random and now and then not identifiers (two '-' in a
-      // row): both daemons refuse those, so try again as a user would.
-      for (let i = 0; i < 5 && /identifier "\d+-[^"]*" must match/.test(r.stderr); i++)
-        r = await ctr(address, args);
+      const r = await ctr(address, args);
       if (args.includes('content') && args.includes('ls'))
         counts.push(r.stdout.split('\n').filter(Boolean).length);
       transcript.push(

@@ -47,21 +47,7 @@ describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
   const c = (...args: string[]) => ctr(daemon!.address, ['-n', NS, ...args], { timeoutMs: 60_000 });
   const runArgs = (...args: string[]) => ['run', '--runtime', RUNTIME, '--rootfs', ...args];
 
-  /**
-   * berth's lease manager refuses some of the random lease ids `ctr run` makes
-   * (`<nanos>-<4 base64 chars>`, which containerd accepts): until that is fixed in
-   * metadata, a run refused for that reason alone is tried again.
-   */
-  async function retryLease<T extends { code: number; stdout: string; stderr: string }>(
-    fn: () => Promise<T>,
-  ): Promise<T> {
-    for (let i = 0; ; i++) {
-      const r = await fn();
-      if (i < 10 && /identifier "\d+-[A-Za-z0-9_-]{4}" must match/.test(r.stderr + r.stdout)) continue;
-      return r;
-    }
-  }
-  const ctrRun = (...args: string[]) => retryLease(() => c(...runArgs(...args)));
+  const ctrRun = (...args: string[]) => c(...runArgs(...args));
   const taskDir = () => path.join(dir, 'state', 'io.containerd.runtime.v2.task', NS);
 
   /** `ctr tasks ls` as {id: [pid, status]}. */
@@ -143,43 +129,37 @@ describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
       image,
     );
     expect((await c('images', 'import', archive)).code).toBe(0);
-    expect(
-      await retryLease(() => c('run', '--rm', '--runtime', RUNTIME, image, 'i1', 'echo', 'hi')),
-    ).toMatchObject({
+    expect(await c('run', '--rm', '--runtime', RUNTIME, image, 'i1', 'echo', 'hi')).toMatchObject({
       code: 0,
       stdout: 'hi\n',
     });
     fs.writeFileSync(path.join(dir, 'shared.txt'), 'from the host\n');
     const opts = ['--env', 'FOO=bar', '--mount', `type=bind,src=${dir},dst=/host,options=rbind:ro`];
-    const r = await retryLease(() =>
-      c(
-        'run',
-        '--rm',
-        '--runtime',
-        RUNTIME,
-        ...opts,
-        image,
-        'i2',
-        'sh',
-        '-c',
-        'echo $FOO $FROM_IMAGE; cat /host/shared.txt; exit 3',
-      ),
+    const r = await c(
+      'run',
+      '--rm',
+      '--runtime',
+      RUNTIME,
+      ...opts,
+      image,
+      'i2',
+      'sh',
+      '-c',
+      'echo $FOO $FROM_IMAGE; cat /host/shared.txt; exit 3',
     );
     expect(r).toMatchObject({ code: 3, stdout: 'bar 1\nfrom the host\n' });
-    const native = await retryLease(() =>
-      c(
-        'run',
-        '--rm',
-        '--runtime',
-        RUNTIME,
-        '--snapshotter',
-        'native',
-        image,
-        'i3',
-        'sh',
-        '-c',
-        'echo $((6*7))',
-      ),
+    const native = await c(
+      'run',
+      '--rm',
+      '--runtime',
+      RUNTIME,
+      '--snapshotter',
+      'native',
+      image,
+      'i3',
+      'sh',
+      '-c',
+      'echo $((6*7))',
     );
     expect(native).toMatchObject({ code: 0, stdout: '42\n' });
     // Only the image's committed layer is left: every container's active snapshot went with it.
@@ -221,14 +201,16 @@ describeRoot('tasks through stock ctr with %s', (RUNTIME, short) => {
 
   it('ctr run -t gives the container a terminal', async () => {
     const cmd = `/usr/bin/ctr --address ${daemon!.address} -n ${NS} run -t --rm --runtime ${RUNTIME} --rootfs ${rootfs} tty /bin/sh -c 'tty; exit 5'`;
-    const r = await retryLease(() => run('script', ['-qec', cmd, '/dev/null'], { timeoutMs: 60_000 }));
+    const r = await run('script', ['-qec', cmd, '/dev/null'], { timeoutMs: 60_000 });
     expect(r.stdout).toContain('/dev/pts/0');
     expect(r.code).toBe(5);
-    const echo = await retryLease(() =>
-      run('script', ['-qec', cmd.replace(`tty /bin/sh -c 'tty; exit 5'`, 'tty2 /bin/sh'), '/dev/null'], {
+    const echo = await run(
+      'script',
+      ['-qec', cmd.replace(`tty /bin/sh -c 'tty; exit 5'`, 'tty2 /bin/sh'), '/dev/null'],
+      {
         input: 'echo $((6*7))\nexit 6\n',
         timeoutMs: 60_000,
-      }),
+      },
     );
     expect(echo.stdout).toMatch(/^42\r*$/m);
     expect(echo.code).toBe(6);
