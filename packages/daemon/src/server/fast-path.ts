@@ -14,7 +14,7 @@ import {
 } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { type Logger, nullLogger } from '../log';
-import { type HandlerOptions, statusOf, traceCall, type UnaryImpl } from './handlers';
+import { type HandlerOptions, statusOf, traceCall, traceStart, type UnaryImpl } from './handlers';
 
 /**
  * A few hot gRPC methods are served straight from Node's HTTP/2 stream, ahead of grpc-js.
@@ -320,7 +320,7 @@ export function rawUnary(
 ): RawHandler {
   const decode = requestDecoder(method);
   return (call) => {
-    const started = opts.log?.enabled('trace') ? performance.now() : undefined;
+    const started = traceStart(opts);
     call
       .request(decode)
       .then((req) => impl(call.ctx, req, undefined as never))

@@ -94,6 +94,10 @@ export const unaryImplementations = new WeakMap<
   { impl: UnaryImpl<any, any>; opts: HandlerOptions }
 >();
 
+/** When tracing, the start time of a unary call for traceCall; undefined otherwise. */
+export const traceStart = (opts: HandlerOptions): number | undefined =>
+  opts.log?.enabled('trace') ? performance.now() : undefined;
+
 /** Logs a finished unary call with its duration, when tracing (started is then defined). */
 export function traceCall(opts: HandlerOptions, started: number | undefined, code: number): void {
   if (started === undefined) return;
@@ -105,10 +109,9 @@ export function unary<Req, Res>(
   impl: UnaryImpl<Req, Res>,
   opts: HandlerOptions = {},
 ): grpc.handleUnaryCall<Req, Res> {
-  const log = opts.log ?? nullLogger;
   const handler: grpc.handleUnaryCall<Req, Res> = (call, callback) => {
     // At trace level every unary call is logged with its duration, for profiling a request path.
-    const started = log.enabled('trace') ? performance.now() : undefined;
+    const started = traceStart(opts);
     const reply = (err: grpc.ServiceError | null, res?: Res): void => {
       traceCall(opts, started, err?.code ?? 0);
       callback(err, res);
