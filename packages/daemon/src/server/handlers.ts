@@ -142,46 +142,39 @@ export function failStream(
   call.emit('error', statusOf(err, opts));
 }
 
+/** Runs a streaming handler: ends the call when it resolves, with its error's status when it throws. */
+function runStream(
+  call: grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>,
+  run: () => Promise<void>,
+  opts: HandlerOptions,
+): void {
+  let p: Promise<void>;
+  try {
+    p = run();
+  } catch (err) {
+    failStream(call, err, opts);
+    return;
+  }
+  p.then(
+    () => {
+      if (!call.cancelled && !call.destroyed) call.end();
+    },
+    (err) => failStream(call, err, opts),
+  );
+}
+
 export function serverStream<Req, Res>(
   impl: ServerStreamImpl<Req, Res>,
   opts: HandlerOptions = {},
 ): grpc.handleServerStreamingCall<Req, Res> {
-  return (call) => {
-    let p: Promise<void>;
-    try {
-      p = impl(contextOf(call), call.request, call);
-    } catch (err) {
-      failStream(call, err, opts);
-      return;
-    }
-    p.then(
-      () => {
-        if (!call.cancelled && !call.destroyed) call.end();
-      },
-      (err) => failStream(call, err, opts),
-    );
-  };
+  return (call) => runStream(call, () => impl(contextOf(call), call.request, call), opts);
 }
 
 export function bidi<Req, Res>(
   impl: BidiImpl<Req, Res>,
   opts: HandlerOptions = {},
 ): grpc.handleBidiStreamingCall<Req, Res> {
-  return (call) => {
-    let p: Promise<void>;
-    try {
-      p = impl(contextOf(call), call);
-    } catch (err) {
-      failStream(call, err, opts);
-      return;
-    }
-    p.then(
-      () => {
-        if (!call.cancelled && !call.destroyed) call.end();
-      },
-      (err) => failStream(call, err, opts),
-    );
-  };
+  return (call) => runStream(call, () => impl(contextOf(call), call), opts);
 }
 
 /**
