@@ -28,6 +28,12 @@ export function exec(cmd, args, { stdin = 'ignore', stdout = 'ignore' } = {}) {
   });
 }
 
+/** The median of a list of numbers (the mean of the middle two for an even count). */
+export function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
 export async function timed(fn) {
   const start = process.hrtime.bigint();
   await fn();

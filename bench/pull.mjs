@@ -5,7 +5,7 @@
 // Usage: pnpm bench pull [--runs 3]
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import { exec, testkit, timed } from './_common.mjs';
+import { exec, median, testkit, timed } from './_common.mjs';
 
 const runsArg = process.argv.indexOf('--runs');
 const RUNS = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 3;
@@ -86,10 +86,6 @@ try {
   await registry.stop();
 }
 
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 const measured = Object.entries(results).filter(([, v]) => v.length > 0);
 const best = Object.fromEntries(measured.map(([k, v]) => [k, Math.min(...v)]));
 const mid = Object.fromEntries(measured.map(([k, v]) => [k, median(v)]));

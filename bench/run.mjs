@@ -9,7 +9,7 @@
 // Usage: pnpm bench run [--runs 20] [--parallel 20] [--sleepers 100]
 import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { exec, report, startBoth, stopAll, testkit, timed } from './_common.mjs';
+import { exec, median, report, startBoth, stopAll, testkit, timed } from './_common.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -36,11 +36,6 @@ const ctr = (d, args) => ['--address', d.address, '--namespace', NS, ...args];
 
 /** One `ctr run`; rejects when ctr fails. */
 const ctrRun = (d, args) => exec('/usr/bin/ctr', ctr(d, ['run', ...args]));
-
-const median = (xs) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 let serial = 0;
 const nextId = (tag) => `r${tag}-${++serial}`;
