@@ -17,11 +17,12 @@ import { type Logger, nullLogger } from '../log';
 import { type HandlerOptions, statusOf, traceCall, traceStart, type UnaryImpl } from './handlers';
 
 /**
- * A few hot gRPC methods are served straight from Node's HTTP/2 stream, ahead of grpc-js.
- * containerd's clients read a blob with one Read call per 32 KiB, so the per-call cost of
- * grpc-js' general machinery (interceptor chain, object-mode streams, metadata objects)
- * would dominate the daemon's side of `ctr content get`. Every other method, and any call
- * these handlers do not fully understand (compression, deadlines), goes to grpc-js.
+ * Every unary method, and Content.Read, is served straight from Node's HTTP/2 stream,
+ * ahead of grpc-js. containerd's clients read a blob with one Read call per 32 KiB and make
+ * a couple of dozen unary calls to start a container, so the per-call cost of grpc-js'
+ * general machinery (interceptor chain, object-mode streams, metadata objects) would
+ * dominate the daemon's side. Streams other than Read, and any call these handlers do not
+ * fully understand (compression, deadlines), go to grpc-js.
  */
 export type RawHandler = (call: RawCall) => void;
 
