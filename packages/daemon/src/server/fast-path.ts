@@ -4,6 +4,7 @@ import {
   CanceledError,
   CONVERSION_OPTIONS,
   type Context,
+  firstMetadataValue,
   GrpcCode,
   InvalidArgumentError,
   LEASE_HEADER,
@@ -84,8 +85,8 @@ export class RawCall {
     stream.on('error', onGone);
     const call = this;
     this.ctx = {
-      namespace: firstHeader(headers[NAMESPACE_HEADER]),
-      lease: firstHeader(headers[LEASE_HEADER]),
+      namespace: firstMetadataValue(headers[NAMESPACE_HEADER]),
+      lease: firstMetadataValue(headers[LEASE_HEADER]),
       get signal(): AbortSignal {
         if (!call.controller) {
           call.controller = new AbortController();

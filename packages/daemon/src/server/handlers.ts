@@ -1,6 +1,7 @@
 import {
   CanceledError,
   type Context,
+  firstMetadataValue,
   isBerthError,
   LEASE_HEADER,
   NAMESPACE_HEADER,
@@ -15,12 +16,8 @@ import { type Logger, nullLogger } from '../log';
  * leaves through toGrpcStatus, the one mapping to gRPC codes.
  */
 
-function header(metadata: grpc.Metadata, key: string): string | undefined {
-  const values = metadata.get(key);
-  if (values.length === 0) return undefined;
-  const v = values[0];
-  return typeof v === 'string' ? v : v!.toString();
-}
+const header = (metadata: grpc.Metadata, key: string): string | undefined =>
+  firstMetadataValue(metadata.get(key));
 
 /** The reason a cancelled call's signal carries; one shared value (creating one per call is costly). */
 const CANCELLED = new CanceledError('context canceled');

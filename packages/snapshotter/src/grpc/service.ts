@@ -1,6 +1,7 @@
 import {
   CanceledError,
   type Context,
+  firstMetadataValue,
   grpcService,
   isBerthError,
   isSnapshotCleaner,
@@ -29,10 +30,7 @@ export interface SnapshotsServiceOptions {
  */
 export type SnapshotterResolver = (name: string) => Snapshotter;
 
-function header(md: grpc.Metadata, key: string): string | undefined {
-  const v = md.get(key)[0];
-  return v === undefined ? undefined : String(v);
-}
+const header = (md: grpc.Metadata, key: string): string | undefined => firstMetadataValue(md.get(key));
 
 const CANCELLED = new CanceledError('context canceled');
 
