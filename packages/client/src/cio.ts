@@ -3,11 +3,12 @@
  * directory of their own, whose paths go to the daemon (Tasks.Create / Exec) and from there
  * to the shim, and the copying between them and the caller's streams.
  */
-import { closeSync, constants, lstatSync, openSync } from 'node:fs';
-import { mkdir, mkdtemp, rm, rmdir, unlink } from 'node:fs/promises';
+import { closeSync, constants, openSync } from 'node:fs';
+import { mkdir, mkdtemp, rmdir, unlink } from 'node:fs/promises';
 import { Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import type { Readable, Writable } from 'node:stream';
+import { isFifoFile, removeTree } from '@berth/api';
 import { mknod, S_IFIFO } from '@berth/sys';
 import type { ProcessIoConfig } from './tasks';
 
@@ -50,7 +51,7 @@ export async function newFifoSet(root: string, id: string, opts: FifoSetOptions 
   try {
     for (const path of [set.stdin, set.stdout, set.stderr]) if (path) mknod(path, S_IFIFO | 0o700);
   } catch (err) {
-    await rm(dir, { recursive: true, force: true });
+    await removeTree(dir);
     throw err;
   }
   return set;
@@ -66,13 +67,8 @@ export function fifoSetOf(config: ProcessIoConfig): FifoSet {
   };
 }
 
-const isFifo = (path: string): boolean => {
-  try {
-    return lstatSync(path).isFIFO();
-  } catch {
-    return false;
-  }
-};
+// isFifoFile, not lstatSync: a plain stat of a FIFO breaks later require()s (@berth/api).
+const isFifo = isFifoFile;
 
 /**
  * Removes a set's FIFOs: the directory we created, or, for a set found on a task, the paths
@@ -81,7 +77,7 @@ const isFifo = (path: string): boolean => {
  */
 export async function removeFifoSet(set: FifoSet): Promise<void> {
   if (set.dir) {
-    await rm(set.dir, { recursive: true, force: true });
+    await removeTree(set.dir);
     return;
   }
   const dirs = new Set<string>();

@@ -28,7 +28,7 @@ export {
   nullLogger,
   parseLogLevel,
 } from './log';
-export { type Flags, main, parseFlags, resolveConfig, USAGE } from './main';
+export { type Flags, main, parseFlags, resolveConfig, startFailure, USAGE } from './main';
 export {
   FileReaderAt,
   type ReaderCacheOptions,

@@ -109,6 +109,19 @@ export function resolveConfig(flags: Flags, warn: (msg: string) => void = () => 
   return config;
 }
 
+/**
+ * What stopped a start, in words an operator can act on: a module that cannot be loaded
+ * means the installation is broken, not the configuration (the require stack is noise).
+ */
+export function startFailure(err: unknown): string {
+  const e = err as NodeJS.ErrnoException | undefined;
+  const message = e?.message ?? String(err);
+  if (e?.code === 'MODULE_NOT_FOUND') {
+    return `${message.split('\n')[0]}: berthd's installation is incomplete; reinstall its dependencies (pnpm install in the repository, or npm install of @berth/daemon)`;
+  }
+  return message;
+}
+
 function fail(err: unknown): void {
   process.stderr.write(`berthd: ${(err as Error)?.message ?? String(err)}\n`);
   process.exitCode = 1;
@@ -141,7 +154,11 @@ async function serve(flags: Flags): Promise<void> {
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
 
-  daemon = await startDaemon(config, { log });
+  try {
+    daemon = await startDaemon(config, { log });
+  } catch (err) {
+    throw new Error(`failed to start: ${startFailure(err)}`, { cause: err });
+  }
   process.stderr.write(`berthd ready address=${daemon.address}\n`);
   if (stopping) await daemon.stop();
 }

@@ -1,7 +1,14 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createLogger, formatLine, parseFlags, parseLogLevel, resolveConfig } from '@berth/daemon';
+import {
+  createLogger,
+  formatLine,
+  parseFlags,
+  parseLogLevel,
+  resolveConfig,
+  startFailure,
+} from '@berth/daemon';
 
 describe('parseFlags', () => {
   test('takes containerd flags in their long, short and = forms', () => {
@@ -88,5 +95,24 @@ describe('logging', () => {
     expect(parseLogLevel('WARNING')).toBe('warn');
     expect(parseLogLevel('trace')).toBe('trace');
     expect(() => parseLogLevel('loud')).toThrow('not a valid log level: "loud"');
+  });
+});
+
+describe('startFailure', () => {
+  test('a module that cannot be loaded is reported as a broken installation, without the require stack', () => {
+    const err = Object.assign(new Error("Cannot find module 'lodash.camelcase'\nRequire stack:\n- /a/b.js"), {
+      code: 'MODULE_NOT_FOUND',
+    });
+    const text = startFailure(err);
+    expect(text).toMatch(
+      /^Cannot find module 'lodash\.camelcase': berthd's installation is incomplete; reinstall/,
+    );
+    expect(text).not.toContain('Require stack');
+  });
+
+  test('any other error keeps its own message', () => {
+    expect(startFailure(new Error('socket /x: another daemon is already serving on it'))).toBe(
+      'socket /x: another daemon is already serving on it',
+    );
   });
 });

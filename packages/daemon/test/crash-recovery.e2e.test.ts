@@ -140,3 +140,28 @@ describe('SIGKILL during an ingest', () => {
     expect(ls.stdout).not.toContain(createHash('sha256').update('not what was promised').digest('hex'));
   });
 });
+
+describe('SIGKILL with nothing running', () => {
+  let dir: string;
+  let daemon: Daemon | undefined;
+
+  beforeAll(() => {
+    dir = makeTempDir('berth-crash-idle-');
+  });
+  afterAll(async () => {
+    await daemon?.stop('SIGKILL');
+    removeDir(dir);
+  });
+
+  // The killed daemon leaves `<address>` and `<address>.ttrpc` behind. Removing the stale
+  // ttrpc socket once made the next lazy require() of a pnpm dependency fail
+  // ("Cannot find module 'lodash.camelcase'"), so every first restart of an idle daemon died.
+  test('restarts on the first try, every time', async () => {
+    for (let round = 0; round < 3; round++) {
+      daemon = await startBerthd({ dir });
+      expect((await ctr(daemon.address, ['version'])).code).toBe(0);
+      await daemon.stop('SIGKILL');
+      daemon = undefined;
+    }
+  });
+});

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Where shim sockets live unless BERTH_SHIM_SOCKET_DIR says otherwise (containerd: /run/containerd/s). */
@@ -54,4 +55,17 @@ export function socketDir(env: NodeJS.ProcessEnv): string {
 /** The path of a `unix://` address (bare paths are returned as they are). */
 export function addressPath(address: string): string {
   return address.startsWith('unix://') ? address.slice('unix://'.length) : address;
+}
+
+/**
+ * Removes a socket file; a missing one is fine. unlink, not fs.rm: rm stats the socket
+ * first, and a plain stat of a socket breaks later require()s (see @berth/api
+ * special-files; `start` stays light and does not load @berth/api).
+ */
+export function unlinkSocket(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
 }

@@ -7,10 +7,10 @@
  * killed task (exit 128+SIGKILL, now).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
-import { addressPath } from './address';
+import { addressPath, unlinkSocket } from './address';
 import { DEFAULT_RUNTIME_ROOT } from './defaults';
 import type { ShimFlags } from './flags';
 import type { Logger } from './log';
@@ -116,8 +116,7 @@ export async function cleanup(
   }
   try {
     const socket = addressPath(readFileSync(join(bundle, 'address'), 'utf8').trim());
-    if (socket !== '' && !socket.startsWith('\0') && !(await canConnect(socket)))
-      rmSync(socket, { force: true });
+    if (socket !== '' && !socket.startsWith('\0') && !(await canConnect(socket))) unlinkSocket(socket);
   } catch {
     // no address file: nothing to remove
   }

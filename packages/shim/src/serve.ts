@@ -2,10 +2,10 @@
  * The long-running shim: a child subreaper serving the task API on the listening socket
  * `start` handed over as fd 3 (or on -socket), until Shutdown leaves it with nothing to do.
  */
-import { closeSync, rmSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { dup, setChildSubreaper } from '@berth/sys';
 import { TtrpcServer } from '@berth/ttrpc';
-import { addressPath } from './address';
+import { addressPath, unlinkSocket } from './address';
 import { DEFAULT_RUNTIME_ROOT } from './defaults';
 import type { ShimFlags } from './flags';
 import { createLogger, type Logger } from './log';
@@ -58,7 +58,7 @@ export async function serve(flags: ShimFlags, env: NodeJS.ProcessEnv = process.e
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     // Unlinked at once, so a `start` for the same group binds a new shim instead of reaching this one.
-    if (socketFile !== '') rmSync(socketFile, { force: true });
+    if (socketFile !== '') unlinkSocket(socketFile);
     stopping ??= new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => server.close({ timeoutMs: 2000 }))
       .then(() => publisher.drain(5000))

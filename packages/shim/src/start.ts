@@ -18,13 +18,12 @@ import {
   openSync,
   readFileSync,
   renameSync,
-  rmSync,
   statSync,
   writeFileSync,
 } from 'node:fs';
 import * as net from 'node:net';
 import { dirname, join } from 'node:path';
-import { addressPath, groupingFromEnv, groupKey, socketAddress, socketDir } from './address';
+import { addressPath, groupingFromEnv, groupKey, socketAddress, socketDir, unlinkSocket } from './address';
 import { type ShimFlags, serveArgs } from './flags';
 import { reserve } from './reserve';
 import { bytesField, readFields, stringField } from './wire';
@@ -63,7 +62,7 @@ function readAnnotations(bundle: string): Record<string, string> | undefined {
  */
 function listen(path: string): Promise<net.Server> {
   const tmp = `${path}.${process.pid}.tmp`;
-  rmSync(tmp, { force: true });
+  unlinkSocket(tmp);
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.once('error', reject);
@@ -77,7 +76,7 @@ function listen(path: string): Promise<net.Server> {
         reject(err);
         return;
       }
-      rmSync(tmp, { force: true });
+      unlinkSocket(tmp);
       resolve(server);
     });
   });
@@ -122,7 +121,8 @@ function adjustOomScore(pid: number): void {
 function openLogFifo(bundle: string): number | undefined {
   const path = join(bundle, 'log');
   try {
-    if (!statSync(path).isFIFO()) return undefined;
+    // bigint: a plain stat of a FIFO breaks later require()s (@berth/api special-files).
+    if (!statSync(path, { bigint: true }).isFIFO()) return undefined;
     return openSync(path, constants.O_WRONLY | constants.O_NONBLOCK);
   } catch {
     return undefined;
@@ -147,7 +147,7 @@ export async function start(flags: ShimFlags, opts: StartOptions): Promise<strin
       return address;
     }
     // Nobody listens there: a shim died and left its socket file.
-    if (answer === 'unreachable' && existsSync(path)) rmSync(path, { force: true });
+    if (answer === 'unreachable') unlinkSocket(path);
     let server: net.Server;
     try {
       server = await listen(path);
@@ -192,7 +192,7 @@ function launch(
         joinCgroup(pid, cgroup);
       } catch (err) {
         process.kill(pid, 'SIGKILL');
-        rmSync(path, { force: true });
+        unlinkSocket(path);
         throw err;
       }
     }

@@ -17,7 +17,6 @@ import {
   write as fsWrite,
   mkdtempSync,
   openSync,
-  rmSync,
   statSync,
 } from 'node:fs';
 import * as net from 'node:net';
@@ -25,7 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import * as tty from 'node:tty';
-import { InvalidArgumentError, NotImplementedError } from '@berth/api';
+import { InvalidArgumentError, NotImplementedError, removeTreeSync } from '@berth/api';
 import { dup, listenUnix, pipe, receiveFd, setNonblocking, setWinsize } from '@berth/sys';
 import type { Logger } from './log';
 import type { StdioSlot } from './runc';
@@ -48,7 +47,8 @@ const closeQuietly = (fd: number | undefined): void => {
 
 function isFifo(path: string): boolean {
   try {
-    return statSync(path).isFIFO();
+    // bigint: a plain stat of a FIFO breaks later require()s (@berth/api special-files).
+    return statSync(path, { bigint: true }).isFIFO();
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
@@ -301,7 +301,7 @@ export class ConsoleSocket {
     try {
       this.fd = listenUnix(this.path, { nonblocking: true });
     } catch (err) {
-      rmSync(this.dir, { recursive: true, force: true });
+      removeTreeSync(this.dir);
       throw err;
     }
   }
@@ -323,7 +323,7 @@ export class ConsoleSocket {
   close(): void {
     closeQuietly(this.fd);
     this.fd = undefined;
-    rmSync(this.dir, { recursive: true, force: true });
+    removeTreeSync(this.dir);
   }
 }
 

@@ -9,11 +9,13 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   isBerthError,
+  lstatQuiet,
   NotImplementedError,
   ResourceExhaustedError,
   TTRPC_NAMESPACE_HEADER,
   toGrpcStatus,
   UnavailableError,
+  unlinkQuiet,
 } from '@berth/api';
 import { drained, sendFrame, writeFrame } from './channel';
 import { decodeRequest, encodeResponseFrame, type Payload, type RequestEnvelope } from './envelope';
@@ -259,16 +261,13 @@ function canConnect(file: string): Promise<boolean> {
 }
 
 async function removeStaleSocket(file: string): Promise<void> {
-  let st: fs.Stats;
-  try {
-    st = await fs.promises.lstat(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
+  // lstatQuiet and unlinkQuiet, not fs.lstat and fs.rm: a plain stat of a socket breaks
+  // later require()s in this process (see @berth/api special-files).
+  const st = lstatQuiet(file);
+  if (st === undefined) return;
   if (!st.isSocket()) throw new AlreadyExistsError(`ttrpc socket ${file}: exists and is not a socket`);
   if (await canConnect(file)) throw new AlreadyExistsError(`ttrpc socket ${file}: already in use`);
-  await fs.promises.rm(file, { force: true });
+  unlinkQuiet(file);
 }
 
 /** One accepted connection: decodes frames, runs calls concurrently, writes responses. */

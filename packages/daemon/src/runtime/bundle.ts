@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { InvalidArgumentError, validateIdentifier } from '@berth/api';
+import { InvalidArgumentError, removeTree, validateIdentifier } from '@berth/api';
 import { unmountAll } from '@berth/sys';
 
 /** The file in a bundle holding the OCI runtime spec. */
@@ -35,7 +35,8 @@ async function atomicDelete(path: string): Promise<void> {
     if (isNotFound(err)) return;
     throw err;
   }
-  await fs.rm(hidden, { recursive: true, force: true });
+  // The bundle may hold FIFOs and sockets: removeTree keeps require() working (@berth/api).
+  await removeTree(hidden);
 }
 
 /**
@@ -84,13 +85,13 @@ export class Bundle {
       await fs.mkdir(dirname(work), { recursive: true, mode: 0o711 });
       await fs.mkdir(bundle.rootfs, { mode: 0o711 });
       // A work dir left by a task that died with the machine is stale: start afresh.
-      await fs.rm(work, { recursive: true, force: true });
+      await removeTree(work);
       await fs.mkdir(work, { mode: 0o711 });
       made.push(work);
       await fs.symlink(work, join(bundle.path, 'work'));
       await fs.writeFile(join(bundle.path, CONFIG_FILE), spec, { mode: 0o666 });
     } catch (err) {
-      for (const p of made) await fs.rm(p, { recursive: true, force: true }).catch(() => {});
+      for (const p of made) await removeTree(p).catch(() => {});
       throw err;
     }
     return bundle;

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Envelope, InvalidArgumentError } from '@berth/api';
+import { type Envelope, InvalidArgumentError, unlinkQuiet } from '@berth/api';
 import { socketPath, TtrpcServer } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
 
@@ -67,7 +67,7 @@ export class ShimEventsServer {
   /** Stops listening, lets in-flight forwards finish, removes the socket. */
   async close(): Promise<void> {
     await this.server.close({ timeoutMs: 1000 });
-    if (this.path) await fs.rm(this.path, { force: true });
+    if (this.path) unlinkQuiet(this.path);
   }
 }
 

@@ -13,6 +13,7 @@ import {
   isUnavailable,
   NotFoundError,
   type Publisher,
+  removeTree,
   requireNamespace,
 } from '@berth/api';
 import { socketPath, TtrpcClient } from '@berth/ttrpc';
@@ -522,7 +523,7 @@ export class TaskManager {
     for (const id of await subdirs(join(this.cfg.root, ns))) {
       const t = this.tasks.get(key(ns, id));
       if (t && t.phase !== 'dead') continue;
-      await fs.rm(join(this.cfg.root, ns, id), { recursive: true, force: true }).catch(() => {});
+      await removeTree(join(this.cfg.root, ns, id)).catch(() => {});
     }
   }
 

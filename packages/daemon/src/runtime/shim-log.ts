@@ -1,6 +1,7 @@
-import { constants, promises as fs, openSync } from 'node:fs';
+import { constants, openSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { join } from 'node:path';
+import { lstatQuiet } from '@berth/api';
 import { mknod, S_IFIFO } from '@berth/sys';
 import type { Logger, LogLevel } from '../log';
 import { LOG_FILE } from './bundle';
@@ -60,11 +61,8 @@ export interface ShimLog {
  */
 export async function openShimLog(bundlePath: string, log: Logger): Promise<ShimLog> {
   const path = join(bundlePath, LOG_FILE);
-  try {
-    await fs.lstat(path);
-  } catch {
-    mknod(path, S_IFIFO | 0o700);
-  }
+  // lstatQuiet: a plain stat of a FIFO breaks later require()s (@berth/api special-files).
+  if (lstatQuiet(path) === undefined) mknod(path, S_IFIFO | 0o700);
   const fd = openSync(path, constants.O_RDWR | constants.O_NONBLOCK);
   const socket = new Socket({ fd, readable: true, writable: false });
   let pending = '';

@@ -1,7 +1,7 @@
-import { chmodSync, chownSync, lstatSync, mkdirSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
+import { FailedPreconditionError, InvalidArgumentError, lstatQuiet } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { type Logger, nullLogger } from '../log';
 import { installFastPaths, type RawHandler, rawGrpcUnary, rawUnary } from './fast-path';
@@ -48,13 +48,9 @@ function isListening(path: string): Promise<boolean> {
  */
 export async function prepareSocket(path: string, log: Logger = nullLogger): Promise<void> {
   mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
-  let st: ReturnType<typeof lstatSync>;
-  try {
-    st = lstatSync(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
+  // lstatQuiet: a plain stat of a socket breaks later require()s (@berth/api special-files).
+  const st = lstatQuiet(path);
+  if (st === undefined) return;
   if (!st.isSocket()) throw new FailedPreconditionError(`socket ${path}: exists and is not a socket`);
   if (await isListening(path)) {
     throw new FailedPreconditionError(`socket ${path}: another daemon is already serving on it`);
