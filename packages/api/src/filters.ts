@@ -1,3 +1,4 @@
+import { RE2JS } from 're2js';
 import { InvalidArgumentError } from './errors';
 
 /**
@@ -29,7 +30,7 @@ interface Selector {
   fieldpath: string[];
   operator?: Operator;
   value?: string;
-  re?: RegExp;
+  re?: RE2JS;
 }
 
 export const always: Filter = { match: () => true };
@@ -87,7 +88,9 @@ class Parser {
     const sel: Selector = { fieldpath, operator, value };
     if (operator === '~=') {
       try {
-        sel.re = new RegExp(value);
+        // RE2 (linear time, Go's regexp syntax), as containerd: a JS RegExp backtracks, so a
+        // filter such as labels.a~=^(a+)+$ could block the daemon for as long as a client likes.
+        sel.re = RE2JS.compile(value);
       } catch (e) {
         this.fail(`invalid regular expression ${JSON.stringify(value)}: ${(e as Error).message}`);
       }
