@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { connect, Socket } from 'node:net';
+import { constants } from 'node:os';
 import { join } from 'node:path';
 import {
   AlreadyExistsError,
@@ -210,15 +211,16 @@ export class TaskManager {
         const onClose = (): void => {
           if (task) this.onShimClosed(task);
         };
+        // Recorded before any shim starts: a berthd killed from here on leaves a bundle whose
+        // shim the next start can still find, ask to clean up and shut down.
+        await bundle.setShimBinary(binary);
         const found = isBerthShim(binary)
           ? await this.reserveBerthShim(shim, bundle, opts, onClose)
           : undefined;
         if (found) {
           ({ address, client } = found);
-          await bundle.setShimBinary(binary);
         } else {
           address = await shimStart(shim, bundle, opts.options);
-          await bundle.setShimBinary(binary);
           client = await TtrpcClient.connect(address, { timeoutMs: LOAD_TIMEOUT_MS, onClose });
         }
       } catch (err) {
@@ -463,6 +465,7 @@ export class TaskManager {
       const container = await this.cfg.containers?.get({ namespace: ns }, id).catch(() => undefined);
       if (!container) {
         log.warn('bundle without a container or a shim binary, removing it');
+        await shutdownShimAt(await bundle.address(), id, ns);
         await bundle.delete();
         return;
       }
@@ -512,10 +515,51 @@ export class TaskManager {
       await done;
       return;
     }
+    const orphan = await this.orphanReason(task);
+    if (orphan !== undefined) {
+      // Nobody could ever delete this task: reap it, shim and bundle, and say so.
+      log.with({ reason: orphan, shim: binary }).warn('removing a task left behind by a crash');
+      await this.reap(task);
+      return;
+    }
     this.tasks.set(key(ns, id), task);
     loaded = true;
     if (client.closed) this.onShimClosed(task);
     log.info('reconnected to shim');
+  }
+
+  /**
+   * Why a reconnected task belongs to nobody, or undefined when it is a real task. berthd
+   * killed during Tasks.Create leaves a shim whose create was cut off (the shim holds no
+   * task); a container deleted while berthd was down leaves a task without a container.
+   * Either shim would run forever (containerd leaves both).
+   */
+  private async orphanReason(task: ShimTask): Promise<string | undefined> {
+    const state = await task.state(undefined, '', LOAD_TIMEOUT_MS).then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    if (state !== undefined && isNotFound(state)) return 'its create never finished (the shim holds no task)';
+    const containers = this.cfg.containers;
+    if (!containers) return undefined;
+    const gone = await containers.get({ namespace: task.namespace }, task.id).then(
+      () => false,
+      (err: unknown) => isNotFound(err),
+    );
+    return gone ? 'its container no longer exists' : undefined;
+  }
+
+  /** Kills what runs in an orphaned task, deletes it in the shim, shuts the shim down, removes the bundle. */
+  private async reap(task: ShimTask): Promise<void> {
+    task.phase = 'deleting';
+    await task.kill({}, '', constants.signals.SIGKILL, true).catch(() => {});
+    const deadline = Date.now() + SHUTDOWN_TIMEOUT_MS;
+    while (Date.now() < deadline) {
+      const st = await task.state(undefined, '', LOAD_TIMEOUT_MS).catch(() => undefined);
+      if (st === undefined || st.status === 'STOPPED') break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await this.teardown(task, true);
   }
 
   /** Work directories whose task was not loaded are leftovers (a reboot cleared the state). */
@@ -533,6 +577,22 @@ export class TaskManager {
     await Promise.allSettled([...this.cleanups.values()]);
     await Promise.allSettled([...this.tasks.values()].map((t) => t.disconnect()));
   }
+}
+
+/**
+ * Asks whatever shim serves address to shut down, when berthd cannot tell which shim binary
+ * it is (a bundle of an older berthd killed while starting it): the shim v2 API is the same
+ * for every shim, and a shim still serving other containers (berth's serves a group) stays.
+ * Best effort: nothing may listen there any more.
+ */
+async function shutdownShimAt(address: string | undefined, id: string, namespace: string): Promise<void> {
+  if (address === undefined) return;
+  const client = await TtrpcClient.connect(address, { timeoutMs: LOAD_TIMEOUT_MS }).catch(() => undefined);
+  if (!client) return;
+  await client
+    .call(TASK_SERVICE, 'Shutdown', { id, now: false }, { namespace, timeoutMs: SHUTDOWN_TIMEOUT_MS })
+    .catch(() => {});
+  await client.close();
 }
 
 /** A client that is already closed: what a dead task carries instead of a connection. */
