@@ -16,3 +16,4 @@ export * from './namespaces';
 export * from './plugin';
 export * from './proto';
 export * from './snapshots';
+export * from './time';
