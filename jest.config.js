@@ -8,6 +8,7 @@ module.exports = {
   transform: { '^.+\\.ts$': ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } } }] },
   moduleNameMapper: {
     '^@berth/([a-z-]+)/testing$': '<rootDir>/packages/$1/src/testing/index.ts',
+    '^@berth/api/time$': '<rootDir>/packages/api/src/time.ts',
     '^@berth/([a-z-]+)$': '<rootDir>/packages/$1/src/index.ts',
   },
   testPathIgnorePatterns: ['/node_modules/', '/dist/'],

@@ -17,3 +17,4 @@ export * from './plugin';
 export * from './proto';
 export * from './snapshots';
 export * from './special-files';
+export * from './time';

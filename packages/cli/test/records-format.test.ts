@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { encodeAny } from '@berth/api';
+import { encodeAny, NanoDate } from '@berth/api';
 import { formatEnvelope, goJson, goTimeString } from '../src/commands/events';
 import { binarySize, chainId, formatPlatform, normalizePlatform } from '../src/image-content';
 
@@ -11,6 +11,10 @@ describe('events lines as ctr prints them', () => {
     expect(goTimeString(new Date(Date.UTC(2024, 0, 2, 3, 4, 5)))).toBe('2024-01-02 03:04:05 +0000 UTC');
     expect(goTimeString(new Date(Date.UTC(2024, 0, 2, 3, 4, 5)), 1)).toBe(
       '2024-01-02 03:04:05.000000001 +0000 UTC',
+    );
+    // An event's NanoDate prints its nanoseconds, as ctr does.
+    expect(goTimeString(NanoDate.fromNanos(1_704_164_645_915_261_957n))).toBe(
+      '2024-01-02 03:04:05.915261957 +0000 UTC',
     );
   });
 

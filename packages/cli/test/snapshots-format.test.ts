@@ -1,3 +1,4 @@
+import { NanoDate } from '@berth/api';
 import { goJson, infoGoJson } from '../src/commands/snapshots';
 
 describe('snapshots output as ctr prints it', () => {
@@ -41,6 +42,14 @@ describe('snapshots output as ctr prints it', () => {
       Created: '1970-01-01T00:00:00Z',
       Updated: '1970-01-01T00:00:00Z',
     });
+  });
+
+  it('prints the nanoseconds a NanoDate carries', () => {
+    const at = NanoDate.fromNanos(1_714_979_289_120_456_700n); // 2024-05-06T07:08:09.1204567Z
+    const info = JSON.parse(
+      infoGoJson({ kind: 'active', name: 'a', parent: '', labels: {}, createdAt: at, updatedAt: at }),
+    );
+    expect(info.Created).toBe('2024-05-06T07:08:09.1204567Z');
   });
 
   it('escapes HTML characters as encoding/json does', () => {

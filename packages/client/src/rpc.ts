@@ -4,9 +4,12 @@ import {
   type Context,
   DeadlineExceededError,
   fromGrpcStatus,
+  fromTimestamp,
   GrpcCode,
   LEASE_HEADER,
   NAMESPACE_HEADER,
+  type TimestampMessage,
+  toTimestamp,
   UnavailableError,
 } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
@@ -112,18 +115,11 @@ export async function* serverStream<Res>(
 }
 
 /** google.protobuf.Timestamp as the loader decodes it. */
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
+export type Timestamp = TimestampMessage;
 
+/** A Timestamp as a NanoDate (nanoseconds kept, by @berth/api); unset is the epoch. */
 export function toDate(ts: Timestamp | null | undefined): Date {
-  if (!ts) return new Date(0);
-  return new Date(Number(ts.seconds) * 1000 + Math.floor(Number(ts.nanos) / 1e6));
+  return ts ? fromTimestamp(ts) : new Date(0);
 }
 
-export function toTimestamp(date: Date): Timestamp {
-  const ms = date.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1e6 };
-}
+export { toTimestamp };

@@ -1,15 +1,15 @@
 import { createHash } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { Digest, IngestStatus } from '@berth/api';
+import { type Digest, type IngestStatus, NanoDate, parseRFC3339 } from '@berth/api';
 import { isErrno } from './fs-util';
 
 /**
  * One ingest directory, `<root>/ingest/<sha256 of ref>/`:
  *   ref        the ref, verbatim (the directory name is only its hash)
  *   data       the bytes written so far; its size is the offset
- *   startedat  RFC 3339 time the ingest began
- *   updatedat  RFC 3339 time of the last write, refreshed when a writer closes
+ *   startedat  RFC 3339 time the ingest began, with nanoseconds (Go's RFC3339Nano)
+ *   updatedat  RFC 3339 time of the last write, refreshed when a writer closes (likewise)
  *   total      expected size in decimal, absent when unknown
  *   expected   expected digest, absent when unknown
  * A new ingest is assembled under `<root>/ingest/.tmp-*` and renamed into place, so a
@@ -39,10 +39,8 @@ async function readOptional(path: string): Promise<string | undefined> {
   }
 }
 
-function parseTime(text: string | undefined): Date | undefined {
-  if (text === undefined) return undefined;
-  const d = new Date(text.trim());
-  return Number.isNaN(d.getTime()) ? undefined : d;
+function parseTime(text: string | undefined): NanoDate | undefined {
+  return text === undefined ? undefined : parseRFC3339(text);
 }
 
 /**
@@ -51,11 +49,11 @@ function parseTime(text: string | undefined): Date | undefined {
  */
 export async function readIngest(dir: string): Promise<IngestStatus | undefined> {
   let size: number;
-  let mtime: number;
+  let mtime: bigint;
   try {
-    const st = await stat(join(dir, INGEST_FILES.data));
-    size = st.size;
-    mtime = Math.round(st.mtimeMs);
+    const st = await stat(join(dir, INGEST_FILES.data), { bigint: true });
+    size = Number(st.size);
+    mtime = st.mtimeNs;
   } catch (e) {
     if (isErrno(e, 'ENOENT') || isErrno(e, 'ENOTDIR')) return undefined;
     throw e;
@@ -72,7 +70,7 @@ export async function readIngest(dir: string): Promise<IngestStatus | undefined>
   // updatedat is written at close only; a writer killed mid-ingest leaves the data's
   // mtime as the better answer.
   const updatedFile = parseTime(updated) ?? startedAt;
-  const updatedAt = mtime > updatedFile.getTime() ? new Date(mtime) : updatedFile;
+  const updatedAt = mtime > updatedFile.toNanos() ? new NanoDate(mtime) : updatedFile;
   const totalNum = total === undefined ? 0 : Number.parseInt(total, 10);
   return {
     ref,

@@ -13,14 +13,19 @@ import {
   type Digest,
   FailedPreconditionError,
   type FieldAdaptor,
+  formatRFC3339Nano,
   type IngestStatus,
   InvalidArgumentError,
   type Labels,
   labelField,
+  NanoDate,
   NotFoundError,
+  nowNanos,
   type ParsedDigest,
   parseDigest,
   parseFilters,
+  parseRFC3339,
+  preciseNow,
   type ReaderAt,
   UnavailableError,
   validateLabels,
@@ -180,23 +185,23 @@ export class LocalStore implements ContentStore {
     checkSignal(ctx);
     const p = this.blobPath(digest);
     let size: number;
-    let createdAt: Date;
+    let createdAt: NanoDate;
     try {
-      const st = await stat(p);
-      size = st.size;
-      // Commit sets the mtime to the commit time (whole milliseconds).
-      createdAt = new Date(Math.round(st.mtimeMs));
+      const st = await stat(p, { bigint: true });
+      size = Number(st.size);
+      // Commit sets the mtime to the commit time; read with its nanoseconds.
+      createdAt = new NanoDate(st.mtimeNs);
     } catch (e) {
       if (isErrno(e, 'ENOENT')) throw new NotFoundError(`content ${digest}: not found`);
       throw e;
     }
     const rec = this.keepLabels ? await this.readLabels(digest) : undefined;
-    const updatedAt = rec ? new Date(rec.updatedAt) : createdAt;
+    const updatedAt = (rec && parseRFC3339(rec.updatedAt)) || createdAt;
     return {
       digest,
       size,
       createdAt,
-      updatedAt: Number.isNaN(updatedAt.getTime()) ? createdAt : updatedAt,
+      updatedAt,
       labels: rec?.labels ?? {},
     };
   }
@@ -224,7 +229,7 @@ export class LocalStore implements ContentStore {
   private async writeLabels(digest: Digest, labels: Labels, updatedAt: Date): Promise<void> {
     const p = this.labelsPath(digest);
     await mkdir(dirname(p), { recursive: true });
-    const rec: LabelRecord = { labels, updatedAt: updatedAt.toISOString() };
+    const rec: LabelRecord = { labels, updatedAt: formatRFC3339Nano(updatedAt) };
     await writeFileAtomic(p, JSON.stringify(rec), { sync: true });
   }
 
@@ -249,7 +254,7 @@ export class LocalStore implements ContentStore {
     return this.serialize(digest, async () => {
       const current = await this.info(ctx, digest);
       const labels = applyLabelPaths(current.labels, info.labels ?? {}, fieldpaths) ?? current.labels;
-      const updatedAt = new Date();
+      const updatedAt = preciseNow();
       await this.writeLabels(digest, labels, updatedAt);
       return { ...current, labels, updatedAt };
     });
@@ -390,8 +395,8 @@ export class LocalStore implements ContentStore {
     const tmp = join(this.ingestRoot, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
     await mkdir(tmp);
     try {
-      const startedAt = new Date();
-      const stamp = startedAt.toISOString();
+      const startedAt = preciseNow();
+      const stamp = formatRFC3339Nano(startedAt);
       const files: Promise<void>[] = [
         writeFile(join(tmp, INGEST_FILES.ref), ref),
         writeFile(join(tmp, INGEST_FILES.startedAt), stamp),
@@ -426,8 +431,11 @@ export class LocalStore implements ContentStore {
       if (await exists(target)) throw new AlreadyExistsError(`content ${digest}: already exists`);
       const blobDir = dirname(target);
       await mkdir(blobDir, { recursive: true });
-      const now = new Date();
-      await w.handle.utimes(now, now);
+      // The blob's mtime is its creation time. utimes takes seconds as a double (about
+      // 240 ns steps today), so what the file holds, read back, is the time everyone sees.
+      const seconds = Number(nowNanos()) / 1e9;
+      await w.handle.utimes(seconds, seconds);
+      const now = new NanoDate((await w.handle.stat({ bigint: true })).mtimeNs);
       await rename(w.dataPath, target);
       // Read-only from here on: some protection against accidental writes, as containerd.
       await w.handle.chmod(0o444).catch(() => {});

@@ -5,10 +5,12 @@ import {
   type CommitOptions,
   type Digest,
   FailedPreconditionError,
+  formatRFC3339Nano,
   type IngestStatus,
   InvalidArgumentError,
   type ParsedDigest,
   parseDigest,
+  preciseNow,
   validateLabels,
   type Writer,
 } from '@berth/api';
@@ -137,7 +139,7 @@ export class LocalWriter implements Writer {
         throw e;
       }
       this.offset += data.length;
-      this.updatedAt = new Date();
+      this.updatedAt = preciseNow();
     });
   }
 
@@ -182,7 +184,7 @@ export class LocalWriter implements Writer {
       await this.fh.truncate(size);
       this.hash = size === 0 ? createHash(this.algorithm) : await hashFile(this.fh, size, this.algorithm);
       this.offset = size;
-      this.updatedAt = new Date();
+      this.updatedAt = preciseNow();
     });
   }
 
@@ -230,7 +232,7 @@ export class LocalWriter implements Writer {
     return this.run(async () => {
       if (this.state !== 'open') return;
       try {
-        await writeFileAtomic(join(this.dir, INGEST_FILES.updatedAt), this.updatedAt.toISOString());
+        await writeFileAtomic(join(this.dir, INGEST_FILES.updatedAt), formatRFC3339Nano(this.updatedAt));
       } catch (e) {
         // Aborted from elsewhere (another store on this root): nothing left to keep.
         if (!isErrno(e, 'ENOENT')) throw e;

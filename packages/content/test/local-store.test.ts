@@ -12,7 +12,7 @@ import {
 import { readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type Context, digestOf, readBlob } from '@berth/api';
+import { type Context, digestOf, nowNanos, readBlob, toNanos } from '@berth/api';
 import { type LocalStore, openLocalStore } from '@berth/content';
 import { runContentStoreSuite } from '@berth/content/testing';
 
@@ -145,6 +145,91 @@ describe('LocalStore on disk', () => {
     const seen: string[] = [];
     await store.walk(ctx, (i) => void seen.push(i.digest));
     expect(seen).toEqual([b.digest]);
+  });
+});
+
+describe('LocalStore times keep nanoseconds', () => {
+  /** pre < t < post on the process's strictly increasing nanosecond clock. */
+  const expectBetween = (t: Date, pre: bigint, post: bigint) => {
+    const n = toNanos(t);
+    expect(n > pre && n < post).toBe(true);
+  };
+
+  it('reports ingest times from the clock and reads them back exactly after a reopen', async () => {
+    const root = tempRoot();
+    const store = await openLocalStore(root);
+    const b = blob(64);
+    const pre = nowNanos();
+    const w = await store.writer(ctx, { ref: 'ns-ingest', desc: { size: 64, digest: b.digest } });
+    const mid = nowNanos();
+    const st0 = await w.status();
+    expectBetween(st0.startedAt, pre, mid);
+    await w.write(b.data.subarray(0, 10));
+    const post = nowNanos();
+    const st1 = await w.status();
+    expectBetween(st1.updatedAt, mid, post);
+    expect(toNanos(st1.updatedAt) > toNanos(st1.startedAt)).toBe(true);
+    await w.close();
+
+    const again = await (await openLocalStore(root)).status(ctx, 'ns-ingest');
+    expect([toNanos(again.startedAt), toNanos(again.updatedAt)]).toEqual([
+      toNanos(st0.startedAt),
+      toNanos(st1.updatedAt),
+    ]);
+    const dir = join(root, 'ingest', ingestHash('ns-ingest'));
+    expect(readFileSync(join(dir, 'startedat'), 'utf8')).toMatch(
+      /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/,
+    );
+  });
+
+  it('creates a blob at its commit and updates it after, exactly as read back', async () => {
+    const root = tempRoot();
+    const store = await openLocalStore(root);
+    const b = blob(64);
+    const w = await store.writer(ctx, { ref: 'ns-blob' });
+    await w.write(b.data);
+    const pre = nowNanos();
+    await w.commit(64, b.digest, { labels: { a: 'b' } });
+    const post = nowNanos();
+    await w.close();
+    const info = await store.info(ctx, b.digest);
+    // The mtime holds the commit time to utimes' precision (a double of seconds: < 1 us).
+    expectBetween(info.createdAt, pre - 1000n, post);
+    expect(toNanos(info.updatedAt)).toBe(toNanos(info.createdAt));
+
+    const updated = await store.update(ctx, { digest: b.digest, labels: { a: 'c' } });
+    expect(toNanos(updated.updatedAt) > toNanos(info.createdAt)).toBe(true);
+    const again = await (await openLocalStore(root)).info(ctx, b.digest);
+    expect([toNanos(again.createdAt), toNanos(again.updatedAt)]).toEqual([
+      toNanos(info.createdAt),
+      toNanos(updated.updatedAt),
+    ]);
+  });
+
+  it('reads sub-millisecond digits from its files, and the millisecond files it wrote before', async () => {
+    const root = tempRoot();
+    const store = await openLocalStore(root);
+    const b = blob(32);
+    await put(store, 'ns-files', b.data, { a: 'b' });
+    const labels = join(root, 'labels', 'sha256', `${b.digest.slice(7)}.json`);
+    writeFileSync(
+      labels,
+      JSON.stringify({ labels: { a: 'b' }, updatedAt: '2025-12-06T11:25:25.915261957Z' }),
+    );
+    expect(toNanos((await store.info(ctx, b.digest)).updatedAt)).toBe(1_765_020_325_915_261_957n);
+    writeFileSync(labels, JSON.stringify({ labels: { a: 'b' }, updatedAt: '2025-12-06T11:25:25.915Z' }));
+    expect(toNanos((await store.info(ctx, b.digest)).updatedAt)).toBe(1_765_020_325_915_000_000n);
+
+    const w = await store.writer(ctx, { ref: 'ns-old-ingest' });
+    await w.close();
+    const dir = join(root, 'ingest', ingestHash('ns-old-ingest'));
+    writeFileSync(join(dir, 'startedat'), '2020-01-01T00:00:00.123Z');
+    writeFileSync(join(dir, 'updatedat'), '2020-01-01T00:00:00.123456789Z');
+    const { utimesSync } = await import('node:fs');
+    utimesSync(join(dir, 'data'), 1_500_000_000, 1_500_000_000); // older than updatedat: not used
+    const st = await store.status(ctx, 'ns-old-ingest');
+    expect(toNanos(st.startedAt)).toBe(1_577_836_800_123_000_000n);
+    expect(toNanos(st.updatedAt)).toBe(1_577_836_800_123_456_789n);
   });
 });
 

@@ -11,13 +11,16 @@ import {
   labelField,
   NotFoundError,
   parseFilters,
+  preciseNow,
   requireNamespace,
+  toNanos,
   validateIdentifier,
   validateLabels,
 } from '@berth/api';
 import type { MetadataDB } from './db';
 import { type GCNode, labelReferences, nodeKey, type ResourceKind } from './gc';
 import { groupLabels } from './label-rows';
+import { nsColumn, nsDate } from './time';
 
 interface ContainerRow {
   id: string;
@@ -30,8 +33,8 @@ interface ContainerRow {
   snapshotter: string;
   snapshot_key: string;
   sandbox: string;
-  created_at: number;
-  updated_at: number;
+  created_at: string;
+  updated_at: string;
 }
 
 interface ExtensionRow {
@@ -44,6 +47,10 @@ interface ExtensionRow {
 const COLUMNS =
   'id, image, runtime_name, runtime_options_type, runtime_options, spec_type, spec, snapshotter, ' +
   'snapshot_key, sandbox, created_at, updated_at';
+const SELECT_COLUMNS = COLUMNS.replace(
+  'created_at, updated_at',
+  `${nsColumn('created_at')}, ${nsColumn('updated_at')}`,
+);
 
 /** The fields a full update (no field paths) replaces, as containerd. */
 const FULL_UPDATE = ['labels', 'spec', 'extensions', 'image', 'snapshotkey'];
@@ -96,7 +103,7 @@ export class MetadataContainerStore implements ContainerStore {
     const filter = parseFilters(filters);
     const all = this.db.view(() => {
       const rows = this.db
-        .stmt(`SELECT ${COLUMNS} FROM containers WHERE namespace = ? ORDER BY id`)
+        .stmt(`SELECT ${SELECT_COLUMNS} FROM containers WHERE namespace = ? ORDER BY id`)
         .all(ns) as ContainerRow[];
       const labels = groupLabels(
         this.db.stmt('SELECT container, key, value FROM container_labels WHERE namespace = ?').all(ns) as {
@@ -136,7 +143,7 @@ export class MetadataContainerStore implements ContainerStore {
   async create(ctx: Context, container: ContainerInput): Promise<Container> {
     const ns = requireNamespace(ctx);
     validateContainer(container);
-    const now = new Date();
+    const now = preciseNow();
     const created = normalise(container, now, now);
     this.db.transaction(() => {
       this.db.ensureNamespace(ns);
@@ -207,7 +214,7 @@ export class MetadataContainerStore implements ContainerStore {
         }
       }
       validateContainer(next);
-      const updated = normalise(next, current.createdAt, new Date());
+      const updated = normalise(next, current.createdAt, preciseNow());
       this.db
         .stmt(
           'UPDATE containers SET image = ?, spec_type = ?, spec = ?, snapshot_key = ?, updated_at = ? ' +
@@ -218,7 +225,7 @@ export class MetadataContainerStore implements ContainerStore {
           updated.spec!.typeUrl,
           updated.spec!.value,
           updated.snapshotKey,
-          updated.updatedAt.getTime(),
+          toNanos(updated.updatedAt),
           ns,
           updated.id,
         );
@@ -241,7 +248,7 @@ export class MetadataContainerStore implements ContainerStore {
 
   private read(ns: string, id: string): Container | undefined {
     const row = this.db
-      .stmt(`SELECT ${COLUMNS} FROM containers WHERE namespace = ? AND id = ?`)
+      .stmt(`SELECT ${SELECT_COLUMNS} FROM containers WHERE namespace = ? AND id = ?`)
       .get(ns, id) as ContainerRow | undefined;
     if (!row) return undefined;
     const labels = this.db
@@ -311,8 +318,8 @@ function rowValues(c: Container): unknown[] {
     c.snapshotter,
     c.snapshotKey,
     c.sandbox,
-    c.createdAt.getTime(),
-    c.updatedAt.getTime(),
+    toNanos(c.createdAt),
+    toNanos(c.updatedAt),
   ];
 }
 
@@ -341,8 +348,8 @@ function toContainer(row: ContainerRow, labels: Labels, extensions: Record<strin
     snapshotKey: row.snapshot_key,
     extensions,
     sandbox: row.sandbox,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
+    createdAt: nsDate(row.created_at),
+    updatedAt: nsDate(row.updated_at),
   };
 }
 

@@ -16,9 +16,12 @@ import {
   type Labels,
   labelField,
   NotFoundError,
+  nowNanos,
   parseFilters,
+  preciseNow,
   type ReaderAt,
   requireNamespace,
+  toNanos,
   validateDigest,
   validateLabels,
   type WalkFunc,
@@ -29,12 +32,13 @@ import type { MetadataDB } from './db';
 import { GC_ROOT_LABEL, type GCNode, type GCReport, labelReferences, type ResourceKind } from './gc';
 import { groupLabels } from './label-rows';
 import { addToContextLease, removeFromContextLease, requireLease } from './leases';
+import { nsColumn, nsDate } from './time';
 
 interface ContentRow {
   digest: string;
   size: number;
-  created_at: number;
-  updated_at: number;
+  created_at: string;
+  updated_at: string;
 }
 
 interface IngestRow {
@@ -43,10 +47,11 @@ interface IngestRow {
   backing_ref: string;
   expected: string | null;
   shared: number;
-  created_at: number;
+  created_at: string;
 }
 
-const INGEST_COLUMNS = 'seq, ref, backing_ref, expected, shared, created_at';
+const INGEST_COLUMNS = `seq, ref, backing_ref, expected, shared, ${nsColumn('created_at')}`;
+const CONTENT_COLUMNS = `digest, size, ${nsColumn('created_at')}, ${nsColumn('updated_at')}`;
 
 const COPY_CHUNK = 1 << 20;
 
@@ -110,11 +115,11 @@ export class MetadataContentStore implements ContentStore {
       if (!current) throw notFound(info.digest);
       const labels = applyLabelPaths(current.labels, info.labels ?? {}, fieldpaths) ?? current.labels;
       validateLabels(labels);
-      const updatedAt = new Date();
+      const updatedAt = preciseNow();
       this.writeLabels(ns, info.digest, labels);
       this.db
         .stmt('UPDATE content SET updated_at = ? WHERE namespace = ? AND digest = ?')
-        .run(updatedAt.getTime(), ns, info.digest);
+        .run(updatedAt.toNanos(), ns, info.digest);
       return { ...current, labels, updatedAt };
     });
   }
@@ -125,7 +130,7 @@ export class MetadataContentStore implements ContentStore {
     const filter = parseFilters(filters);
     const infos = this.db.view(() => {
       const rows = this.db
-        .stmt('SELECT digest, size, created_at, updated_at FROM content WHERE namespace = ? ORDER BY digest')
+        .stmt(`SELECT ${CONTENT_COLUMNS} FROM content WHERE namespace = ? ORDER BY digest`)
         .all(ns) as ContentRow[];
       const labelRows = this.db
         .stmt('SELECT digest, key, value FROM content_labels WHERE namespace = ?')
@@ -240,7 +245,7 @@ export class MetadataContentStore implements ContentStore {
         this.db.ensureNamespace(ns);
         const shared = desc.digest !== undefined && this.sharedSize(desc.digest, desc.size) !== undefined;
         if (shared) desc.size = this.sharedSize(desc.digest!, desc.size);
-        const now = Date.now();
+        const now = nowNanos();
         let row = this.ingest(ns, ref);
         const created = !row;
         if (!row) {
@@ -251,14 +256,21 @@ export class MetadataContentStore implements ContentStore {
             .get(ns, ref, now) as { seq: number };
           const backingRef = `${ns}/${r.seq}/${ref}`;
           this.db.stmt('UPDATE ingests SET backing_ref = ? WHERE seq = ?').run(backingRef, r.seq);
-          row = { seq: r.seq, ref, backing_ref: backingRef, expected: null, shared: 0, created_at: now };
+          row = {
+            seq: r.seq,
+            ref,
+            backing_ref: backingRef,
+            expected: null,
+            shared: 0,
+            created_at: String(now),
+          };
         }
         const leased = addToContextLease(this.db, ctx, ns, 'ingests', ref);
         // Unleased ingests expire, so an abandoned one is collected eventually.
         if (!leased) {
           this.db
             .stmt('UPDATE ingests SET expires_at = ? WHERE seq = ?')
-            .run(now + this.db.ingestExpiryMs, row.seq);
+            .run(now + BigInt(this.db.ingestExpiryMs) * 1_000_000n, row.seq);
         }
         row.expected = desc.digest ?? null;
         row.shared = shared ? 1 : 0;
@@ -330,7 +342,7 @@ export class MetadataContentStore implements ContentStore {
     if (!row.shared || !row.expected) return undefined;
     try {
       const info = await this.backing.info(ctx, row.expected);
-      const at = new Date(row.created_at);
+      const at = nsDate(row.created_at);
       return {
         ref: row.ref,
         offset: info.size,
@@ -347,7 +359,7 @@ export class MetadataContentStore implements ContentStore {
 
   private readInfo(ns: string, digest: Digest): ContentInfo | undefined {
     const row = this.db
-      .stmt('SELECT digest, size, created_at, updated_at FROM content WHERE namespace = ? AND digest = ?')
+      .stmt(`SELECT ${CONTENT_COLUMNS} FROM content WHERE namespace = ? AND digest = ?`)
       .get(ns, digest) as ContentRow | undefined;
     if (!row) return undefined;
     const labels = this.db
@@ -371,7 +383,7 @@ export class MetadataContentStore implements ContentStore {
  * backing ingest first), a truncate restarts from a prefix of it, as containerd.
  */
 class NamespacedWriter implements Writer {
-  private readonly startedAt = new Date();
+  private readonly startedAt = preciseNow();
   private committed = false;
 
   constructor(
@@ -469,7 +481,7 @@ class NamespacedWriter implements Writer {
         this.db.ensureNamespace(ns);
         this.db.stmt('DELETE FROM ingests WHERE namespace = ? AND ref = ?').run(ns, this.ref);
         removeFromContextLease(this.db, this.ctx, ns, 'ingests', this.ref);
-        const now = Date.now();
+        const now = nowNanos();
         const r = this.db
           .stmt(
             'INSERT OR IGNORE INTO content (namespace, digest, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
@@ -533,8 +545,8 @@ function toInfo(row: ContentRow, labels: Labels): ContentInfo {
   return {
     digest: row.digest,
     size: row.size,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
+    createdAt: nsDate(row.created_at),
+    updatedAt: nsDate(row.updated_at),
     labels,
   };
 }
@@ -615,7 +627,7 @@ export function contentKinds(db: MetadataDB, backing: ContentStore | undefined):
     },
     roots: (now) =>
       (
-        db.stmt('SELECT namespace, ref FROM ingests WHERE expires_at > ?').all(now.getTime()) as {
+        db.stmt('SELECT namespace, ref FROM ingests WHERE expires_at > ?').all(toNanos(now)) as {
           namespace: string;
           ref: string;
         }[]

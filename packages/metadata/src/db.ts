@@ -2,6 +2,7 @@ import {
   AlreadyExistsError,
   type ContentStore,
   FailedPreconditionError,
+  nowNanos,
   type Snapshotter,
   validateIdentifier,
 } from '@berth/api';
@@ -173,7 +174,7 @@ export class MetadataDB {
 
   /** Creates the namespace when it does not exist yet: writing into one creates it, as containerd. */
   ensureNamespace(namespace: string): void {
-    this.stmt('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)').run(namespace, Date.now());
+    this.stmt('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)').run(namespace, nowNanos());
   }
 
   /** Records that something was deleted, so a collection has work to do; schedules one. */

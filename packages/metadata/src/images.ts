@@ -11,25 +11,28 @@ import {
   NotFoundError,
   parseDigest,
   parseFilters,
+  preciseNow,
   requireNamespace,
+  toNanos,
   validateLabels,
 } from '@berth/api';
 import type { MetadataDB } from './db';
 import { type GCNode, labelReferences, nodeKey, type ResourceKind } from './gc';
 import { groupLabels } from './label-rows';
+import { nsColumn, nsDate } from './time';
 
 interface ImageRow {
   name: string;
   target_media_type: string;
   target_digest: string;
   target_size: number;
-  created_at: number;
-  updated_at: number;
+  created_at: string;
+  updated_at: string;
 }
 
 type ImageInput = Omit<Image, 'createdAt' | 'updatedAt'>;
 
-const COLUMNS = 'name, target_media_type, target_digest, target_size, created_at, updated_at';
+const COLUMNS = `name, target_media_type, target_digest, target_size, ${nsColumn('created_at')}, ${nsColumn('updated_at')}`;
 
 /** Checks what is stored of an image, as containerd: a name, labels, and a target it can follow. */
 export function validateImage(image: ImageInput): void {
@@ -119,7 +122,7 @@ export class MetadataImageStore implements ImageStore {
   async create(ctx: Context, image: ImageInput): Promise<Image> {
     const ns = requireNamespace(ctx);
     validateImage(image);
-    const now = new Date();
+    const now = preciseNow();
     const created: Image = {
       name: image.name,
       labels: nonEmpty(image.labels),
@@ -140,8 +143,8 @@ export class MetadataImageStore implements ImageStore {
           created.target.mediaType,
           created.target.digest,
           created.target.size,
-          now.getTime(),
-          now.getTime(),
+          now.toNanos(),
+          now.toNanos(),
         );
       if (r.changes === 0)
         throw new AlreadyExistsError(`image ${JSON.stringify(image.name)}: already exists`);
@@ -193,7 +196,7 @@ export class MetadataImageStore implements ImageStore {
         labels: nonEmpty(next.labels),
         target: storedTarget(next.target),
         createdAt: current.createdAt,
-        updatedAt: new Date(),
+        updatedAt: preciseNow(),
       };
       this.db
         .stmt(
@@ -204,7 +207,7 @@ export class MetadataImageStore implements ImageStore {
           updated.target.mediaType,
           updated.target.digest,
           updated.target.size,
-          updated.updatedAt.getTime(),
+          toNanos(updated.updatedAt),
           ns,
           updated.name,
         );
@@ -283,8 +286,8 @@ function toImage(row: ImageRow, labels: Labels, annotations: Labels | undefined)
     name: row.name,
     labels,
     target,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
+    createdAt: nsDate(row.created_at),
+    updatedAt: nsDate(row.updated_at),
   };
 }
 

@@ -13,6 +13,7 @@ import {
   NotFoundError,
   parseDigest,
   parseFilters,
+  preciseNow,
   requireNamespace,
   validateIdentifier,
   validateLabels,
@@ -20,10 +21,11 @@ import {
 import type { MetadataDB } from './db';
 import type { GCNode, ResourceKind } from './gc';
 import { groupLabels } from './label-rows';
+import { nsColumn, nsDate } from './time';
 
 interface LeaseRow {
   id: string;
-  created_at: number;
+  created_at: string;
 }
 
 /** Validates a lease resource: `content` (a digest), `ingests`, `snapshots/<snapshotter>`. */
@@ -136,12 +138,12 @@ export class SqliteLeaseManager implements LeaseManager {
     validateLabels(opts.labels);
     const labels: Labels = {};
     for (const [k, v] of Object.entries(opts.labels ?? {})) if (v !== '') labels[k] = v;
-    const createdAt = new Date();
+    const createdAt = preciseNow();
     this.db.transaction(() => {
       this.db.ensureNamespace(ns);
       const r = this.db
         .stmt('INSERT OR IGNORE INTO leases (namespace, id, created_at) VALUES (?, ?, ?)')
-        .run(ns, id, createdAt.getTime());
+        .run(ns, id, createdAt.toNanos());
       if (r.changes === 0) throw new AlreadyExistsError(`lease "${id}": already exists`);
       const put = this.db.stmt('INSERT INTO lease_labels (namespace, lease, key, value) VALUES (?, ?, ?, ?)');
       for (const [k, v] of Object.entries(labels)) put.run(ns, id, k, v);
@@ -167,7 +169,9 @@ export class SqliteLeaseManager implements LeaseManager {
       () =>
         [
           this.db
-            .stmt('SELECT id, created_at FROM leases WHERE namespace = ? ORDER BY created_at, id')
+            .stmt(
+              `SELECT id, ${nsColumn('created_at')} FROM leases WHERE namespace = ? ORDER BY leases.created_at, id`,
+            )
             .all(ns) as LeaseRow[],
           this.db.stmt('SELECT lease, key, value FROM lease_labels WHERE namespace = ?').all(ns) as {
             lease: string;
@@ -181,7 +185,7 @@ export class SqliteLeaseManager implements LeaseManager {
     for (const row of rows) {
       const lease: Lease = {
         id: row.id,
-        createdAt: new Date(row.created_at),
+        createdAt: nsDate(row.created_at),
         labels: labels.get(row.id) ?? {},
       };
       const matches = filter.match((path) => {

@@ -5,6 +5,7 @@ import {
   type Labels,
   type NamespaceStore,
   NotFoundError,
+  nowNanos,
   validateIdentifier,
   validateLabel,
   validateLabels,
@@ -21,7 +22,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
     this.db.transaction(() => {
       const r = this.db
         .stmt('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)')
-        .run(name, Date.now());
+        .run(name, nowNanos());
       if (r.changes === 0) throw new AlreadyExistsError(`namespace "${name}": already exists`);
       const put = this.db.stmt('INSERT INTO namespace_labels (namespace, key, value) VALUES (?, ?, ?)');
       for (const [k, v] of Object.entries(labels ?? {})) {

@@ -197,6 +197,22 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 4,
+    description: 'times in nanoseconds since the epoch, as containerd keeps them (were milliseconds)',
+    up(db) {
+      // INTEGER is 64-bit: nanoseconds fit until 2262. Values stay sortable and comparable in SQL.
+      db.exec(`
+        UPDATE namespaces SET created_at = created_at * 1000000;
+        UPDATE content    SET created_at = created_at * 1000000, updated_at = updated_at * 1000000;
+        UPDATE ingests    SET created_at = created_at * 1000000, expires_at = expires_at * 1000000;
+        UPDATE leases     SET created_at = created_at * 1000000;
+        UPDATE snapshots  SET created_at = created_at * 1000000, updated_at = updated_at * 1000000;
+        UPDATE images     SET created_at = created_at * 1000000, updated_at = updated_at * 1000000;
+        UPDATE containers SET created_at = created_at * 1000000, updated_at = updated_at * 1000000;
+      `);
+    },
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -12,6 +12,7 @@ import {
   type Labels,
   type Mount,
   NotFoundError,
+  nowNanos,
   parseFilters,
   requireNamespace,
   type SnapshotInfo,
@@ -20,6 +21,7 @@ import {
   type SnapshotUsage,
   type SnapshotWalkFunc,
   snapshotField,
+  toNanos,
   UnknownError,
   validateLabels,
 } from '@berth/api';
@@ -27,6 +29,7 @@ import type { MetadataDB } from './db';
 import { GC_ROOT_LABEL, type GCNode, type GCReport, labelReferences, type ResourceKind } from './gc';
 import { groupLabels } from './label-rows';
 import { addToContextLease, removeFromContextLease } from './leases';
+import { nsColumn, nsDate } from './time';
 
 /** Labels with this prefix are handed down to the backing snapshotter (containerd's rule). */
 export const INHERITED_LABEL_PREFIX = 'containerd.io/snapshot/';
@@ -41,12 +44,12 @@ interface SnapshotRow {
   key: string;
   backing_key: string;
   parent: string | null;
-  created_at: number;
-  updated_at: number;
+  created_at: string;
+  updated_at: string;
 }
 
 const ROW_COLUMNS =
-  's.id, s.key, s.backing_key, p.key AS parent, s.created_at, s.updated_at ' +
+  `s.id, s.key, s.backing_key, p.key AS parent, ${nsColumn('s.created_at')}, ${nsColumn('s.updated_at')} ` +
   'FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id';
 
 /** The labels a backing snapshotter sees: only `containerd.io/snapshot/…` ones. */
@@ -63,8 +66,8 @@ function overlayInfo(backing: SnapshotInfo, row: SnapshotRow, labels: Labels): S
     name: row.key,
     parent: row.parent ?? '',
     labels: { ...backing.labels, ...labels },
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
+    createdAt: nsDate(row.created_at),
+    updatedAt: nsDate(row.updated_at),
   };
 }
 
@@ -150,13 +153,13 @@ export class MetadataSnapshotter implements Snapshotter {
       { name: row.backing_key, labels: inheritedLabels(next) },
       fieldpaths,
     );
-    const updatedAt = Date.now();
+    const updatedAt = nowNanos();
     this.db.transaction(() => {
       if (!this.db.stmt('SELECT 1 FROM snapshots WHERE id = ?').get(row.id)) throw notExist(info.name);
       this.writeLabels(row.id, next);
       this.db.stmt('UPDATE snapshots SET updated_at = ? WHERE id = ?').run(updatedAt, row.id);
     });
-    return overlayInfo(backingInfo, { ...row, updated_at: updatedAt }, next);
+    return overlayInfo(backingInfo, { ...row, updated_at: String(updatedAt) }, next);
   }
 
   async usage(ctx: Context, key: string): Promise<SnapshotUsage> {
@@ -212,7 +215,7 @@ export class MetadataSnapshotter implements Snapshotter {
       let recordKey = key;
       let recordBacking = backingKey;
       let recordBackingParent = backingParent;
-      let createdAt = Date.now();
+      let createdAt = nowNanos();
       let updatedAt = createdAt;
       let existing: Error | undefined;
       try {
@@ -234,8 +237,8 @@ export class MetadataSnapshotter implements Snapshotter {
         recordKey = target;
         recordBacking = found.name;
         recordBackingParent = found.parent;
-        createdAt = found.createdAt.getTime();
-        updatedAt = found.updatedAt.getTime();
+        createdAt = toNanos(found.createdAt);
+        updatedAt = toNanos(found.updatedAt);
         for (const [k, v] of Object.entries(found.labels)) if (!(k in labels)) labels[k] = v;
         existing = new AlreadyExistsError(
           `target snapshot ${JSON.stringify(target)} from snapshotter: already exists`,
@@ -329,7 +332,7 @@ export class MetadataSnapshotter implements Snapshotter {
               parent_id: number | null;
             }
           ).parent_id;
-          const now = Date.now();
+          const now = nowNanos();
           this.db.ensureNamespace(ns);
           addToContextLease(this.db, ctx, ns, this.resourceType, name);
           // The active snapshot has no children (a parent must be committed), so it can go first.

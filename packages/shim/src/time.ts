@@ -1,10 +1,11 @@
-/** google.protobuf.Timestamp in the JS shape @berth/api uses. */
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
+// The time module alone: start and delete, which run once per container, must not load
+// @berth/api's index (protobuf and gRPC).
+import { preciseNow, type TimestampMessage, toTimestamp } from '@berth/api/time';
 
+/** google.protobuf.Timestamp in the JS shape @berth/api uses. */
+export type Timestamp = TimestampMessage;
+
+/** Now, with nanoseconds (containerd's shim stamps exits and events with time.Now()). */
 export function timestampNow(): Timestamp {
-  const ms = Date.now();
-  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+  return toTimestamp(preciseNow());
 }

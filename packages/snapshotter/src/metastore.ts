@@ -4,7 +4,9 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type Labels,
+  NanoDate,
   NotFoundError,
+  nowNanos,
   parseFilters,
   type SnapshotInfo,
   type SnapshotKind,
@@ -29,6 +31,12 @@ import BetterSqlite3 from 'better-sqlite3';
  *             parent_id -> snapshots.id (only committed snapshots are parents),
  *             labels TEXT (JSON object), created_at, updated_at (ms since the epoch),
  *             size, inodes (usage recorded at commit))
+ *
+ * Schema v2: created_at and updated_at are nanoseconds since the epoch (containerd keeps
+ * nanoseconds; its clients compare them with their own clocks). An INTEGER holds them
+ * exactly until 2262; they pass 2^53, so they are bound as BigInt and read as decimal
+ * text (`CAST(... AS TEXT)`), which keeps the other integers of a row plain numbers
+ * (better-sqlite3's safeIntegers would turn them all into BigInts).
  */
 export interface Migration {
   version: number;
@@ -55,6 +63,12 @@ export const MIGRATIONS: readonly Migration[] = [
       `);
     },
   },
+  {
+    version: 2,
+    up(db) {
+      db.exec('UPDATE snapshots SET created_at = created_at * 1000000, updated_at = updated_at * 1000000');
+    },
+  },
 ];
 
 /** What a snapshotter needs to lay out and mount a snapshot. */
@@ -73,14 +87,15 @@ interface Row {
   parent_id: number | null;
   parent_key: string | null;
   labels: string;
-  created_at: number;
-  updated_at: number;
+  /** Nanoseconds since the epoch, as decimal text. */
+  created_at: string;
+  updated_at: string;
   size: number;
   inodes: number;
 }
 
 const SELECT = `SELECT s.id, s.key, s.kind, s.parent_id, p.key AS parent_key, s.labels,
-  s.created_at, s.updated_at, s.size, s.inodes
+  CAST(s.created_at AS TEXT) AS created_at, CAST(s.updated_at AS TEXT) AS updated_at, s.size, s.inodes
   FROM snapshots s LEFT JOIN snapshots p ON p.id = s.parent_id`;
 
 const UPDATABLE_FIELDS = 'labels';
@@ -91,8 +106,8 @@ function toInfo(row: Row): SnapshotInfo {
     name: row.key,
     parent: row.parent_key ?? '',
     labels: JSON.parse(row.labels) as Labels,
-    createdAt: new Date(row.created_at),
-    updatedAt: new Date(row.updated_at),
+    createdAt: new NanoDate(BigInt(row.created_at)),
+    updatedAt: new NanoDate(BigInt(row.updated_at)),
   };
 }
 
@@ -238,7 +253,7 @@ export class MetaStore {
       throw new FailedPreconditionError(`parent snapshot ${parent} changed while ${key} was being prepared`);
     }
     this.checkFree(key);
-    const now = Date.now();
+    const now = nowNanos();
     const res = this.stmt(
       'INSERT INTO snapshots (key, kind, parent_id, labels, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)',
     ).run(
@@ -268,7 +283,7 @@ export class MetaStore {
     }
     if (row.kind !== 'active') throw new FailedPreconditionError(`snapshot ${key} is not active`);
     if (this.row(name)) throw new AlreadyExistsError(`committed snapshot ${name} already exists`);
-    const now = Date.now();
+    const now = nowNanos();
     this.stmt(
       `UPDATE snapshots SET key = ?, kind = 'committed', labels = ?, created_at = ?, updated_at = ?,
          size = ?, inodes = ? WHERE id = ?`,
@@ -298,13 +313,13 @@ export class MetaStore {
     const labels = applyLabelPaths(current, info.labels ?? {}, fieldpaths) ?? current;
     for (const [k, v] of Object.entries(labels)) if (v === '') delete labels[k];
     validateLabels(labels);
-    const now = Date.now();
+    const now = nowNanos();
     this.stmt('UPDATE snapshots SET labels = ?, updated_at = ? WHERE id = ?').run(
       JSON.stringify(labels),
       now,
       row.id,
     );
-    return toInfo({ ...row, labels: JSON.stringify(labels), updated_at: now });
+    return toInfo({ ...row, labels: JSON.stringify(labels), updated_at: String(now) });
   }
 
   /** Every snapshot matching the filters (containerd's filter language over kind, name, parent, labels). */

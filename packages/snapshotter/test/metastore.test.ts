@@ -1,8 +1,10 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { nowNanos, toNanos } from '@berth/api';
 import { MetaStore } from '@berth/snapshotter';
 import BetterSqlite3 from 'better-sqlite3';
+import { MIGRATIONS } from '../src/metastore';
 
 describe('MetaStore', () => {
   let dir: string;
@@ -18,6 +20,54 @@ describe('MetaStore', () => {
     await rm(dir, { recursive: true, force: true });
   });
 
+  test('times keep nanoseconds: created, committed and updated in order, read back exactly', () => {
+    const pre = nowNanos();
+    ms.create('active', 'k', '', undefined);
+    const post = nowNanos();
+    const active = ms.info('k');
+    expect(toNanos(active.createdAt) > pre && toNanos(active.createdAt) < post).toBe(true);
+    expect(toNanos(active.updatedAt)).toBe(toNanos(active.createdAt));
+    ms.commit('c', 'k', undefined, usage);
+    const committed = ms.info('c');
+    expect(toNanos(committed.createdAt) > post).toBe(true);
+    const updated = ms.update({ name: 'c', labels: { a: 'b' } });
+    expect(toNanos(updated.updatedAt) > toNanos(committed.createdAt)).toBe(true);
+    ms.close();
+    ms = new MetaStore(join(dir, 'metadata.db'));
+    const again = ms.info('c');
+    expect([toNanos(again.createdAt), toNanos(again.updatedAt)]).toEqual([
+      toNanos(committed.createdAt),
+      toNanos(updated.updatedAt),
+    ]);
+    expect(toNanos(ms.list()[0]!.info.updatedAt)).toBe(toNanos(updated.updatedAt));
+  });
+
+  test('schema 2 turns version 1 milliseconds into nanoseconds, keeping the instants', () => {
+    ms.close();
+    const path = join(dir, 'v1.db');
+    const raw = new BetterSqlite3(path);
+    MIGRATIONS[0]!.up(raw);
+    raw.pragma('user_version = 1');
+    raw
+      .prepare("INSERT INTO snapshots (key, kind, created_at, updated_at) VALUES ('old', 'committed', ?, ?)")
+      .run(1_765_020_325_915, 1_765_020_325_916);
+    raw.close();
+    ms = new MetaStore(path);
+    expect(ms.schemaVersion).toBe(2);
+    const info = ms.info('old');
+    expect([toNanos(info.createdAt), toNanos(info.updatedAt)]).toEqual([
+      1_765_020_325_915_000_000n,
+      1_765_020_325_916_000_000n,
+    ]);
+    ms.close();
+    // A stored time with sub-millisecond digits (past 2^53) comes back exactly.
+    const again = new BetterSqlite3(path);
+    again.prepare("UPDATE snapshots SET updated_at = 1765020325915261957 WHERE key = 'old'").run();
+    again.close();
+    ms = new MetaStore(path);
+    expect(toNanos(ms.info('old').updatedAt)).toBe(1_765_020_325_915_261_957n);
+  });
+
   /** committed chain c1 <- c2 <- c3, returning their ids */
   function chain(n: number): string[] {
     const ids: string[] = [];
@@ -30,8 +80,8 @@ describe('MetaStore', () => {
     return ids;
   }
 
-  test('a new file is at schema version 1; a newer version is refused', () => {
-    expect(ms.schemaVersion).toBe(1);
+  test('a new file is at the latest schema version; a newer version is refused', () => {
+    expect(ms.schemaVersion).toBe(MIGRATIONS.length);
     ms.close();
     const raw = new BetterSqlite3(join(dir, 'metadata.db'));
     raw.pragma('user_version = 99');

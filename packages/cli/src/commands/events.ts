@@ -1,11 +1,11 @@
-import type { Envelope } from '@berth/api';
+import { type Envelope, formatRFC3339Nano, fromTimestamp, NanoDate } from '@berth/api';
 import type { CommandSpec } from '../args';
 import { api, type Globals, print } from '../runtime';
 
 /** Go's time.Time.String() of a UTC time: `2006-01-02 15:04:05.999999999 +0000 UTC`. */
 export function goTimeString(date: Date, nanos?: number): string {
   const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
-  const ns = nanos ?? date.getUTCMilliseconds() * 1_000_000;
+  const ns = nanos ?? NanoDate.from(date).nanosecond;
   const frac = ns > 0 ? `.${String(ns).padStart(9, '0').replace(/0+$/, '')}` : '';
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}${frac} +0000 UTC`;
 }
@@ -30,10 +30,7 @@ interface EnumInfo {
 }
 const isType = (t: unknown): t is TypeInfo => !!t && Array.isArray((t as TypeInfo).fieldsArray);
 
-function rfc3339Nano(t: { seconds: number; nanos: number }): string {
-  const iso = new Date(t.seconds * 1000).toISOString().slice(0, 19);
-  return `${iso}${t.nanos > 0 ? `.${String(t.nanos).padStart(9, '0').replace(/0+$/, '')}` : ''}Z`;
-}
+const rfc3339Nano = (t: { seconds: number; nanos: number }): string => formatRFC3339Nano(fromTimestamp(t));
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 const OMIT = Symbol('omit');

@@ -1,4 +1,11 @@
-import type { Context, Mount, SnapshotInfo, SnapshotKind, Snapshotter } from '@berth/api';
+import {
+  type Context,
+  formatRFC3339Nano,
+  type Mount,
+  type SnapshotInfo,
+  type SnapshotKind,
+  type Snapshotter,
+} from '@berth/api';
 import type { CommandSpec, FlagSpec, Invocation } from '../args';
 import { binarySize } from '../image-content';
 import { type Globals, labelArgs, print, printJson, type Session } from '../runtime';
@@ -42,11 +49,7 @@ async function snapshotterOf(
 const rfc3339Seconds = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
 
 /** Go's time.Time JSON: RFC 3339 with nanoseconds, trailing zeros trimmed (UTC here). */
-function goTime(d: Date): string {
-  const iso = d.toISOString();
-  const frac = iso.slice(20, 23).replace(/0+$/, '');
-  return `${iso.slice(0, 19)}${frac ? `.${frac}` : ''}Z`;
-}
+const goTime = (d: Date): string => formatRFC3339Nano(d);
 
 /** encoding/json's MarshalIndent with four spaces: HTML characters escaped, as ctr prints. */
 export function goJson(value: unknown): string {

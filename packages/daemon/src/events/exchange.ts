@@ -10,6 +10,7 @@ import {
   isFailedPrecondition,
   type Publisher,
   parseFilters,
+  preciseNow,
   requireNamespace,
   validateIdentifier,
 } from '@berth/api';
@@ -149,7 +150,7 @@ export class Exchange implements Publisher {
     }
     validateTopic(topic);
     const encoded = encodeAny(typeName, event);
-    this.deliver({ timestamp: new Date(), namespace, topic, event: encoded, decoded: event });
+    this.deliver({ timestamp: preciseNow(), namespace, topic, event: encoded, decoded: event });
   }
 
   /** Forwards an envelope published elsewhere (a shim, a remote publisher). */

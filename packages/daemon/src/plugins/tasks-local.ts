@@ -10,12 +10,15 @@ import {
   type Mount,
   NotImplementedError,
   parseFilters,
+  preciseNow,
   requireNamespace,
+  type TimestampMessage,
+  toTimestamp,
   validateIdentifier,
 } from '@berth/api';
 import { type Logger, nullLogger } from '../log';
 import type { TaskManager } from '../runtime/manager';
-import { type ProcessState, type ShimTask, type Timestamp, toTimestamp } from '../runtime/shim';
+import type { ProcessState, ShimTask } from '../runtime/shim';
 
 /** containerd.v1.types.Process as the Tasks API returns it. */
 export interface ProcessMessage {
@@ -27,7 +30,7 @@ export interface ProcessMessage {
   stderr: string;
   terminal: boolean;
   exitStatus: number;
-  exitedAt: Timestamp | null;
+  exitedAt: TimestampMessage | null;
 }
 
 /** The requests of containerd.services.tasks.v1.Tasks, in the proto loader's JS shape. */
@@ -250,7 +253,7 @@ export class TasksLocal {
     );
     const metrics = await Promise.all(
       tasks.map(async (t) => {
-        const collected = new Date();
+        const collected = preciseNow();
         try {
           const data = await t.stats(ctx);
           return { timestamp: toTimestamp(collected), id: t.id, data };

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Envelope, InvalidArgumentError, unlinkQuiet } from '@berth/api';
+import { type Envelope, fromTimestamp, InvalidArgumentError, unlinkQuiet } from '@berth/api';
 import { socketPath, TtrpcServer } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
 
@@ -77,7 +77,7 @@ function toEnvelope(req: ForwardRequest): Envelope {
   if (!env.event?.typeUrl) throw new InvalidArgumentError(`forward ${env.topic}: event must be set`);
   if (!env.timestamp) throw new InvalidArgumentError(`forward ${env.topic}: timestamp must be set`);
   return {
-    timestamp: new Date(Number(env.timestamp.seconds) * 1000 + Math.floor(Number(env.timestamp.nanos) / 1e6)),
+    timestamp: fromTimestamp(env.timestamp),
     namespace: env.namespace,
     topic: env.topic,
     event: { typeUrl: env.event.typeUrl, value: Buffer.from(env.event.value) },

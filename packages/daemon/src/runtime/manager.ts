@@ -10,27 +10,24 @@ import {
   decodeAny,
   type Envelope,
   FailedPreconditionError,
+  fromTimestamp,
   isNotFound,
   isUnavailable,
   NotFoundError,
   type Publisher,
+  preciseNow,
   removeTree,
   requireNamespace,
+  type TimestampMessage,
+  toTimestamp,
 } from '@berth/api';
 import { socketPath, TtrpcClient } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
 import { berthShimAddress, isBerthShim, specAnnotations } from './berth-shim';
 import { resolveShimBinary } from './binary';
 import { Bundle } from './bundle';
-import {
-  type CreateTaskOptions,
-  type DeleteResult,
-  ShimTask,
-  TASK_SERVICE,
-  type Timestamp,
-  toTimestamp,
-} from './shim';
-import { type Exit, type ShimCommandConfig, shimDelete, shimStart, timestampToDate } from './shim-binary';
+import { type CreateTaskOptions, type DeleteResult, ShimTask, TASK_SERVICE } from './shim';
+import { type Exit, type ShimCommandConfig, shimDelete, shimStart } from './shim-binary';
 import { openShimLog, type ShimLog } from './shim-log';
 
 export const TASK_EXIT = '/tasks/exit';
@@ -152,7 +149,7 @@ export class TaskManager {
       id?: string;
       pid?: number;
       exitStatus?: number;
-      exitedAt?: Timestamp | null;
+      exitedAt?: TimestampMessage | null;
     };
     try {
       e = decodeAny(envelope.event) as typeof e;
@@ -165,7 +162,7 @@ export class TaskManager {
     task.exit = {
       pid: e.pid ?? 0,
       exitStatus: e.exitStatus ?? 0,
-      exitedAt: e.exitedAt ? timestampToDate(e.exitedAt) : new Date(),
+      exitedAt: e.exitedAt ? fromTimestamp(e.exitedAt) : preciseNow(),
     };
   }
 
@@ -319,7 +316,7 @@ export class TaskManager {
     if (task.phase === 'dead') {
       await this.cleanups.get(task);
       this.forget(task);
-      const exit = task.exit ?? { pid: 0, exitStatus: 255, exitedAt: new Date() };
+      const exit = task.exit ?? { pid: 0, exitStatus: 255, exitedAt: preciseNow() };
       await this.publish(ns, TASK_DELETE, 'containerd.events.TaskDelete', {
         containerId: id,
         pid: exit.pid,
@@ -405,7 +402,7 @@ export class TaskManager {
     task.deathReason = 'its shim exited unexpectedly (ttrpc: closed)';
     task.log?.close();
     const exit = await this.runShimDelete(task.shim, task.bundle);
-    task.exit ??= exit ?? { pid: 0, exitStatus: 255, exitedAt: new Date() };
+    task.exit ??= exit ?? { pid: 0, exitStatus: 255, exitedAt: preciseNow() };
     await task.bundle
       .delete()
       .catch((err) =>

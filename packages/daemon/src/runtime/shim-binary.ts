@@ -6,6 +6,8 @@ import {
   decodeMessage,
   encodeMessage,
   FailedPreconditionError,
+  fromTimestamp,
+  preciseNow,
   UnknownError,
 } from '@berth/api';
 import { DEFAULT_SHIM_IDLE_MS } from './berth-shim';
@@ -164,10 +166,6 @@ export async function shimDelete(
   return {
     pid: res.pid,
     exitStatus: res.exitStatus,
-    exitedAt: res.exitedAt ? timestampToDate(res.exitedAt) : new Date(),
+    exitedAt: res.exitedAt ? fromTimestamp(res.exitedAt) : preciseNow(),
   };
-}
-
-export function timestampToDate(t: { seconds: number; nanos: number }): Date {
-  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos) / 1_000_000));
 }

@@ -5,6 +5,8 @@ import {
   isUnavailable,
   type Mount,
   NotFoundError,
+  type TimestampMessage,
+  toTimestamp,
   UnavailableError,
 } from '@berth/api';
 import type { CallOptions, TtrpcClient } from '@berth/ttrpc';
@@ -15,11 +17,6 @@ import type { ShimLog } from './shim-log';
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 
 export type TaskStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING';
-
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
 
 /** A process as the shim's State reports it (containerd.task.v2.StateResponse). */
 export interface ProcessState {
@@ -32,13 +29,13 @@ export interface ProcessState {
   stderr: string;
   terminal: boolean;
   exitStatus: number;
-  exitedAt: Timestamp | null;
+  exitedAt: TimestampMessage | null;
   execId: string;
 }
 
 export interface ProcessExit {
   exitStatus: number;
-  exitedAt: Timestamp | null;
+  exitedAt: TimestampMessage | null;
 }
 
 export interface DeleteResult extends ProcessExit {
@@ -57,12 +54,6 @@ export interface CreateTaskOptions extends ProcessIO {
   rootfs: Mount[];
   /** Runtime options (the container's, or the task's when Create carries them). */
   options?: AnyValue;
-}
-
-export function toTimestamp(d: Date): Timestamp {
-  const ms = d.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 };
 }
 
 /**

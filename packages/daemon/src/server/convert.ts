@@ -1,20 +1,16 @@
 /** Conversions between berth's JS values and the loader's message shapes. */
 
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
+import { fromTimestamp as fromWire, type TimestampMessage, toTimestamp as toWire } from '@berth/api';
+
+/** google.protobuf.Timestamp. The conversion (nanoseconds kept) is @berth/api's; these map absence. */
+export type Timestamp = TimestampMessage;
 
 export function toTimestamp(d: Date | undefined): Timestamp | null {
-  if (!d) return null;
-  const ms = d.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 };
+  return d ? toWire(d) : null;
 }
 
 export function fromTimestamp(t: Timestamp | null | undefined): Date | undefined {
-  if (!t) return undefined;
-  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos) / 1_000_000));
+  return t ? fromWire(t) : undefined;
 }
 
 /** google.protobuf.FieldMask as the loader gives it (absent or `{paths}`). */

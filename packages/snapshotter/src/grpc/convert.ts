@@ -1,14 +1,18 @@
-import type { Labels, Mount, SnapshotInfo, SnapshotKind, SnapshotUsage } from '@berth/api';
+import {
+  fromTimestamp,
+  type Labels,
+  type Mount,
+  type SnapshotInfo,
+  type SnapshotKind,
+  type SnapshotUsage,
+  type TimestampMessage,
+  toTimestamp,
+} from '@berth/api';
 
 /**
  * containerd.services.snapshots.v1 messages in the loader's JS shape (camelCase,
  * int64 as number, enums as their names, Timestamp as {seconds, nanos}).
  */
-export interface TimestampMessage {
-  seconds: number;
-  nanos: number;
-}
-
 export type KindMessage = 'UNKNOWN' | 'VIEW' | 'ACTIVE' | 'COMMITTED';
 
 export interface InfoMessage {
@@ -33,16 +37,8 @@ const KIND_TO_MESSAGE: Record<SnapshotKind, KindMessage> = {
   committed: 'COMMITTED',
 };
 
-export function toTimestamp(d: Date): TimestampMessage {
-  const ms = d.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1_000_000 };
-}
-
-export function fromTimestamp(t: TimestampMessage | null | undefined): Date {
-  if (!t) return new Date(0);
-  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos) / 1_000_000));
-}
+/** An unset Timestamp reads as the epoch, the zero message. */
+const timeOf = (t: TimestampMessage | null | undefined): Date => (t ? fromTimestamp(t) : new Date(0));
 
 export function infoToMessage(info: SnapshotInfo): InfoMessage {
   return {
@@ -63,8 +59,8 @@ export function infoFromMessage(m: Partial<InfoMessage> | null | undefined): Sna
     name: m?.name ?? '',
     parent: m?.parent ?? '',
     labels: { ...(m?.labels ?? {}) },
-    createdAt: fromTimestamp(m?.createdAt),
-    updatedAt: fromTimestamp(m?.updatedAt),
+    createdAt: timeOf(m?.createdAt),
+    updatedAt: timeOf(m?.updatedAt),
   };
 }
 

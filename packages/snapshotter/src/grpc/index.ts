@@ -1,5 +1,4 @@
 export {
-  fromTimestamp,
   type InfoMessage,
   infoFromMessage,
   infoToMessage,
@@ -7,8 +6,6 @@ export {
   type MountMessage,
   mountFromMessage,
   mountToMessage,
-  type TimestampMessage,
-  toTimestamp,
 } from './convert';
 export { type ServeOptions, type SnapshotterServer, serveSnapshotter } from './server';
 export {

@@ -5,6 +5,7 @@ import {
   grpcService,
   InvalidArgumentError,
   isFailedPrecondition,
+  preciseNow,
   requireNamespace,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
@@ -64,7 +65,7 @@ export class EventsServer implements GrpcService {
         if (!event || event.typeUrl === '') {
           throw new InvalidArgumentError(`failed publishing event on "${req.topic}": event must be set`);
         }
-        await exchange.forward({ timestamp: new Date(), namespace, topic: req.topic, event });
+        await exchange.forward({ timestamp: preciseNow(), namespace, topic: req.topic, event });
         return EMPTY;
       }, opts('Publish')),
       Forward: unary(async (_ctx, req: { envelope: EnvelopeMsg | null }) => {
