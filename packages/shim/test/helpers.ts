@@ -102,6 +102,13 @@ export class FifoReader {
     return Buffer.concat(this.chunks).toString();
   }
 
+  /** Bytes read so far. */
+  length(): number {
+    let n = 0;
+    for (const c of this.chunks) n += c.length;
+    return n;
+  }
+
   async waitFor(pattern: RegExp | string, timeoutMs = 10_000): Promise<string> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -156,21 +163,29 @@ export interface EventRecord {
 /** Stands in for the daemon's ttrpc events endpoint (`<address>.ttrpc`). */
 export class EventSink {
   readonly events: EventRecord[] = [];
+  private readonly listeners: ((e: EventRecord) => void)[] = [];
   private server = new TtrpcServer();
 
   constructor(readonly path: string) {
     this.server.register('containerd.services.events.ttrpc.v1.Events', {
       Forward: (req: any) => {
         const e = req.envelope;
-        this.events.push({
+        const record = {
           topic: e.topic,
           namespace: e.namespace,
           typeUrl: e.event.typeUrl,
           event: decodeAny(e.event),
-        });
+        };
+        this.events.push(record);
+        for (const l of this.listeners) l(record);
         return {};
       },
     });
+  }
+
+  /** Calls fn with every event as it arrives (in the same turn). */
+  onEvent(fn: (e: EventRecord) => void): void {
+    this.listeners.push(fn);
   }
 
   listen(): Promise<void> {
