@@ -388,9 +388,11 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 /**
  * The output of a pty master, to its end. Node's tty stream (on a duplicate of the master)
- * carries the output while the process runs, but it ends at the first read that returns
- * 0 or EIO, and a read around the exit of a session leader returns 0 while output is still
- * buffered in the pty. So once that stream ends, the rest is read from the master by hand
+ * carries the output while the process runs, but it ends early: once the slave side is
+ * closed the master polls POLLHUP, and libuv takes POLLHUP after a short read for end of
+ * file (true of a pipe, not of a pty, which hands out its buffer a piece at a time), so
+ * up to the pty's whole buffer (~68 KiB) was lost whenever the client read slower than
+ * the container wrote. So once that stream ends, the rest is read from the master by hand
  * until the process has exited and the master reads EIO (the container's side is closed,
  * and the kernel returns EIO only once nothing is left) or, with the slave still held by
  * someone else, has nothing more to give (containerd stops there too).

@@ -88,13 +88,28 @@ export class FifoReader {
   private chunks: Buffer[] = [];
   readonly ended: Promise<void>;
 
-  constructor(path: string) {
+  private timer: NodeJS.Timeout | undefined;
+
+  /** With `everyMs`, reads one chunk that often (a client slower than the container). */
+  constructor(path: string, opts: { everyMs?: number } = {}) {
     this.path = path;
     execFileSync('mkfifo', [path]);
     const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     this.socket = new net.Socket({ fd, readable: true, writable: false });
-    this.socket.on('data', (b: Buffer) => this.chunks.push(b));
-    this.ended = new Promise((r) => this.socket.once('end', r));
+    this.socket.on('data', (b: Buffer) => {
+      this.chunks.push(b);
+      if (opts.everyMs !== undefined) this.socket.pause();
+    });
+    if (opts.everyMs !== undefined) {
+      this.socket.pause();
+      this.timer = setInterval(() => this.socket.resume(), opts.everyMs);
+    }
+    this.ended = new Promise((r) =>
+      this.socket.once('end', () => {
+        clearInterval(this.timer);
+        r();
+      }),
+    );
     this.socket.on('error', () => {});
   }
 
@@ -102,9 +117,9 @@ export class FifoReader {
     return Buffer.concat(this.chunks).toString();
   }
 
-  /** Bytes read so far. */
+  /** Bytes taken from the FIFO so far (a paused reader's buffered ones included). */
   length(): number {
-    let n = 0;
+    let n = this.socket.readableLength;
     for (const c of this.chunks) n += c.length;
     return n;
   }
@@ -120,6 +135,7 @@ export class FifoReader {
   }
 
   close(): void {
+    clearInterval(this.timer);
     this.socket.destroy();
   }
 }
@@ -292,8 +308,8 @@ export class World {
     return dir;
   }
 
-  reader(name: string): FifoReader {
-    const r = new FifoReader(join(this.dir, name));
+  reader(name: string, opts: { everyMs?: number } = {}): FifoReader {
+    const r = new FifoReader(join(this.dir, name), opts);
     this.readers.push(r);
     return r;
   }

@@ -1,6 +1,8 @@
 // A terminal's whole output reaches the client before its exit is published (root, runc):
 // the shim copies the pty master to the stdout FIFO until the master reads EIO (the
-// container's side closed), and only then sends /tasks/exit and closes the FIFO.
+// container's side closed), and only then sends /tasks/exit and closes the FIFO. The
+// client here reads a chunk every 10 ms, slower than `seq` writes: the process exits while
+// the pty is still full, which is when a copy that stops at the pty's hangup loses output.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -63,7 +65,7 @@ test('a TTY exec printing a million lines: every byte reaches the FIFO, before t
   const { task } = await world.start('big', bundle);
   await task.Create({ id: 'big', bundle }, NS);
   await task.Start({ id: 'big' }, NS);
-  const out = world.reader('big-exec-out');
+  const out = world.reader('big-exec-out', { everyMs: 10 });
   await task.Exec(
     {
       id: 'big',
@@ -91,7 +93,7 @@ test('a TTY exec printing a million lines: every byte reaches the FIFO, before t
 
 test('a TTY task printing a million lines: every byte reaches the FIFO, before the exit event', async () => {
   const bundle = world.bundle('bigtask', { args: ['seq', String(LINES)], terminal: true });
-  const out = world.reader('bigtask-out');
+  const out = world.reader('bigtask-out', { everyMs: 10 });
   const { task } = await world.start('bigtask', bundle);
   await task.Create({ id: 'bigtask', bundle, terminal: true, stdout: out.path }, NS);
   const atExit = bytesAtExit(out, 'bigtask', 'bigtask');
