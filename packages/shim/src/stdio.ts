@@ -428,6 +428,14 @@ class ConsoleOutput extends PassThrough {
   /** The process is gone: what the pty still holds is the last of its output. */
   processExited(): void {
     this.exited = true;
+    // A background process may still hold the slave, and the tty stream would then wait for
+    // it: from here on the master is read by hand, which stops once it has nothing more to
+    // give, as containerd's console copy stops at EAGAIN after the exit.
+    if (!this.live.destroyed) {
+      this.live.unpipe(this);
+      for (let chunk = this.live.read(); chunk !== null; chunk = this.live.read()) this.write(chunk);
+      this.live.destroy();
+    }
   }
 
   /** Closes our master once no read is using it (the number must not be reused under a read). */
@@ -485,7 +493,7 @@ class ConsoleOutput extends PassThrough {
         idle = Math.min(idle * 2, 50);
       }
     } finally {
-      this.end();
+      if (!this.destroyed) this.end();
     }
   }
 }

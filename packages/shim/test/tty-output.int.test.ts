@@ -106,3 +106,41 @@ test('a TTY task printing a million lines: every byte reaches the FIFO, before t
   expect(held).toBeGreaterThanOrEqual(seqBytes(LINES) - PIPE_CAPACITY);
   await task.Delete({ id: 'bigtask' }, NS);
 });
+
+test('a TTY exec whose background child keeps the terminal: its output still ends with its exit', async () => {
+  const bundle = world.bundle('holder', { args: ['sleep', '1000'] });
+  const { task } = await world.start('holder', bundle);
+  await task.Create({ id: 'holder', bundle }, NS);
+  await task.Start({ id: 'holder' }, NS);
+  const out = world.reader('holder-exec-out');
+  await task.Exec(
+    {
+      id: 'holder',
+      execId: 'bg',
+      terminal: true,
+      stdout: out.path,
+      spec: processSpec(['sh', '-c', 'trap "" HUP; sleep 1000 & echo started'], { terminal: true }),
+    },
+    NS,
+  );
+  await task.Start({ id: 'holder', execId: 'bg' }, NS);
+  expect(await task.Wait({ id: 'holder', execId: 'bg' }, NS)).toMatchObject({ exitStatus: 0 });
+  // The FIFO ends with the exec, before any Delete, while `sleep` still has the slave open
+  // (containerd's copy also stops at the first empty read after the exit).
+  const { processes } = await task.Pids({ id: 'holder' }, NS);
+  expect(processes).toHaveLength(2);
+  let timer: NodeJS.Timeout | undefined;
+  const ended = await Promise.race([
+    out.ended.then(() => true),
+    new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), 10_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  expect(ended).toBe(true);
+  expect(out.text()).toBe('started\r\n');
+  await task.Delete({ id: 'holder', execId: 'bg' }, NS);
+  await task.Kill({ id: 'holder', signal: 9, all: true }, NS);
+  await task.Wait({ id: 'holder' }, NS);
+  await task.Delete({ id: 'holder' }, NS);
+});
