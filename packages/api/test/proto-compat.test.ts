@@ -14,6 +14,8 @@ const GOCODE = '/usr/share/gocode/src';
 const REF_REPO = path.join(GOCODE, 'github.com/containerd/containerd');
 const REF_FILES_DIRS = ['api/services', 'api/types', 'api/events'].map((d) => path.join(REF_REPO, d));
 const REF_SHIM = path.join(REF_REPO, 'runtime/v2/task/shim.proto');
+/** The v1 Linux runtime's options, which containerd's client sends to runtimes not named io.containerd.runc.*. */
+const REF_RUNCTYPES = path.join(REF_REPO, 'runtime/linux/runctypes/runc.proto');
 
 function walkProtos(dir: string): string[] {
   const out: string[] = [];
@@ -37,7 +39,7 @@ function resolveReferenceImport(target: string): string {
 }
 
 function referenceFiles(): string[] {
-  const missing = [...REF_FILES_DIRS, REF_SHIM].filter((p) => !fs.existsSync(p));
+  const missing = [...REF_FILES_DIRS, REF_SHIM, REF_RUNCTYPES].filter((p) => !fs.existsSync(p));
   if (missing.length > 0) {
     throw new Error(
       `containerd reference protos not found (${missing.join(', ')}); ` +
@@ -45,7 +47,7 @@ function referenceFiles(): string[] {
         'golang-github-containerd-containerd-dev), which the compatibility test reads',
     );
   }
-  return [...REF_FILES_DIRS.flatMap(walkProtos), REF_SHIM].sort();
+  return [...REF_FILES_DIRS.flatMap(walkProtos), REF_SHIM, REF_RUNCTYPES].sort();
 }
 
 function loadReference(): { root: protobuf.Root; files: Set<string> } {
@@ -240,6 +242,11 @@ describe('containerd wire compatibility', () => {
       ]),
     );
     expect(services.length).toBeGreaterThanOrEqual(13);
+    // The v1 Linux runtime's options, which containerd's client sends to non-runc runtimes.
+    const messages = declarations(reference.root, reference.files).map(shortName);
+    expect(messages).toEqual(
+      expect.arrayContaining(['containerd.linux.runc.RuncOptions', 'containerd.linux.runc.CreateOptions']),
+    );
   });
 
   it('our protos match every service, method, message, field and enum of the reference', () => {
@@ -289,6 +296,17 @@ describe('containerd wire compatibility', () => {
         ]),
       );
       expect(problems).toHaveLength(7);
+    });
+
+    it('reports a renumbered or missing field of the v1 runtime options', () => {
+      const runctypes = 'containerd/runtime/linux/runctypes/runc.proto';
+      alter(runctypes, '  string runtime_root = 2;', '  string runtime_root = 5;');
+      alter(runctypes, '  string shim_cgroup = 9;\n', '');
+      const problems = compareProtoRoots(reference, loadProtoRoot(tmp, { keepCase: true }));
+      expect(problems).toEqual([
+        'field containerd.linux.runc.RuncOptions.runtime_root: ours is "string = 5", reference is "string = 2"',
+        'field containerd.linux.runc.CreateOptions.shim_cgroup: missing (reference: string = 9)',
+      ]);
     });
 
     it('reports a message moved to another package and a map turned into a repeated field', () => {

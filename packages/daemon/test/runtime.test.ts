@@ -6,13 +6,21 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { type Envelope, encodeAny, FailedPreconditionError, InvalidArgumentError } from '@berth/api';
+import {
+  decodeMessage,
+  type Envelope,
+  encodeAny,
+  encodeMessage,
+  FailedPreconditionError,
+  InvalidArgumentError,
+} from '@berth/api';
 import { TtrpcClient } from '@berth/ttrpc';
-import { createLogger } from '../src';
+import { createLogger, Exchange, type ExchangeEnvelope } from '../src';
 import { resolveShimBinary, shimBinaryName } from '../src/runtime/binary';
 import { remappedGid } from '../src/runtime/bundle';
 import { ShimEventsServer, TTRPC_EVENTS_SERVICE, ttrpcAddressOf } from '../src/runtime/events-server';
 import { relayShimLogLine } from '../src/runtime/shim-log';
+import { envelopeToMsg } from '../src/services/events/server';
 
 let dir: string;
 beforeEach(() => {
@@ -172,5 +180,80 @@ describe('the ttrpc listener for shim events', () => {
       await server.close();
     }
     expect(fs.existsSync(address)).toBe(false);
+  });
+
+  it('forwards an envelope whose event is empty or missing, as containerd forwards an empty Any', async () => {
+    const exchange = new Exchange();
+    const all = exchange.subscribe();
+    const byEvent = exchange.subscribe(['event.id==c1']);
+    const server = new ShimEventsServer(exchange);
+    const exit = encodeAny('containerd.events.TaskExit', { containerId: 'c1', id: 'c1', exitStatus: 0 });
+    const address = ttrpcAddressOf(path.join(dir, 'berth.sock'));
+    await server.listen(address);
+    const client = await TtrpcClient.connect(address);
+    try {
+      const events = client.service(TTRPC_EVENTS_SERVICE);
+      const timestamp = { seconds: 1700000000, nanos: 0 };
+      await events.forward(
+        {
+          envelope: {
+            timestamp,
+            namespace: 'ns1',
+            topic: '/tasks/exit',
+            event: { typeUrl: '', value: Buffer.alloc(0) },
+          },
+        },
+        { namespace: 'ns1' },
+      );
+      await events.forward(
+        { envelope: { timestamp, namespace: 'ns1', topic: '/tasks/oom' } },
+        { namespace: 'ns1' },
+      );
+      await events.forward(
+        { envelope: { timestamp, namespace: 'ns1', topic: '/tasks/exit', event: exit } },
+        { namespace: 'ns1' },
+      );
+      // The exchange still checks what containerd's does, event or not.
+      await expect(
+        events.forward(
+          { envelope: { timestamp, namespace: 'ns 1', topic: '/tasks/exit' } },
+          { namespace: 'ns1' },
+        ),
+      ).rejects.toThrow(InvalidArgumentError);
+      await expect(
+        events.forward({ envelope: { namespace: 'ns1', topic: '/tasks/exit' } }, { namespace: 'ns1' }),
+      ).rejects.toThrow('timestamp must be set');
+    } finally {
+      await client.close();
+      await server.close();
+    }
+    const seen: ExchangeEnvelope[] = [];
+    for await (const env of all) {
+      seen.push(env);
+      if (seen.length === 3) break;
+    }
+    expect(seen.map((e) => [e.topic, e.event.typeUrl, e.event.value.length])).toEqual([
+      ['/tasks/exit', '', 0],
+      ['/tasks/oom', '', 0],
+      ['/tasks/exit', 'containerd.events.TaskExit', exit.value.length],
+    ]);
+    // A Subscribe client gets the event field present and empty, as containerd sends an empty
+    // Any; a filter on the event's fields cannot match it.
+    const typeName = 'containerd.services.events.v1.Envelope';
+    for (const env of seen.slice(0, 2)) {
+      const wire = decodeMessage<{ topic: string; event: { typeUrl: string; value: Uint8Array } | null }>(
+        typeName,
+        encodeMessage(typeName, envelopeToMsg(env)),
+      );
+      expect(wire.topic).toBe(env.topic);
+      expect(wire.event).not.toBeNull();
+      expect([wire.event?.typeUrl, wire.event?.value.length]).toEqual(['', 0]);
+    }
+    const filtered: ExchangeEnvelope[] = [];
+    for await (const env of byEvent) {
+      filtered.push(env);
+      break;
+    }
+    expect(filtered.map((e) => e.event.typeUrl)).toEqual(['containerd.events.TaskExit']);
   });
 });

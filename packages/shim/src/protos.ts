@@ -4,7 +4,7 @@
  * returns (io.containerd.cgroups.v1/v2). Loaded on first use.
  */
 import { join } from 'node:path';
-import { CONVERSION_OPTIONS, InvalidArgumentError } from '@berth/api';
+import { CONVERSION_OPTIONS, decodeMessage, InvalidArgumentError } from '@berth/api';
 import * as protobuf from 'protobufjs';
 
 export const SHIM_PROTO_ROOT = join(__dirname, '..', 'proto');
@@ -65,17 +65,70 @@ export interface RuncOptions {
 
 export const RUNC_OPTIONS_TYPES = ['containerd.runc.v1.Options', 'io.containerd.runc.v1.Options'];
 
-/** Decodes CreateTaskRequest.options; an absent Any means defaults. */
+/**
+ * The v1 Linux runtime's options (@berth/api's containerd.linux.runc), which containerd's
+ * Go client sends to every runtime not named io.containerd.runc.*: RuncOptions as runtime
+ * options, CreateOptions as task options (WithNoNewKeyring, WithShimCgroup, ...).
+ */
+export const RUNCTYPES_RUNC_OPTIONS = 'containerd.linux.runc.RuncOptions';
+export const RUNCTYPES_CREATE_OPTIONS = 'containerd.linux.runc.CreateOptions';
+
+interface RuncTypesRuncOptions {
+  runtime: string;
+  runtimeRoot: string;
+  criuPath: string;
+  systemdCgroup: boolean;
+}
+
+interface RuncTypesCreateOptions {
+  noPivotRoot: boolean;
+  noNewKeyring: boolean;
+  shimCgroup: string;
+  ioUid: number;
+  ioGid: number;
+  criuWorkPath: string;
+  criuImagePath: string;
+}
+
+/**
+ * Decodes CreateTaskRequest.options into containerd.runc.v1.Options; an absent Any means
+ * defaults. The v1 runtime's RuncOptions and CreateOptions map onto the same fields
+ * (runtime -> binary_name, runtime_root -> root), as containerd's v1 runtime used them.
+ */
 export function decodeRuncOptions(
   any: { typeUrl: string; value: Uint8Array } | null | undefined,
 ): RuncOptions {
   const empty = decodeShimMessage<RuncOptions>('containerd.runc.v1.Options', new Uint8Array());
   if (any == null || any.typeUrl === '') return empty;
   const name = any.typeUrl.slice(any.typeUrl.lastIndexOf('/') + 1);
-  if (!RUNC_OPTIONS_TYPES.includes(name)) {
-    throw new InvalidArgumentError(
-      `runtime options of type ${JSON.stringify(any.typeUrl)}: expected containerd.runc.v1.Options`,
-    );
+  if (RUNC_OPTIONS_TYPES.includes(name)) {
+    return decodeShimMessage<RuncOptions>('containerd.runc.v1.Options', any.value);
   }
-  return decodeShimMessage<RuncOptions>('containerd.runc.v1.Options', any.value);
+  if (name === RUNCTYPES_RUNC_OPTIONS) {
+    const v = decodeMessage<RuncTypesRuncOptions>(name, any.value);
+    return {
+      ...empty,
+      binaryName: v.runtime,
+      root: v.runtimeRoot,
+      criuPath: v.criuPath,
+      systemdCgroup: v.systemdCgroup,
+    };
+  }
+  if (name === RUNCTYPES_CREATE_OPTIONS) {
+    const v = decodeMessage<RuncTypesCreateOptions>(name, any.value);
+    return {
+      ...empty,
+      noPivotRoot: v.noPivotRoot,
+      noNewKeyring: v.noNewKeyring,
+      shimCgroup: v.shimCgroup,
+      ioUid: v.ioUid,
+      ioGid: v.ioGid,
+      criuWorkPath: v.criuWorkPath,
+      criuImagePath: v.criuImagePath,
+    };
+  }
+  throw new InvalidArgumentError(
+    `runtime options of type ${JSON.stringify(any.typeUrl)}: expected containerd.runc.v1.Options, ` +
+      `${RUNCTYPES_RUNC_OPTIONS} or ${RUNCTYPES_CREATE_OPTIONS}`,
+  );
 }

@@ -23,7 +23,7 @@ import { decodeRuncOptions, encodeShimMessage, type RuncOptions } from './protos
 import { type EventSink, TOPICS } from './publisher';
 import type { Exit, Reaper } from './reaper';
 import { Runc } from './runc';
-import { resolveStdio, type StdioPaths } from './stdio';
+import { ConsoleIO, resolveStdio, type StdioPaths } from './stdio';
 import { type Timestamp, timestampNow } from './time';
 import { SHIM_VERSION } from './version';
 
@@ -55,6 +55,8 @@ export interface TaskServiceOptions {
 
 /** How long a place announced by `start` is held for its Create. */
 const RESERVATION_MS = 30_000;
+/** How long an exit waits for a terminal's last output to reach a client that reads slowly. */
+const CONSOLE_DRAIN_MS = 2000;
 
 const STATUS: Record<ProcessStatus, string> = {
   created: 'CREATED',
@@ -315,6 +317,12 @@ export class TaskService {
       }
     }
     this.checkOom(c);
+    if (p.io instanceof ConsoleIO) {
+      // A terminal's last output is still in the pty: it reaches the FIFO before the exit
+      // is known, as containerd's shim copies it before the client learns of the exit.
+      p.io.processExited();
+      await p.io.wait(CONSOLE_DRAIN_MS);
+    }
     if (!p.setExited(exit)) return;
     if (p.status === 'deleted' && p === c.init) return;
     this.publish(c, TOPICS.exit, 'TaskExit', {

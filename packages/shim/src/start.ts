@@ -82,12 +82,25 @@ function listen(path: string): Promise<net.Server> {
   });
 }
 
-/** The shim cgroup named in containerd.runc.v1.Options (field 3), from the Any on stdin. */
+const SHIM_CGROUP_FIELD: Record<string, number> = {
+  'containerd.runc.v1.Options': 3,
+  'io.containerd.runc.v1.Options': 3,
+  'containerd.linux.runc.CreateOptions': 9,
+};
+
+/**
+ * The shim cgroup named in the options Any on stdin: containerd.runc.v1.Options field 3,
+ * or containerd.linux.runc.CreateOptions field 9 (what containerd's client sends to
+ * runtimes not named io.containerd.runc.*); RuncOptions and unknown types name none.
+ */
 export function shimCgroupOf(options: Buffer | undefined): string {
   if (options === undefined || options.length === 0) return '';
   const any = readFields(options);
+  const url = bytesField(any, 1)?.toString() ?? '';
+  const typeName = url.slice(url.lastIndexOf('/') + 1);
+  const field = SHIM_CGROUP_FIELD[typeName];
   const value = bytesField(any, 2);
-  return value === undefined ? '' : stringField(readFields(value), 3);
+  return value === undefined || field === undefined ? '' : stringField(readFields(value), field);
 }
 
 function joinCgroup(pid: number, cgroup: string): void {

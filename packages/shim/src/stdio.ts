@@ -14,6 +14,7 @@ import {
   constants,
   createWriteStream,
   fchownSync,
+  read as fsRead,
   write as fsWrite,
   mkdtempSync,
   openSync,
@@ -383,10 +384,123 @@ class PtyWriter extends Writable {
   }
 }
 
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The output of a pty master, to its end. Node's tty stream (on a duplicate of the master)
+ * carries the output while the process runs, but it ends early: once the slave side is
+ * closed the master polls POLLHUP, and libuv takes POLLHUP after a short read for end of
+ * file (true of a pipe, not of a pty, which hands out its buffer a piece at a time), so
+ * up to the pty's whole buffer (~68 KiB) was lost whenever the client read slower than
+ * the container wrote. So once that stream ends, the rest is read from the master by hand
+ * until the process has exited and the master reads EIO (the container's side is closed,
+ * and the kernel returns EIO only once nothing is left) or, with the slave still held by
+ * someone else, has nothing more to give (containerd stops there too).
+ */
+class ConsoleOutput extends PassThrough {
+  private exited = false;
+  private reading = false;
+  private closeWhenIdle = false;
+  private readonly live: tty.ReadStream;
+
+  constructor(
+    private fd: number | undefined,
+    private readonly log: Logger,
+  ) {
+    super();
+    const live = new tty.ReadStream(dup(fd!));
+    this.live = live;
+    live.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EIO') log.debug('console', { error: err });
+    });
+    live.pipe(this, { end: false });
+    live.once('close', () => {
+      live.unpipe(this);
+      void this.drain();
+    });
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.live.destroy();
+    callback(error);
+  }
+
+  /** The process is gone: what the pty still holds is the last of its output. */
+  processExited(): void {
+    this.exited = true;
+    // A background process may still hold the slave, and the tty stream would then wait for
+    // it: from here on the master is read by hand, which stops once it has nothing more to
+    // give, as containerd's console copy stops at EAGAIN after the exit.
+    if (!this.live.destroyed) {
+      this.live.unpipe(this);
+      for (let chunk = this.live.read(); chunk !== null; chunk = this.live.read()) this.write(chunk);
+      this.live.destroy();
+    }
+  }
+
+  /** Closes our master once no read is using it (the number must not be reused under a read). */
+  closeMaster(): void {
+    if (this.reading) {
+      this.closeWhenIdle = true;
+      return;
+    }
+    closeQuietly(this.fd);
+    this.fd = undefined;
+  }
+
+  private read1(buf: Buffer): Promise<number> {
+    return new Promise((resolve, reject) => {
+      fsRead(this.fd!, buf, 0, buf.length, null, (err, n) => (err ? reject(err) : resolve(n)));
+    });
+  }
+
+  private async drain(): Promise<void> {
+    const buf = Buffer.alloc(64 * 1024);
+    let quiet = 0;
+    let idle = 1;
+    try {
+      while (this.fd !== undefined && !this.destroyed) {
+        let n: number;
+        this.reading = true;
+        try {
+          n = await this.read1(buf);
+        } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'EAGAIN') {
+            if (code !== 'EIO') this.log.debug('console: read', { error: err });
+            return;
+          }
+          n = 0;
+        } finally {
+          this.reading = false;
+          if (this.closeWhenIdle) this.closeMaster();
+        }
+        if (n > 0) {
+          quiet = 0;
+          idle = 1;
+          if (!this.write(Buffer.from(buf.subarray(0, n)))) {
+            await new Promise((r) => {
+              this.once('drain', r);
+              this.once('close', r);
+            });
+          }
+          continue;
+        }
+        // Nothing now: before the exit the process may write more; after it, a few empty
+        // reads in a row mean someone else holds the slave and the output is complete.
+        if (this.exited && ++quiet >= 3) return;
+        await sleep(idle);
+        idle = Math.min(idle * 2, 50);
+      }
+    } finally {
+      if (!this.destroyed) this.end();
+    }
+  }
+}
+
 /** Stdio through a pty: the master is copied to the stdout FIFO and fed from the stdin FIFO. */
 export class ConsoleIO extends BaseIO {
-  private readonly tty: tty.ReadStream;
-  /** Once the stream closed the master, its fd number may belong to something else. */
+  private readonly out: ConsoleOutput;
   private masterClosed = false;
 
   constructor(
@@ -396,14 +510,7 @@ export class ConsoleIO extends BaseIO {
   ) {
     super(paths, log);
     setNonblocking(master, true);
-    this.tty = new tty.ReadStream(master);
-    this.tty.once('close', () => {
-      this.masterClosed = true;
-    });
-    // The slave closing reads as EIO: that is the console's end of file.
-    this.tty.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EIO') log.debug('console', { error: err });
-    });
+    this.out = new ConsoleOutput(master, log);
   }
 
   start(): void {
@@ -413,13 +520,25 @@ export class ConsoleIO extends BaseIO {
       this.streams.push(writer);
       this.input(writer, false);
     }
-    if (this.paths.stdout !== '') this.output(this.tty, this.paths.stdout, 'console');
-    else this.streams.push(this.tty);
+    if (this.paths.stdout !== '') this.output(this.out, this.paths.stdout, 'console');
+    else this.out.resume();
+  }
+
+  /** The process exited: the console's output ends once the pty is empty. */
+  processExited(): void {
+    this.out.processExited();
   }
 
   /** Sets the window size; a no-op once the console is gone (a resize racing the exit). */
   resize(width: number, height: number): void {
     if (this.masterClosed) return;
     setWinsize(this.master, { rows: height, cols: width });
+  }
+
+  override close(): void {
+    super.close();
+    this.out.destroy();
+    this.masterClosed = true;
+    this.out.closeMaster();
   }
 }

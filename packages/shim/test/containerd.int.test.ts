@@ -1,7 +1,7 @@
 // Real containerd (Debian's 1.6) running containers through containerd-shim-berth-v1 as
 // runtime io.containerd.berth.v1, driven with the stock ctr (root, runc).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { containerdInstalled, ctr, type Daemon, startContainerd } from '@berth/testkit';
@@ -194,6 +194,59 @@ maybe('containerd with io.containerd.berth.v1', () => {
     expect(res.out).toContain('done');
     // A resize that races the exit is not an error.
     expect(res.out).not.toContain('resize pty');
+  });
+
+  test('ctr tasks exec -t of a million lines delivers all of them (under script)', async () => {
+    expect(
+      (await run(['run', '-d', '--runtime', RUNTIME, '--rootfs', rootfs, 'seqtty', '/bin/sleep', '1000']))
+        .code,
+    ).toBe(0);
+    const cmd = `/usr/bin/ctr --address ${address} tasks exec -t --exec-id seq seqtty /bin/seq 1000000`;
+    const res = await new Promise<{ code: number | null; out: string }>((resolve) => {
+      const child = spawn('script', ['-qfec', cmd, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+      const chunks: Buffer[] = [];
+      child.stdout.on('data', (b: Buffer) => chunks.push(b));
+      child.on('exit', (code) => resolve({ code, out: Buffer.concat(chunks).toString() }));
+    });
+    await run(['tasks', 'kill', '-s', 'SIGKILL', 'seqtty']);
+    for (let i = 0; i < 100 && !/seqtty\s+\d+\s+STOPPED/.test((await run(['tasks', 'ls'])).stdout); i++)
+      await sleep(50);
+    await run(['tasks', 'delete', 'seqtty']);
+    await run(['containers', 'rm', 'seqtty']);
+    expect(res.code).toBe(0);
+    const lines = res.out.split(/\r*\n/).filter(Boolean);
+    expect(lines.length).toBe(1_000_000);
+    expect(lines[lines.length - 1]).toBe('1000000');
+  });
+
+  test("ctr run --no-pivot: the v1 runtime's CreateOptions containerd's client sends are accepted and used", async () => {
+    // For a runtime not named io.containerd.runc.*, containerd's client packs task options
+    // as containerd.linux.runc.CreateOptions.
+    expect(
+      (
+        await run([
+          'run',
+          '-d',
+          '--no-pivot',
+          '--runtime',
+          RUNTIME,
+          '--rootfs',
+          rootfs,
+          'nopivot',
+          '/bin/sleep',
+          '1000',
+        ])
+      ).code,
+    ).toBe(0);
+    const bundle = join(daemon.state, 'io.containerd.runtime.v2.task', 'default', 'nopivot');
+    expect(JSON.parse(readFileSync(join(bundle, 'options.json'), 'utf8'))).toMatchObject({
+      noPivotRoot: true,
+    });
+    await run(['tasks', 'kill', '-s', 'SIGKILL', 'nopivot']);
+    for (let i = 0; i < 100 && !/nopivot\s+\d+\s+STOPPED/.test((await run(['tasks', 'ls'])).stdout); i++)
+      await sleep(50);
+    expect((await run(['tasks', 'delete', 'nopivot'])).code).toBe(0);
+    await run(['containers', 'rm', 'nopivot']);
   });
 
   test('containers of one namespace share one shim process', async () => {

@@ -88,18 +88,40 @@ export class FifoReader {
   private chunks: Buffer[] = [];
   readonly ended: Promise<void>;
 
-  constructor(path: string) {
+  private timer: NodeJS.Timeout | undefined;
+
+  /** With `everyMs`, reads one chunk that often (a client slower than the container). */
+  constructor(path: string, opts: { everyMs?: number } = {}) {
     this.path = path;
     execFileSync('mkfifo', [path]);
     const fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
     this.socket = new net.Socket({ fd, readable: true, writable: false });
-    this.socket.on('data', (b: Buffer) => this.chunks.push(b));
-    this.ended = new Promise((r) => this.socket.once('end', r));
+    this.socket.on('data', (b: Buffer) => {
+      this.chunks.push(b);
+      if (opts.everyMs !== undefined) this.socket.pause();
+    });
+    if (opts.everyMs !== undefined) {
+      this.socket.pause();
+      this.timer = setInterval(() => this.socket.resume(), opts.everyMs);
+    }
+    this.ended = new Promise((r) =>
+      this.socket.once('end', () => {
+        clearInterval(this.timer);
+        r();
+      }),
+    );
     this.socket.on('error', () => {});
   }
 
   text(): string {
     return Buffer.concat(this.chunks).toString();
+  }
+
+  /** Bytes taken from the FIFO so far (a paused reader's buffered ones included). */
+  length(): number {
+    let n = this.socket.readableLength;
+    for (const c of this.chunks) n += c.length;
+    return n;
   }
 
   async waitFor(pattern: RegExp | string, timeoutMs = 10_000): Promise<string> {
@@ -113,6 +135,7 @@ export class FifoReader {
   }
 
   close(): void {
+    clearInterval(this.timer);
     this.socket.destroy();
   }
 }
@@ -156,21 +179,29 @@ export interface EventRecord {
 /** Stands in for the daemon's ttrpc events endpoint (`<address>.ttrpc`). */
 export class EventSink {
   readonly events: EventRecord[] = [];
+  private readonly listeners: ((e: EventRecord) => void)[] = [];
   private server = new TtrpcServer();
 
   constructor(readonly path: string) {
     this.server.register('containerd.services.events.ttrpc.v1.Events', {
       Forward: (req: any) => {
         const e = req.envelope;
-        this.events.push({
+        const record = {
           topic: e.topic,
           namespace: e.namespace,
           typeUrl: e.event.typeUrl,
           event: decodeAny(e.event),
-        });
+        };
+        this.events.push(record);
+        for (const l of this.listeners) l(record);
         return {};
       },
     });
+  }
+
+  /** Calls fn with every event as it arrives (in the same turn). */
+  onEvent(fn: (e: EventRecord) => void): void {
+    this.listeners.push(fn);
   }
 
   listen(): Promise<void> {
@@ -277,8 +308,8 @@ export class World {
     return dir;
   }
 
-  reader(name: string): FifoReader {
-    const r = new FifoReader(join(this.dir, name));
+  reader(name: string, opts: { everyMs?: number } = {}): FifoReader {
+    const r = new FifoReader(join(this.dir, name), opts);
     this.readers.push(r);
     return r;
   }

@@ -1,8 +1,8 @@
 // The shim driven directly over ttrpc, as a daemon drives it (root, runc).
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeMessage } from '@berth/api';
+import { decodeMessage, encodeMessage } from '@berth/api';
 import { decodeShimMessage } from '../src/protos';
 import {
   alive,
@@ -451,6 +451,44 @@ test('bad requests get typed errors naming what is wrong; the runtime failure me
   await expect(task.Create({ id: 'err2', bundle, options }, NS)).rejects.toThrow(
     /OCI runtime create failed.*\/nonexistent\/runc/,
   );
+});
+
+test("containerd's client's options for non-runc runtimes (containerd.linux.runc.RuncOptions) choose the runtime and its root", async () => {
+  // A runtime that logs each command and hands it to runc: proof the shim ran it.
+  const log = join(world.dir, 'wrapper.log');
+  const wrapper = join(world.dir, 'my-runc');
+  writeFileSync(wrapper, `#!/bin/sh\necho "$@" >> ${log}\nexec runc "$@"\n`, { mode: 0o755 });
+  const root = join(world.dir, 'my-runc-root');
+  const bundle = world.bundle('v1opts', { args: ['sh', '-c', 'echo via-wrapper'] });
+  const out = world.reader('v1opts-out');
+  const { task } = await world.start('v1opts', bundle);
+  const options = {
+    typeUrl: 'containerd.linux.runc.RuncOptions',
+    value: encodeMessage('containerd.linux.runc.RuncOptions', { runtime: wrapper, runtimeRoot: root }),
+  };
+  await task.Create({ id: 'v1opts', bundle, stdout: out.path, options }, NS);
+  // runc keeps the container's state under the given root, per namespace, as containerd's v1 runtime.
+  expect(existsSync(join(root, 'testns', 'v1opts', 'state.json'))).toBe(true);
+  await task.Start({ id: 'v1opts' }, NS);
+  expect(await task.Wait({ id: 'v1opts' }, NS)).toMatchObject({ exitStatus: 0 });
+  await out.ended;
+  expect(out.text()).toBe('via-wrapper\n');
+  await task.Delete({ id: 'v1opts' }, NS);
+  const commands = readFileSync(log, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => line.split(' ').find((w) => ['create', 'start', 'delete'].includes(w)));
+  expect(commands).toEqual(['create', 'start', 'delete']);
+  expect(readFileSync(log, 'utf8')).toContain(`--root ${join(root, 'testns')}`);
+  // The `delete` action of a dead shim would use the same runtime and root.
+  expect(readFileSync(join(bundle, 'runtime'), 'utf8')).toBe(wrapper);
+
+  // An Any of a type nobody defined for runc is refused, the type named.
+  const unknown = { typeUrl: 'types.acme.io/acme.RuntimeOptions', value: Buffer.alloc(0) };
+  await expect(task.Create({ id: 'v1bad', bundle, options: unknown }, NS)).rejects.toMatchObject({
+    code: 'ERR_INVALID_ARGUMENT',
+    message: expect.stringContaining('"types.acme.io/acme.RuntimeOptions"'),
+  });
 });
 
 test('-v prints the version; unknown actions and missing identities fail with a message', async () => {

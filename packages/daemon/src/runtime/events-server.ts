@@ -74,12 +74,14 @@ export class ShimEventsServer {
 function toEnvelope(req: ForwardRequest): Envelope {
   const env = req.envelope;
   if (!env) throw new InvalidArgumentError('forward: envelope must be set');
-  if (!env.event?.typeUrl) throw new InvalidArgumentError(`forward ${env.topic}: event must be set`);
   if (!env.timestamp) throw new InvalidArgumentError(`forward ${env.topic}: timestamp must be set`);
+  // containerd's exchange checks namespace, topic and timestamp, never the event: an empty
+  // Any is forwarded as it is and subscribers get it empty. An envelope with no event at all
+  // crashes containerd 1.6 (a nil Any in its log line); berth forwards it as an empty Any.
   return {
     timestamp: fromTimestamp(env.timestamp),
     namespace: env.namespace,
     topic: env.topic,
-    event: { typeUrl: env.event.typeUrl, value: Buffer.from(env.event.value) },
+    event: { typeUrl: env.event?.typeUrl ?? '', value: Buffer.from(env.event?.value ?? []) },
   };
 }
