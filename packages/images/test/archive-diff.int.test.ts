@@ -2,21 +2,12 @@
 
 import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { gunzipSync } from 'node:zlib';
-import {
-  AlreadyExistsError,
-  type ContentInfo,
-  type Context,
-  type Digest,
-  type Ingester,
-  type Labels,
-  type Manager,
-  type Mount,
-  type Writer,
-} from '@berth/api';
+import type { Context, Digest, Mount } from '@berth/api';
 import {
   applyLayer,
   diffDirectories,
@@ -24,49 +15,16 @@ import {
   readTar,
   treeDigest,
   UNCOMPRESSED_LABEL,
+  walkTree,
   writeDiff,
 } from '@berth/images';
 import { withTempMount } from '@berth/sys';
 import { apply, cleanupTempDirs, layer, tempDir } from './helpers';
+import { MemoryContent } from './memory-content';
 
 afterEach(cleanupTempDirs);
 
 const sha = (b: Buffer): Digest => `sha256:${createHash('sha256').update(b).digest('hex')}`;
-
-/** Just enough of a content store: blobs in memory, commit checks size and digest. */
-class MemoryContent implements Ingester, Pick<Manager, 'info' | 'update'> {
-  readonly blobs = new Map<Digest, { data: Buffer; labels: Labels }>();
-  async writer(_ctx: Context, opts: { ref: string }): Promise<Writer> {
-    const parts: Buffer[] = [];
-    const store = this.blobs;
-    return {
-      ref: opts.ref,
-      async write(data) {
-        parts.push(Buffer.from(data));
-      },
-      digest: () => sha(Buffer.concat(parts)),
-      status: async () => {
-        throw new Error('unused');
-      },
-      truncate: async () => {},
-      async commit(size, expected, copts) {
-        const data = Buffer.concat(parts);
-        if (data.length !== size || sha(data) !== expected) throw new Error('bad commit');
-        if (store.has(expected!)) throw new AlreadyExistsError(`content ${expected}: already exists`);
-        store.set(expected!, { data, labels: { ...copts?.labels } });
-      },
-      close: async () => {},
-    };
-  }
-  async info(_ctx: Context, digest: Digest): Promise<ContentInfo> {
-    const b = this.blobs.get(digest)!;
-    return { digest, size: b.data.length, createdAt: new Date(), updatedAt: new Date(), labels: b.labels };
-  }
-  async update(_ctx: Context, info: Pick<ContentInfo, 'digest' | 'labels'>): Promise<ContentInfo> {
-    Object.assign(this.blobs.get(info.digest)!.labels, info.labels);
-    return this.info(_ctx, info.digest);
-  }
-}
 
 const ctx: Context = { namespace: 'default' };
 
@@ -204,4 +162,87 @@ describe('writeDiff', () => {
     await applyLayer(Readable.from([content.blobs.get(desc.digest)!.data]), dst);
     expect((await treeDigest(dst)).digest).toBe((await treeDigest(src)).digest);
   });
+});
+
+describe('a diff of an unchanged tree', () => {
+  /** Reads every file below root (through an overlay this moves atimes, nothing else). */
+  async function readAll(root: string) {
+    for await (const e of walkTree(root)) if (e.st.isFile()) await readFile(e.abs);
+  }
+
+  /** Moves the atime (and so the ctime) of everything below root, leaving mtimes to the nanosecond. */
+  async function touchAtimes(root: string) {
+    const all: Array<[string, bigint]> = [];
+    for await (const e of walkTree(root)) all.push([e.abs, e.st.mtimeNs]);
+    execFileSync('touch', ['-a', '-h', '-d', '@1234567890', ...all.map(([p]) => p)]);
+    for (const [p, mtime] of all) {
+      const st = await lstat(p, { bigint: true });
+      expect([st.atimeNs, st.mtimeNs]).toEqual([1234567890n * 1_000_000_000n, mtime]);
+    }
+  }
+
+  /** Waits until the wall clock has passed the next whole second. */
+  const nextSecond = () => sleep(1050 - (Date.now() % 1000));
+
+  const paths: Array<[string, (o: Awaited<ReturnType<typeof overlayWithChanges>>) => Mount[]]> = [
+    ['overlay upper over the lower', (o) => o.overlay],
+    [
+      'two mounted trees',
+      (o) => [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${o.upper}:${o.lower}`] }],
+    ],
+  ];
+  it.each(paths)(
+    'is byte-identical every time, after reads and across seconds (%s)',
+    async (_name, pick) => {
+      const o = await overlayWithChanges();
+      const lower: Mount[] = [{ type: 'bind', source: o.lower, options: ['rbind', 'ro'] }];
+      const upper = pick(o);
+      const digests = new Set<string>();
+      const diffIDs = new Set<string>();
+      const diff = async (mediaType: string) => {
+        const content = new MemoryContent();
+        const desc = await writeDiff(ctx, lower, upper, content, { mediaType });
+        digests.add(desc.digest);
+        diffIDs.add(content.blobs.get(desc.digest)!.labels[UNCOMPRESSED_LABEL]!);
+        return content.blobs.get(desc.digest)!.data;
+      };
+      const first = await diff(MediaTypes.ociLayer);
+      // the layer has what could leak a clock: a deletion, an opaque directory, an xattr
+      const names: string[] = [];
+      for await (const e of readTar(Readable.from([first]))) names.push(e.header.name);
+      expect(names).toEqual(expect.arrayContaining(['etc/.wh.rm', 'bin/tool']));
+      for (let i = 0; i < 3; i++) await diff(MediaTypes.ociLayer);
+      await withTempMount(o.overlay, readAll);
+      await touchAtimes(o.lower);
+      await touchAtimes(o.upper);
+      await nextSecond();
+      await diff(MediaTypes.ociLayer);
+      await nextSecond();
+      await diff(MediaTypes.ociLayer);
+      expect(digests.size).toBe(1);
+      // compressed twice across a second boundary: the same gzip blob, the same diffID
+      await diff(MediaTypes.ociLayerGzip);
+      await nextSecond();
+      await diff(MediaTypes.ociLayerGzip);
+      expect(digests.size).toBe(2);
+      expect(diffIDs.size).toBe(1);
+    },
+    30_000,
+  );
+
+  it('of a base layer is byte-identical every time', async () => {
+    const d = await tempDir();
+    const src = join(d, 'src');
+    await mkdir(src);
+    await apply(base, src);
+    const upper: Mount[] = [{ type: 'bind', source: src, options: ['rbind'] }];
+    const digests = new Set<string>();
+    for (let i = 0; i < 3; i++) {
+      digests.add((await writeDiff(ctx, [], upper, new MemoryContent())).digest);
+      await readAll(src);
+      await touchAtimes(src);
+      await nextSecond();
+    }
+    expect(digests.size).toBe(1);
+  }, 30_000);
 });

@@ -172,13 +172,21 @@ async function* overlayWalk(
   }
 }
 
+/** An mtime in whole seconds: the tar keeps no more (containerd truncates, it does not round). */
+const seconds = (st: BigIntStats) => Number(st.mtimeNs / 1_000_000_000n);
+
 /**
  * Turns changes into an OCI layer (containerd's ChangeWriter): deletions become `.wh.`
  * entries, parents of every change are included once, hard links within the change set are
  * kept as links, and only the `security.capability` xattr is carried (as containerd does).
+ *
+ * The same tree always gives the same bytes, so that two diffs of one snapshot share a
+ * digest: walks are sorted, only mtime (whole seconds) is written, never atime, ctime or
+ * user names, and a whiteout takes the mtime of the directory it sits in, where containerd
+ * stamps the clock at the start of the diff (a diff with a deletion then changed digest
+ * with every second).
  */
 class ChangeWriter {
-  private readonly whiteoutTime = Math.floor(Date.now() / 1000);
   private readonly inodeSrc = new Map<bigint, string>();
   private readonly inodeRefs = new Map<bigint, string[]>();
   private readonly addedDirs = new Set<string>();
@@ -190,7 +198,8 @@ class ChangeWriter {
       const slash = c.path.lastIndexOf('/');
       const name = `${c.path.slice(0, slash + 1)}${WHITEOUT_PREFIX}${c.path.slice(slash + 1)}`;
       yield* this.includeParents(name, false);
-      yield* tarEntryChunks({ name, type: 'file', mode: 0, mtime: this.whiteoutTime });
+      const dir = await stat(`${this.source}/${c.path.slice(0, slash + 1)}`, { bigint: true });
+      yield* tarEntryChunks({ name, type: 'file', mode: 0, mtime: seconds(dir) });
       return;
     }
     const st = c.st!;
@@ -202,7 +211,7 @@ class ChangeWriter {
       mode: Number(st.mode) & 0o7777,
       uid: Number(st.uid),
       gid: Number(st.gid),
-      mtime: Number(st.mtimeNs / 1_000_000_000n),
+      mtime: seconds(st),
     };
     if (st.isDirectory()) h.type = 'dir';
     else if (st.isSymbolicLink()) {
@@ -248,7 +257,7 @@ class ChangeWriter {
         name: `${c.path}/${WHITEOUT_OPAQUE}`,
         type: 'file',
         mode: 0,
-        mtime: this.whiteoutTime,
+        mtime: seconds(st),
       });
     }
     for (const extra of additional ?? []) {

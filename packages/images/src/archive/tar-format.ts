@@ -262,18 +262,32 @@ function isAscii(s: string): boolean {
   return /^[\x01-\x7f]*$/.test(s);
 }
 
-/** Splits a name into ustar prefix and name, or undefined when it does not fit. */
+/** What Go's archive/tar keeps of a string in a header field: its ASCII characters. */
+function toAscii(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: NUL is dropped as Go does
+  return s.replace(/[^\x01-\x7f]/gu, '');
+}
+
+/**
+ * Splits a name too long for the 100-byte field into ustar prefix and name, exactly as Go's
+ * archive/tar does (so a trailing `/` stays with the name), or undefined when it cannot.
+ */
 function splitUstar(name: string): [string, string] | undefined {
-  if (!isAscii(name)) return undefined;
-  if (name.length <= 100) return ['', name];
-  for (let i = name.length - 1; i > 0; i--) {
-    if (name[i] !== '/') continue;
-    const prefix = name.slice(0, i);
-    const rest = name.slice(i + 1);
-    if (prefix.length <= 155 && rest.length <= 100 && rest.length > 0) return [prefix, rest];
-    if (prefix.length <= 155) break;
-  }
-  return undefined;
+  if (name.length <= 100 || !isAscii(name)) return undefined;
+  let length = name.length;
+  if (length > 156) length = 156;
+  else if (name[length - 1] === '/') length--;
+  const i = name.lastIndexOf('/', length - 1);
+  const rest = name.length - i - 1;
+  if (i <= 0 || rest > 100 || rest === 0 || i > 155) return undefined;
+  return [name.slice(0, i), name.slice(i + 1)];
+}
+
+/** A string field as Go's formatter fills it: cut to the field, a cut trailing `/` dropped. */
+function fieldString(s: string, len: number): string {
+  if (s.length <= len) return s;
+  const cut = s.slice(0, len);
+  return cut.endsWith('/') ? cut.replace(/\/+$/, '') : cut;
 }
 
 function paxRecord(key: string, value: Buffer): Buffer {
@@ -293,8 +307,9 @@ function encodeBlock(h: {
   gid: number;
   size: number;
   mtime: number;
-  devmajor: number;
-  devminor: number;
+  /** Absent in a PAX extended header, which Go leaves NUL. */
+  devmajor?: number;
+  devminor?: number;
 }): Buffer {
   const block = Buffer.alloc(BLOCK);
   writeString(block, h.name, 0, 100);
@@ -306,8 +321,8 @@ function encodeBlock(h: {
   block.write(h.typeflag, 156, 1, 'latin1');
   writeString(block, h.linkname, 157, 100);
   block.write('ustar\x0000', 257, 8, 'latin1');
-  writeOctal(block, h.devmajor, 329, 8);
-  writeOctal(block, h.devminor, 337, 8);
+  if (h.devmajor !== undefined) writeOctal(block, h.devmajor, 329, 8);
+  if (h.devminor !== undefined) writeOctal(block, h.devminor, 337, 8);
   writeString(block, h.prefix, 345, 155);
   block.fill(0x20, 148, 156);
   let sum = 0;
@@ -325,9 +340,22 @@ export function padding(size: number): Buffer {
 /** The two zero blocks that end an archive. */
 export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 
+/** Where Go's archive/tar puts the PAX extended header of `name` (path.Join(dir, "PaxHeaders.0", file)). */
+function paxHeaderName(name: string): string {
+  const slash = name.lastIndexOf('/');
+  const dir = name.slice(0, slash + 1).replace(/\/+$/, '');
+  const file = name.slice(slash + 1);
+  const joined = [dir, 'PaxHeaders.0', file].filter((p) => p !== '').join('/');
+  return toAscii(joined).slice(0, 100).replace(/\/+$/, '');
+}
+
 /**
- * Encodes the header blocks of one entry: a PAX extended header first when a field does
- * not fit ustar (long or non-ASCII names, large ids or sizes, xattrs), then the ustar block.
+ * Encodes the header blocks of one entry byte for byte as Go's archive/tar does for the
+ * headers containerd's diff writer hands it (PAX format, whole-second mtime, no atime,
+ * ctime or user names), so that berth and containerd give one change the same layer
+ * digest: plain ustar (long names split into prefix and name) while every field fits,
+ * else a PAX extended header with its records sorted by key, then a block carrying what
+ * fits (ASCII, cut to the field, no prefix).
  */
 export function encodeHeader(e: TarEntryInit): Buffer {
   const typeflag = TYPEFLAGS[e.type];
@@ -338,31 +366,40 @@ export function encodeHeader(e: TarEntryInit): Buffer {
   const gid = e.gid ?? 0;
   const size = e.type === 'file' ? (e.size ?? 0) : 0;
   const mtime = Math.floor(e.mtime ?? 0);
-  const records: Buffer[] = [];
+  const records = new Map<string, Buffer>();
+  // ustar holds the entry unless a field does not fit or there are records only PAX carries.
+  let ustar = true;
   const split = splitUstar(name);
-  if (!split) records.push(paxRecord('path', Buffer.from(name)));
-  if (linkname.length > 100 || !isAscii(linkname)) records.push(paxRecord('linkpath', Buffer.from(linkname)));
-  if (!fitsOctal(uid, 8)) records.push(paxRecord('uid', Buffer.from(String(uid))));
-  if (!fitsOctal(gid, 8)) records.push(paxRecord('gid', Buffer.from(String(gid))));
-  if (!fitsOctal(size, 12)) records.push(paxRecord('size', Buffer.from(String(size))));
-  if (!fitsOctal(mtime, 12)) records.push(paxRecord('mtime', Buffer.from(String(mtime))));
-  const xattrs = e.xattrs instanceof Map ? [...e.xattrs] : Object.entries(e.xattrs ?? {});
-  for (const [k, v] of xattrs.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
-    records.push(paxRecord(XATTR_PREFIX + k, Buffer.isBuffer(v) ? v : Buffer.from(v)));
+  if (name.length > 100 || !isAscii(name)) {
+    records.set('path', Buffer.from(name));
+    if (!split) ustar = false;
   }
-  for (const [k, v] of Object.entries(e.pax ?? {}))
-    records.push(paxRecord(k, Buffer.isBuffer(v) ? v : Buffer.from(v)));
-  const [prefix, short] = split ?? [
-    '',
-    Buffer.from(name)
-      .subarray(0, 100)
-      .toString('latin1')
-      .replace(/[^\x20-\x7e]/g, '_'),
-  ];
-  const main = encodeBlock({
-    prefix,
-    name: short,
-    linkname: linkname.length <= 100 && isAscii(linkname) ? linkname : '',
+  if (linkname.length > 100 || !isAscii(linkname)) {
+    records.set('linkpath', Buffer.from(linkname));
+    ustar = false;
+  }
+  for (const [key, value, len] of [
+    ['uid', uid, 8],
+    ['gid', gid, 8],
+    ['size', size, 12],
+    ['mtime', mtime, 12],
+  ] as const) {
+    if (!fitsOctal(value, len)) {
+      records.set(key, Buffer.from(String(value)));
+      ustar = false;
+    }
+  }
+  const xattrs = e.xattrs instanceof Map ? [...e.xattrs] : Object.entries(e.xattrs ?? {});
+  for (const [k, v] of xattrs) {
+    records.set(XATTR_PREFIX + k, Buffer.isBuffer(v) ? v : Buffer.from(v));
+    ustar = false;
+  }
+  for (const [k, v] of Object.entries(e.pax ?? {})) {
+    if (!records.has(k)) records.set(k, Buffer.isBuffer(v) ? v : Buffer.from(v));
+    ustar = false;
+  }
+  const fields = {
+    linkname: fieldString(toAscii(linkname), 100),
     typeflag,
     mode: e.mode & 0o7777,
     uid,
@@ -371,22 +408,24 @@ export function encodeHeader(e: TarEntryInit): Buffer {
     mtime,
     devmajor: e.devmajor ?? 0,
     devminor: e.devminor ?? 0,
-  });
-  if (records.length === 0) return main;
-  const data = Buffer.concat(records);
-  const base = short.replace(/\/$/, '').split('/').pop() || 'entry';
+  };
+  if (ustar) {
+    const [prefix, short] = split ?? ['', name];
+    return encodeBlock({ ...fields, prefix, name: short });
+  }
+  const keys = [...records.keys()].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b)));
+  const data = Buffer.concat(keys.map((k) => paxRecord(k, records.get(k)!)));
   const pax = encodeBlock({
     prefix: '',
-    name: `PaxHeaders.0/${base}`.slice(0, 100),
+    name: paxHeaderName(name),
     linkname: '',
     typeflag: 'x',
-    mode: 0o644,
+    mode: 0,
     uid: 0,
     gid: 0,
     size: data.length,
-    mtime: fitsOctal(mtime, 12) ? mtime : 0,
-    devmajor: 0,
-    devminor: 0,
+    mtime: 0,
   });
+  const main = encodeBlock({ ...fields, prefix: '', name: fieldString(toAscii(name), 100) });
   return Buffer.concat([pax, data, padding(data.length), main]);
 }
