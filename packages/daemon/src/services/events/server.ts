@@ -71,8 +71,9 @@ export class EventsServer implements GrpcService {
       Forward: unary(async (_ctx, req: { envelope: EnvelopeMsg | null }) => {
         const env = req.envelope;
         if (!env) throw new InvalidArgumentError('forward: envelope must be set');
-        const event = anyOf(env.event);
-        if (!event) throw new InvalidArgumentError(`forward of "${env.topic}": event must be set`);
+        // As the ttrpc Forward (runtime/events-server): containerd checks namespace, topic and
+        // timestamp, never the event; a missing one is forwarded empty.
+        const event = anyOf(env.event) ?? { typeUrl: '', value: Buffer.alloc(0) };
         await exchange.forward({
           timestamp: fromTimestamp(env.timestamp) ?? (undefined as unknown as Date),
           namespace: env.namespace,
