@@ -34,7 +34,7 @@ import {
 } from '@berth/api';
 import { isErrno, syncDir, unlinkIfExists, writeFileAtomic } from './fs-util';
 import { INGEST_FILES, ingestDirName, readIngest, TMP_PREFIX } from './ingest';
-import { lockHolder, serialize, tryLock, unlock } from './locks';
+import { lockHolder, serialize, settled, tryLock, unlock } from './locks';
 import { LocalReaderAt } from './reader';
 import { hashFile, LocalWriter, type WriterHost } from './writer';
 
@@ -108,9 +108,9 @@ export class LocalStore implements ContentStore {
     this.host = {
       publish: (w, digest, labels) => this.publish(w, digest, labels),
       removeIngest: (dir) => rm(dir, { recursive: true, force: true }),
-      release: (w) => {
+      release: (w, pending) => {
         const held = lockHolder<LocalWriter>(this.root, w.ref);
-        if (held?.writer === w) unlock(this.root, w.ref, held);
+        if (held?.writer === w) unlock(this.root, w.ref, held, pending);
       },
     };
   }
@@ -323,6 +323,7 @@ export class LocalStore implements ContentStore {
     const lock = tryLock<LocalWriter>(this.root, ref);
     let fh: FileHandle | undefined;
     try {
+      await lock.settled;
       if (expected && (await exists(this.blobPath(expected)))) {
         throw new AlreadyExistsError(`content ${expected}: already exists`);
       }
@@ -454,6 +455,7 @@ export class LocalStore implements ContentStore {
     validateRef(ref);
     const live = lockHolder<LocalWriter>(this.root, ref)?.writer;
     if (live) return live.snapshot();
+    await settled(this.root, ref);
     const st = await readIngest(this.ingestDir(ref));
     if (!st || st.ref !== ref) throw new NotFoundError(`ingest ref ${JSON.stringify(ref)}: not found`);
     return st;
@@ -485,6 +487,7 @@ export class LocalStore implements ContentStore {
     // Hold the ref while removing so no writer resumes the ingest under our feet.
     const lock = tryLock<LocalWriter>(this.root, ref);
     try {
+      await lock.settled;
       const dir = this.ingestDir(ref);
       const st = await readIngest(dir);
       // A half-made directory (no ref or data yet) is debris of this ref: abort clears it.

@@ -41,8 +41,11 @@ export interface WriterHost {
   publish(w: LocalWriter, digest: Digest, labels: CommitOptions['labels']): Promise<void>;
   /** Removes the ingest directory. */
   removeIngest(dir: string): Promise<void>;
-  /** Releases the ref lock. */
-  release(w: LocalWriter): void;
+  /**
+   * Releases the ref lock. With `pending`, at once, the next holder waiting for `pending`
+   * before it reads the ingest.
+   */
+  release(w: LocalWriter, pending?: Promise<unknown>): void;
 }
 
 export interface LocalWriterInit {
@@ -80,6 +83,7 @@ export class LocalWriter implements Writer {
   /** Set when a failed write could not be rolled back: file and hash may disagree. */
   private broken: unknown;
   private tail: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
 
   constructor(
     private readonly host: WriterHost,
@@ -228,8 +232,15 @@ export class LocalWriter implements Writer {
     return this.fh;
   }
 
+  /**
+   * Frees the ref before this call returns, then persists the ingest's times and closes
+   * the file after the queued operations: containerd's client reopens the ref as soon as
+   * it has closed, and the store makes that writer wait for this work (locks.ts).
+   */
   close(): Promise<void> {
-    return this.run(async () => {
+    if (this.closing) return this.closing;
+    const open = this.state === 'open';
+    this.closing = this.run(async () => {
       if (this.state !== 'open') return;
       try {
         await writeFileAtomic(join(this.dir, INGEST_FILES.updatedAt), formatRFC3339Nano(this.updatedAt));
@@ -240,6 +251,8 @@ export class LocalWriter implements Writer {
         await this.finish('closed', false);
       }
     });
+    if (open) this.host.release(this, this.closing);
+    return this.closing;
   }
 
   /** Called by the store's abort: the ingest goes away under this writer. */

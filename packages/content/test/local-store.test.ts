@@ -299,6 +299,49 @@ describe('LocalWriter', () => {
     expect(digestOf(await readBlob(store, ctx, b))).toBe(b.digest);
   });
 
+  it('frees its ref as close is called: a writer opened before the close settles resumes', async () => {
+    const store = await openLocalStore(tempRoot());
+    const b = blob(300);
+    const desc = { size: 300, digest: b.digest };
+    const w1 = await store.writer(ctx, { ref: 'reopen', desc });
+    await w1.write(b.data.subarray(0, 120));
+    const updated = (await w1.status()).updatedAt;
+    // Not awaited, as containerd's client reopens right after its close.
+    const closed = w1.close();
+    const [st, w2] = await Promise.all([
+      store.status(ctx, 'reopen'),
+      store.writer(ctx, { ref: 'reopen', desc }),
+    ]);
+    await closed;
+    expect(st).toMatchObject({ offset: 120, updatedAt: updated });
+    expect(await w2.status()).toMatchObject({ offset: 120, updatedAt: updated });
+    expect(w2.digest()).toBe(digestOf(b.data.subarray(0, 120)));
+    // The ref is held again, by w2.
+    expect(await errorOf(store.writer(ctx, { ref: 'reopen' }))).toMatchObject({
+      code: 'ERR_UNAVAILABLE',
+      message: /ref reopen locked/,
+    });
+    // The closed writer is done with: it neither writes nor releases w2's lock twice.
+    expect(await errorOf(w1.write(Buffer.from('late')))).toMatchObject({ code: 'ERR_FAILED_PRECONDITION' });
+    await w1.close();
+    expect(await errorOf(store.writer(ctx, { ref: 'reopen' }))).toMatchObject({ code: 'ERR_UNAVAILABLE' });
+    await w2.write(b.data.subarray(120));
+    await w2.commit(0);
+    expect(digestOf(await readBlob(store, ctx, b))).toBe(b.digest);
+  });
+
+  it('an abort right after a close removes the ingest the close was still writing', async () => {
+    const root = tempRoot();
+    const store = await openLocalStore(root);
+    const w = await store.writer(ctx, { ref: 'gone' });
+    await w.write(Buffer.from('some bytes'));
+    const closed = w.close();
+    await store.abort(ctx, 'gone');
+    await closed;
+    expect(await errorOf(store.status(ctx, 'gone'))).toMatchObject({ code: 'ERR_NOT_FOUND' });
+    expect(readdirSync(join(root, 'ingest'))).toEqual([]);
+  });
+
   it('rejects a negative or fractional descriptor size as InvalidArgument', async () => {
     const store = await openLocalStore(tempRoot());
     for (const size of [-1, 1.5]) {

@@ -18,7 +18,15 @@ export {
 } from './config';
 export { createTopLevelDirectories, type Daemon, type DaemonOptions, startDaemon } from './daemon';
 export { Exchange, type ExchangeEnvelope, type Subscription, validateTopic } from './events/exchange';
-export { GCScheduler, parseDuration } from './gc/scheduler';
+export {
+  type Clock,
+  type Collector,
+  DEFAULT_POLICY,
+  formatDuration,
+  GCScheduler,
+  parseDuration,
+  type SchedulerPolicy,
+} from './gc/scheduler';
 export {
   createLogger,
   formatLine,

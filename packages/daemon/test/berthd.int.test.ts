@@ -46,7 +46,14 @@ describe('berthd command line', () => {
     const { config, warnings } = parseConfig(r.stdout);
     expect(warnings).toEqual([]);
     expect(config.root).toBe('/var/lib/berth');
-    expect(config.plugins['io.containerd.gc.v1.scheduler']).toEqual({ startup_delay: '100ms' });
+    // containerd's keys and defaults (`containerd config default`).
+    expect(config.plugins['io.containerd.gc.v1.scheduler']).toEqual({
+      pause_threshold: 0.02,
+      deletion_threshold: 0,
+      mutation_threshold: 100,
+      schedule_delay: '0s',
+      startup_delay: '100ms',
+    });
     expect(config.plugins['io.containerd.metadata.v1.sqlite']).toEqual({ content_sharing_policy: 'shared' });
   });
 
@@ -60,7 +67,10 @@ describe('berthd command line', () => {
     expect(r.code).toBe(0);
     const { config } = parseConfig(r.stdout);
     expect(config).toMatchObject({ root: '/from/file', state: '/from/flag' });
-    expect(config.plugins['io.containerd.gc.v1.scheduler']).toEqual({ startup_delay: '2s' });
+    expect(config.plugins['io.containerd.gc.v1.scheduler']).toMatchObject({
+      startup_delay: '2s',
+      mutation_threshold: 100,
+    });
   });
 
   test.each([

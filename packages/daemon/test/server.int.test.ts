@@ -138,6 +138,11 @@ class WriteSession {
   cancel(): void {
     this.stream.cancel();
   }
+
+  /** Half-closes without waiting for the server, as containerd's Go writer's Close does. */
+  close(): void {
+    this.stream.end();
+  }
 }
 
 beforeAll(async () => {
@@ -688,6 +693,59 @@ describe('Content', () => {
       }
     }
     expect(resumed).toMatchObject({ action: 'STAT', offset: 7 });
+  });
+
+  test('a writer closed without commit frees its ref at once: the next Write resumes at its offset', async () => {
+    const c = client('content.v1.Content');
+    const data = randomBytes(300);
+    const digest = digestOf(data);
+    // containerd's client closes (a half-close, no wait for the status) and reopens at
+    // once; the suite's Resume cases do this for a series of refs and sizes.
+    for (const cut of [0, 1, 100, 299]) {
+      const ref = `resume-${cut}`;
+      const first = new WriteSession(c, md(ns));
+      await first.send({ action: 'STAT', ref, total: data.length, expected: digest });
+      if (cut > 0) await first.send({ action: 'WRITE', offset: 0, data: data.subarray(0, cut) });
+      first.close();
+
+      const second = new WriteSession(c, md(ns));
+      const stat = await second.send({ action: 'STAT', ref, total: data.length, expected: digest });
+      expect(stat).toMatchObject({ action: 'STAT', offset: cut, total: data.length });
+      const w = await second.send({ action: 'WRITE', offset: cut, data: data.subarray(cut) });
+      expect(w.offset).toBe(data.length);
+      const done = await second.send({
+        action: 'COMMIT',
+        offset: data.length,
+        total: data.length,
+        expected: digest,
+      });
+      expect(done.digest).toBe(digest);
+      await second.finish();
+      await call(c, 'Delete', { digest }, md(ns));
+    }
+  });
+
+  test('a writer that fails or is cancelled frees its ref for the next Write at once', async () => {
+    const c = client('content.v1.Content');
+    const failing = new WriteSession(c, md(ns));
+    await failing.send({ action: 'WRITE', ref: 'fails', offset: 0, data: Buffer.from('12345') });
+    // A write off the current offset ends the stream with an error.
+    expect((await code(failing.send({ action: 'WRITE', offset: 3, data: Buffer.from('x') }))).code).toBe(
+      GrpcCode.OUT_OF_RANGE,
+    );
+    const after = new WriteSession(c, md(ns));
+    expect(await after.send({ action: 'STAT', ref: 'fails' })).toMatchObject({ offset: 5 });
+
+    after.cancel();
+    const again = new WriteSession(c, md(ns));
+    expect(await again.send({ action: 'STAT', ref: 'fails' })).toMatchObject({ offset: 5 });
+    // Still held by a live stream: a concurrent writer is refused, naming the ref.
+    const concurrent = new WriteSession(c, md(ns));
+    const busy = await code(concurrent.send({ action: 'STAT', ref: 'fails' }));
+    expect(busy.code).toBe(GrpcCode.UNAVAILABLE);
+    expect(busy.details).toMatch(/ref \S*fails locked/);
+    again.close();
+    await call(c, 'Abort', { ref: 'fails' }, md(ns)).catch(() => {});
   });
 
   test('STAT reports times, total and the running digest; WRITE at offset 0 starts over', async () => {

@@ -169,7 +169,7 @@ export class MetadataContainerStore implements ContainerStore {
     const ns = requireNamespace(ctx);
     if (!container?.id) throw new InvalidArgumentError('must specify a container id');
     const where = `container ${JSON.stringify(container.id)}`;
-    const { updated, released } = this.db.transaction(() => {
+    const { updated } = this.db.transaction(() => {
       const current = this.read(ns, container.id);
       if (!current) throw new NotFoundError(`${where}: not found`);
       let paths = fieldpaths;
@@ -231,9 +231,10 @@ export class MetadataContainerStore implements ContainerStore {
         );
       this.writeMaps(ns, updated);
       const kept = new Set(containerReferences(ns, updated).map(nodeKey));
-      return { updated, released: containerReferences(ns, current).some((n) => !kept.has(nodeKey(n))) };
+      const released = containerReferences(ns, current).some((n) => !kept.has(nodeKey(n)));
+      if (released) this.db.markDirty();
+      return { updated };
     });
-    if (released) this.db.markDirty();
     return updated;
   }
 
@@ -242,8 +243,8 @@ export class MetadataContainerStore implements ContainerStore {
     this.db.transaction(() => {
       const r = this.db.stmt('DELETE FROM containers WHERE namespace = ? AND id = ?').run(ns, id);
       if (r.changes === 0) throw new NotFoundError(`container ${JSON.stringify(id)}: not found`);
+      this.db.markDirty();
     });
-    this.db.markDirty();
   }
 
   private read(ns: string, id: string): Container | undefined {

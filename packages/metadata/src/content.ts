@@ -164,8 +164,8 @@ export class MetadataContentStore implements ContentStore {
       const r = this.db.stmt('DELETE FROM content WHERE namespace = ? AND digest = ?').run(ns, digest);
       if (r.changes === 0) throw notFound(digest);
       removeFromContextLease(this.db, ctx, ns, 'content', digest);
+      this.db.markDirty();
     });
-    this.db.markDirty();
   }
 
   async readerAt(ctx: Context, desc: Pick<Descriptor, 'digest'> & Partial<Descriptor>): Promise<ReaderAt> {
@@ -219,10 +219,10 @@ export class MetadataContentStore implements ContentStore {
       this.db.transaction(() => {
         this.db.stmt('DELETE FROM ingests WHERE seq = ?').run(row.seq);
         removeFromContextLease(this.db, ctx, ns, 'ingests', ref);
+        // The ingest may have been what kept a shared blob alive.
+        this.db.markDirty();
       });
     });
-    // The ingest may have been what kept a shared blob alive.
-    this.db.markDirty();
   }
 
   async writer(ctx: Context, opts: WriterOptions): Promise<Writer> {

@@ -29,14 +29,6 @@ export interface MetadataDBOptions {
   contentSharing?: 'shared' | 'isolated';
   /** How long an ingest held by no lease survives garbage collection. Default 24 h. */
   ingestExpiryMs?: number;
-  /** Delay of a scheduled collection after a deletion. Default 100 ms. */
-  gcDelayMs?: number;
-  /** false: deletions never schedule a collection (collectGarbage() still works). */
-  gcSchedule?: boolean;
-  /** Called with the report of every scheduled collection. */
-  onGC?: (report: GCReport) => void;
-  /** Called when a scheduled collection fails (direct calls reject instead). */
-  onGCError?: (err: unknown) => void;
   /** How long a statement waits for another connection's lock. Default 5000 ms. */
   busyTimeoutMs?: number;
   /** Backing snapshotters by name, each wrapped as `db.snapshotter(name)` (more via addSnapshotter). */
@@ -46,8 +38,16 @@ export interface MetadataDBOptions {
 }
 
 /**
- * The metadata database: one SQLite file holding every namespace's view of content and
- * leases (later snapshots, images, containers), and the garbage collector over them.
+ * Told after each committed write transaction; `dirty` says whether something was
+ * deleted since the last collection (containerd's RegisterMutationCallback).
+ */
+export type MutationCallback = (dirty: boolean) => void;
+
+/**
+ * The metadata database: one SQLite file holding every namespace's view of content,
+ * leases, snapshots, images and containers, and the garbage collector over them. It never
+ * collects on its own: as containerd's, it reports each write (a mutation, dirty once
+ * something was deleted) to whoever schedules collections (the daemon's gc.v1 plugin).
  */
 export class MetadataDB {
   readonly sql: Database;
@@ -68,14 +68,8 @@ export class MetadataDB {
   private readonly snapshotterMap = new Map<string, MetadataSnapshotter>();
   private readonly statements = new Map<string, Statement>();
   private dirty = 0;
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<unknown> | undefined;
-  private closing = false;
+  private readonly mutationCallbacks: MutationCallback[] = [];
   private closed = false;
-  private readonly gcDelayMs: number;
-  private readonly gcSchedule: boolean;
-  private readonly onGC?: (report: GCReport) => void;
-  private readonly onGCError?: (err: unknown) => void;
 
   constructor(path: string, opts: MetadataDBOptions = {}) {
     this.sql = new BetterSqlite3(path, { timeout: opts.busyTimeoutMs ?? 5000 });
@@ -90,10 +84,6 @@ export class MetadataDB {
     }
     this.contentSharing = opts.contentSharing ?? 'shared';
     this.ingestExpiryMs = opts.ingestExpiryMs ?? 24 * 60 * 60 * 1000;
-    this.gcDelayMs = opts.gcDelayMs ?? 100;
-    this.gcSchedule = opts.gcSchedule ?? true;
-    this.onGC = opts.onGC;
-    this.onGCError = opts.onGCError;
 
     this.namespaces = new SqliteNamespaceStore(this);
     this.leases = new SqliteLeaseManager(this);
@@ -160,10 +150,17 @@ export class MetadataDB {
     return s;
   }
 
-  /** Runs fn in a write transaction (BEGIN IMMEDIATE); nested calls become savepoints. */
+  /**
+   * Runs fn in a write transaction (BEGIN IMMEDIATE); nested calls become savepoints. Once
+   * the outermost one commits, the mutation callbacks hear of it (a deletion calls
+   * markDirty inside it, so its own report is already dirty).
+   */
   transaction<T>(fn: () => T): T {
     this.checkOpen();
-    return this.sql.transaction(fn).immediate();
+    const outermost = !this.sql.inTransaction;
+    const result = this.sql.transaction(fn).immediate();
+    if (outermost) this.mutated();
+    return result;
   }
 
   /** Runs fn in a read transaction: one consistent snapshot across its statements. */
@@ -177,10 +174,13 @@ export class MetadataDB {
     this.stmt('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)').run(namespace, nowNanos());
   }
 
-  /** Records that something was deleted, so a collection has work to do; schedules one. */
+  /**
+   * Records that something was deleted, so a collection has work to do. Called inside the
+   * deleting transaction; outside one, it is reported as a mutation of its own.
+   */
   markDirty(): void {
     this.dirty++;
-    this.scheduleGC();
+    if (!this.sql.inTransaction) this.mutated();
   }
 
   /** Deletions since the last collection. */
@@ -188,26 +188,18 @@ export class MetadataDB {
     return this.dirty;
   }
 
-  /** Whether a scheduled collection is waiting for its timer. */
-  get gcScheduled(): boolean {
-    return this.timer !== undefined;
+  /** Registers fn to hear of every committed write; returns what unregisters it. */
+  onMutation(fn: MutationCallback): () => void {
+    this.mutationCallbacks.push(fn);
+    return () => {
+      const i = this.mutationCallbacks.indexOf(fn);
+      if (i >= 0) this.mutationCallbacks.splice(i, 1);
+    };
   }
 
-  /** Schedules a collection after gcDelayMs, once however many calls arrive meanwhile. */
-  scheduleGC(): void {
-    if (!this.gcSchedule || this.closing || this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      const run = this.collectGarbage().then(
-        (report) => this.onGC?.(report),
-        (err) => this.onGCError?.(err),
-      );
-      this.running = run;
-      void run.finally(() => {
-        if (this.running === run) this.running = undefined;
-      });
-    }, this.gcDelayMs);
-    this.timer.unref();
+  private mutated(): void {
+    const dirty = this.dirty > 0;
+    for (const fn of this.mutationCallbacks) fn(dirty);
   }
 
   /**
@@ -218,31 +210,31 @@ export class MetadataDB {
     this.checkOpen();
     return this.gcLock.exclusive(async () => {
       this.checkOpen();
-      // Everything dirtied so far is covered by this run.
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
       const started = performance.now();
-      const report: GCReport = { removed: [], bytes: 0, durationMs: 0 };
-      this.transaction(() => {
-        const reachable = mark(this.kinds, new Date());
-        report.removed.push(...sweep(this.kinds, reachable));
-      });
+      const report: GCReport = { removed: [], bytes: 0, durationMs: 0, metadataMs: 0 };
+      // Straight to SQLite: the collector's own write is no mutation to report.
+      this.sql
+        .transaction(() => {
+          const reachable = mark(this.kinds, new Date());
+          report.removed.push(...sweep(this.kinds, reachable));
+        })
+        .immediate();
+      // Everything deleted so far is covered by this run.
       this.dirty = 0;
+      report.metadataMs = performance.now() - started;
       for (const kind of this.kinds) await kind.cleanup?.(report);
       report.durationMs = performance.now() - started;
       return report;
     });
   }
 
-  /** Cancels a scheduled collection, waits for a running one, closes the file. */
+  /** Waits for a running collection, then closes the file. */
   async close(): Promise<void> {
-    if (this.closing) return;
-    this.closing = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
+    if (this.closed) return;
     await this.gcLock.exclusive(() => {
+      if (this.closed) return;
       this.closed = true;
+      this.mutationCallbacks.length = 0;
       this.statements.clear();
       this.sql.close();
     });

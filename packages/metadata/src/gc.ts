@@ -24,6 +24,11 @@ export interface GCReport {
   /** Bytes freed in backing stores. */
   bytes: number;
   durationMs: number;
+  /**
+   * The metadata phase (mark and sweep) alone, without freeing backing data: what
+   * containerd's scheduler paces collections by.
+   */
+  metadataMs: number;
 }
 
 /**

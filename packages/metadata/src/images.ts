@@ -162,7 +162,7 @@ export class MetadataImageStore implements ImageStore {
     if (typeof image?.name !== 'string' || image.name === '') {
       throw new InvalidArgumentError('image name is required for update');
     }
-    const { updated, released } = this.db.transaction(() => {
+    const { updated } = this.db.transaction(() => {
       const current = this.read(ns, image.name);
       if (!current) throw notFound(image.name);
       let next: ImageInput;
@@ -213,10 +213,11 @@ export class MetadataImageStore implements ImageStore {
         );
       this.writeMaps(ns, updated);
       const kept = new Set(imageReferences(ns, updated).map(nodeKey));
-      return { updated, released: imageReferences(ns, current).some((n) => !kept.has(nodeKey(n))) };
+      const released = imageReferences(ns, current).some((n) => !kept.has(nodeKey(n)));
+      // What the old record held may be garbage now.
+      if (released) this.db.markDirty();
+      return { updated };
     });
-    // What the old record held may be garbage now.
-    if (released) this.db.markDirty();
     return updated;
   }
 
@@ -226,8 +227,8 @@ export class MetadataImageStore implements ImageStore {
     this.db.transaction(() => {
       const r = this.db.stmt('DELETE FROM images WHERE namespace = ? AND name = ?').run(ns, name);
       if (r.changes === 0) throw notFound(name);
+      this.db.markDirty();
     });
-    this.db.markDirty();
     if (opts.sync) await this.db.collectGarbage();
   }
 

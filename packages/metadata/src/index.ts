@@ -1,6 +1,6 @@
 export { MetadataContainerStore, validateContainer } from './containers';
 export { MetadataContentStore } from './content';
-export { MetadataDB, type MetadataDBOptions, openMetadataDB } from './db';
+export { MetadataDB, type MetadataDBOptions, type MutationCallback, openMetadataDB } from './db';
 export {
   GC_REF_CONTENT_LABEL,
   GC_REF_SNAPSHOT_PREFIX,

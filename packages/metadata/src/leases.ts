@@ -156,8 +156,8 @@ export class SqliteLeaseManager implements LeaseManager {
     this.db.transaction(() => {
       const r = this.db.stmt('DELETE FROM leases WHERE namespace = ? AND id = ?').run(ns, id);
       if (r.changes === 0) throw new NotFoundError(`lease "${id}": not found`);
+      this.db.markDirty();
     });
-    this.db.markDirty();
     if (opts.sync) await this.db.collectGarbage();
   }
 
@@ -217,8 +217,8 @@ export class SqliteLeaseManager implements LeaseManager {
       this.db
         .stmt('DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?')
         .run(ns, leaseId, resource.type, resource.id);
+      this.db.markDirty();
     });
-    this.db.markDirty();
   }
 
   async listResources(ctx: Context, leaseId: string): Promise<LeaseResource[]> {

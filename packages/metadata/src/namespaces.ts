@@ -85,7 +85,6 @@ export class SqliteNamespaceStore implements NamespaceStore {
       for (const kind of this.db.resourceKinds) kind.dropNamespace?.(name);
       this.db.stmt('DELETE FROM namespaces WHERE name = ?').run(name);
     });
-    this.db.scheduleGC();
   }
 
   private mustExist(name: string): void {

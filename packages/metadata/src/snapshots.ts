@@ -365,9 +365,9 @@ export class MetadataSnapshotter implements Snapshotter {
       }
       this.db.stmt('DELETE FROM snapshots WHERE id = ?').run(row.id);
       removeFromContextLease(this.db, ctx, ns, this.resourceType, key);
+      this.dirty = true;
+      this.db.markDirty();
     });
-    this.dirty = true;
-    this.db.markDirty();
   }
 
   /** In key order; filters on `kind`, `name`, `parent` and `labels.<key>`. */

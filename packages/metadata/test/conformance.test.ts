@@ -11,7 +11,7 @@ function factory(opts: MetadataDBOptions) {
   return async () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-metadata-conformance-'));
     const backing = await openLocalStore({ root: join(dir, 'content'), labels: false });
-    const db = openMetadataDB(join(dir, 'meta.db'), { content: backing, gcSchedule: false, ...opts });
+    const db = openMetadataDB(join(dir, 'meta.db'), { content: backing, ...opts });
     return {
       store: db.content!,
       ctx: { namespace: 'conformance' },
@@ -30,7 +30,7 @@ describe('metadata over the local store', () => {
   it('shares across namespaces and frees blob files and stray ingests on GC', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'berth-metadata-local-'));
     const backing = await openLocalStore({ root: join(dir, 'content'), labels: false });
-    const db = openMetadataDB(join(dir, 'meta.db'), { content: backing, gcSchedule: false });
+    const db = openMetadataDB(join(dir, 'meta.db'), { content: backing });
     try {
       const cs = db.content!;
       const data = Buffer.from('layer bytes shared by two namespaces');

@@ -281,75 +281,82 @@ describe('garbage collection', () => {
     expect((await store.info(A, d)).size).toBe(9);
   });
 
-  describe('scheduling', () => {
-    it('a deletion schedules one collection after the delay', async () => {
-      const reports: GCReport[] = [];
-      let done!: () => void;
-      const collected = new Promise<void>((r) => {
-        done = r;
-      });
-      const g = f.open({
-        gcSchedule: true,
-        gcDelayMs: 5,
-        onGC: (r) => {
-          reports.push(r);
-          done();
-        },
-      });
-      const d1 = await put(g.content!, A, 'one', { labels: ROOT });
-      const d2 = await put(g.content!, A, 'two', { labels: ROOT });
-      expect(g.gcScheduled).toBe(false);
-      await g.content!.delete(A, d1);
-      await g.content!.delete(A, d2);
-      expect(g.dirtyCount).toBe(2);
-      expect(g.gcScheduled).toBe(true);
-      await collected;
-      expect(f.backing.blobs.size).toBe(0);
-      expect(g.dirtyCount).toBe(0);
-      expect(reports[0]!.removed.map((r) => r.id).sort()).toEqual([d1, d2].sort());
-    });
+  describe('mutation reports (what the gc.v1 scheduler hears)', () => {
+    const listen = () => {
+      const heard: boolean[] = [];
+      const stop = f.db.onMutation((dirty) => heard.push(dirty));
+      return { heard, stop };
+    };
 
-    it('reports a failed scheduled collection to onGCError', async () => {
-      let failure: unknown;
-      let done!: () => void;
-      const failed = new Promise<void>((r) => {
-        done = r;
-      });
-      const g = f.open({
-        gcSchedule: true,
-        gcDelayMs: 1,
-        onGCError: (e) => {
-          failure = e;
-          done();
-        },
-      });
-      const d = await put(g.content!, A, 'x', { labels: ROOT });
-      f.backing.walk = async () => {
-        throw new Error('backing walk broke');
-      };
-      await g.content!.delete(A, d);
-      await failed;
-      expect((failure as Error).message).toBe('backing walk broke');
-    });
-
-    it('can be disabled: deletions only count', async () => {
-      const d = await put(cs, A, 'x', { labels: ROOT });
-      await cs.delete(A, d);
-      expect(f.db.gcScheduled).toBe(false);
-      expect(f.db.dirtyCount).toBe(1);
-      expect(f.backing.blobs.has(d)).toBe(true);
-      await f.db.collectGarbage();
+    it('reports every write clean until something is deleted: namespaces and ingests are no deletion', async () => {
+      const { heard } = listen();
+      await f.db.namespaces.create(A, 'x');
+      await f.db.namespaces.delete(A, 'x');
+      await put(cs, A, 'ingested, no lease');
+      expect(heard.length).toBeGreaterThanOrEqual(3);
+      expect(heard.every((dirty) => !dirty)).toBe(true);
       expect(f.db.dirtyCount).toBe(0);
-      expect(f.backing.blobs.has(d)).toBe(false);
     });
 
-    it('close cancels a pending collection and refuses new ones', async () => {
-      const g = f.open({ gcSchedule: true, gcDelayMs: 60_000 });
-      const d = await put(g.content!, A, 'x', { labels: ROOT });
-      await g.content!.delete(A, d);
-      expect(g.gcScheduled).toBe(true);
+    it('a deletion reports dirty itself, later writes too, until a collection clears it', async () => {
+      const d = await put(cs, A, 'x', { labels: ROOT });
+      const { heard } = listen();
+      await cs.delete(A, d);
+      expect(heard).toEqual([true]);
+      await f.db.namespaces.create(A, 'y');
+      expect(heard).toEqual([true, true]);
+      // The collector's own write is not reported.
+      await f.db.collectGarbage();
+      expect(heard).toEqual([true, true]);
+      expect(f.backing.blobs.has(d)).toBe(false);
+      await f.db.namespaces.create(A, 'z');
+      expect(heard).toEqual([true, true, false]);
+    });
+
+    it.each([
+      ['a lease delete', async () => f.db.leases.delete(A, (await f.db.leases.create(A, { id: 'l' })).id)],
+      [
+        "a lease's resource delete",
+        async () => {
+          await f.db.leases.create(A, { id: 'l' });
+          await f.db.leases.deleteResource(A, 'l', { type: 'content', id: digestOf('x') });
+        },
+      ],
+      [
+        'an image delete',
+        async () => {
+          const target = {
+            mediaType: 'application/vnd.oci.image.index.v1+json',
+            digest: digestOf('i'),
+            size: 1,
+          };
+          await f.db.images.create(A, { name: 'example.com/i:1', target, labels: {} });
+          await f.db.images.delete(A, 'example.com/i:1');
+        },
+      ],
+    ])('%s is a deletion', async (_what, act) => {
+      const { heard } = listen();
+      await act();
+      expect(heard.at(-1)).toBe(true);
+      expect(f.db.dirtyCount).toBe(1);
+    });
+
+    it('a failed write reports nothing; an unsubscribed listener hears nothing', async () => {
+      const { heard, stop } = listen();
+      expect((await errorOf(() => cs.delete(A, digestOf('missing')))).code).toBe('ERR_NOT_FOUND');
+      expect(heard).toEqual([]);
+      expect(f.db.dirtyCount).toBe(0);
+      stop();
+      await f.db.namespaces.create(A, 'quiet');
+      expect(heard).toEqual([]);
+    });
+
+    it('close waits for a running collection, then refuses new ones', async () => {
+      const g = f.open();
+      const d = await put(g.content!, A, 'x');
+      const running = g.collectGarbage();
       await g.close();
-      expect(g.gcScheduled).toBe(false);
+      expect((await running).removed).toContainEqual({ type: 'content', namespace: 'a', id: d });
       expect((await errorOf(() => g.collectGarbage())).code).toBe('ERR_FAILED_PRECONDITION');
     });
   });

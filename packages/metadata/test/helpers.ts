@@ -14,14 +14,14 @@ export interface Fixture {
   cleanup(): Promise<void>;
 }
 
-/** A metadata DB in a temp dir over an in-memory backing store; scheduling off unless asked. */
+/** A metadata DB in a temp dir over an in-memory backing store. */
 export function fixture(opts: MetadataDBOptions = {}): Fixture {
   const dir = mkdtempSync(join(tmpdir(), 'berth-metadata-'));
   const path = join(dir, 'meta.db');
   const backing = new MemoryContentStore();
   const opened: MetadataDB[] = [];
   const open = (o: MetadataDBOptions = {}) => {
-    const db = openMetadataDB(path, { content: backing, gcSchedule: false, ...opts, ...o });
+    const db = openMetadataDB(path, { content: backing, ...opts, ...o });
     opened.push(db);
     return db;
   };

@@ -30,15 +30,7 @@ export const metadataPlugin: DaemonRegistration<MetadataConfig, MetadataDB> = {
     const path = join(ic.root, 'meta.db');
     ic.exports.path = path;
     ic.exports.policy = policy;
-    const log = ic.log;
-    return openMetadataDB(path, {
-      content,
-      contentSharing: policy,
-      onGC: (report) => {
-        if (log.enabled('debug'))
-          log.with({ removed: (report as { removed: unknown[] }).removed.length }).debug('garbage collected');
-      },
-      onGCError: (err) => log.with({ error: (err as Error).message }).error('garbage collection failed'),
-    });
+    // Collections are the gc.v1 scheduler's to start (gc/scheduler.ts).
+    return openMetadataDB(path, { content, contentSharing: policy });
   },
 };

@@ -281,9 +281,12 @@ export class ContentServer implements GrpcService {
         if (!nextReq) break;
         req = nextReq;
       }
+      // Free the ref before the last response goes out: the client may reopen it at once.
+      const closed = wr.close().catch(() => {});
       // containerd's handler sends its last response once more as it returns.
       const drained = send(call, { ...msg });
       if (drained) await drained;
+      await closed;
     } finally {
       await wr.close().catch(() => {});
     }
