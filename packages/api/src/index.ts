@@ -5,6 +5,7 @@ export * from './descriptor';
 export * from './digest';
 export * from './errors';
 export * from './events';
+export * from './failpoint';
 export * from './filters';
 export * from './grpc-status';
 export * from './identifiers';

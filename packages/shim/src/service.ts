@@ -2,14 +2,17 @@
  * containerd.task.v2.Task: the API a daemon calls on this shim. One service serves every
  * container of its group; each request names its container.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import {
   FailedPreconditionError,
+  Failpoints,
+  failpoint,
   InvalidArgumentError,
   type Mount,
   NotFoundError,
   NotImplementedError,
+  SHIM_FAILPOINT_ANNOTATION_PREFIX,
   UnavailableError,
   validateIdentifier,
 } from '@berth/api';
@@ -74,6 +77,8 @@ interface Req {
 
 export class TaskService {
   readonly containers = new Map<string, Container>();
+  /** Failpoints of each container, from its spec's annotations (empty for most). */
+  private readonly failpoints = new Map<string, Failpoints>();
   /** Container ids announced by `start` (Connect) that have not been created yet. */
   private readonly reservations = new Map<string, NodeJS.Timeout>();
   /** Ids whose Create is running. */
@@ -91,7 +96,7 @@ export class TaskService {
   }
 
   handlers(): ServiceHandlers {
-    return {
+    const handlers: Record<string, (r: any, ctx: TtrpcCallContext) => unknown> = {
       State: (r: any, ctx: TtrpcCallContext) => this.state(r, ctx),
       Create: (r: any, ctx: TtrpcCallContext) => this.create(r, ctx),
       Start: (r: any) => this.start(r),
@@ -112,6 +117,30 @@ export class TaskService {
       Connect: (r: any) => this.connect(r),
       Shutdown: (r: any) => this.shutdown(r),
     };
+    return Object.fromEntries(
+      Object.entries(handlers).map(([method, handler]) => [
+        method,
+        (r: any, ctx: TtrpcCallContext) => {
+          const fp = this.failpointAt(method, r);
+          return fp === undefined ? handler(r, ctx) : fp.then(() => handler(r, ctx));
+        },
+      ]),
+    ) as ServiceHandlers;
+  }
+
+  /**
+   * The failpoint a Task API call passes first, if any (see @berth/api's failpoint): the
+   * container's `io.containerd.runtime.v2.shim.failpoint.<Method>` annotation, read from its
+   * bundle when it is created, as containerd's failpoint shim does, or the process's
+   * `shim.<Method>` from BERTH_FAILPOINTS.
+   */
+  private failpointAt(
+    method: string,
+    r: { id?: string; bundle?: string } | undefined,
+  ): Promise<void> | undefined {
+    const id = r?.id ?? '';
+    if (method === 'Create' && r?.bundle) this.failpoints.set(id, failpointsOfBundle(r.bundle));
+    return this.failpoints.get(id)?.at(method) ?? failpoint(`shim.${method}`);
   }
 
   private container(id: string): Container {
@@ -343,6 +372,7 @@ export class TaskService {
       c.execs.delete(execId);
     } else {
       this.containers.delete(c.id);
+      this.failpoints.delete(c.id);
       this.opts.reaper.unwatch(p.pid);
       this.publish(c, TOPICS.delete, 'TaskDelete', {
         containerId: c.id,
@@ -556,4 +586,24 @@ export class TaskService {
     }, every);
     this.oomTimer.unref();
   }
+}
+
+/** The failpoints a bundle's spec sets with containerd's shim annotations. */
+function failpointsOfBundle(bundle: string): Failpoints {
+  const fps = new Failpoints();
+  let annotations: Record<string, string> | undefined;
+  try {
+    annotations = (
+      JSON.parse(readFileSync(join(bundle, 'config.json'), 'utf8')) as {
+        annotations?: Record<string, string>;
+      }
+    ).annotations;
+  } catch {
+    return fps; // no readable spec: Create itself says so
+  }
+  for (const [key, terms] of Object.entries(annotations ?? {})) {
+    if (key.startsWith(SHIM_FAILPOINT_ANNOTATION_PREFIX))
+      fps.set(key.slice(SHIM_FAILPOINT_ANNOTATION_PREFIX.length), terms);
+  }
+  return fps;
 }

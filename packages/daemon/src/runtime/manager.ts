@@ -10,6 +10,7 @@ import {
   decodeAny,
   type Envelope,
   FailedPreconditionError,
+  failpoint,
   fromTimestamp,
   isNotFound,
   isUnavailable,
@@ -204,6 +205,7 @@ export class TaskManager {
       let address: string;
       let task: ShimTask | undefined;
       try {
+        await failpoint('runtime.create.bundle');
         log = await openShimLog(bundle.path, this.log.with({ id, namespace: ns, shim: binary }));
         const onClose = (): void => {
           if (task) this.onShimClosed(task);
@@ -234,6 +236,7 @@ export class TaskManager {
       this.tasks.set(k, task);
       let pid: number;
       try {
+        await failpoint('runtime.create.shim');
         // Not cancelled with the caller: a container the shim creates after berthd gave
         // up on it would be left running, unknown.
         pid = await task.create({ namespace: ns }, opts);
