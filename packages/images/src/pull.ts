@@ -5,6 +5,7 @@ import {
   type Descriptor,
   type Digest,
   FailedPreconditionError,
+  failpoint,
   isNotFound,
   type Labels,
   LEASE_EXPIRE_LABEL,
@@ -199,6 +200,7 @@ async function getLayer(p: PullContext, desc: Descriptor): Promise<void> {
         onProgress: (bp) => p.emit({ type: 'blob', ...bp }),
       });
       if (r === 'exists') await addSource(p, desc.digest);
+      await failpoint('pull.layer.fetched');
       return r;
     }),
   );
@@ -329,7 +331,10 @@ async function handle(p: PullContext, desc: Descriptor, all: boolean, depth = 0)
         i > 0 ? chain[i - 1]! : '',
         () => downloads.get(i)!,
         { parentReady: () => parentDone, stage: p.stageLayers && i > have + 1 },
-      );
+      ).then(async (r) => {
+        await failpoint('pull.layer.unpacked');
+        return r;
+      });
       job.catch(() => undefined);
       jobs.push(job);
       below = job;
@@ -409,6 +414,7 @@ export async function pull(
     }
     await handle(p, resolved.desc, all);
     const image: Image = { name, target: resolved.desc, labels: { ...(opts.labels ?? {}) } };
+    await failpoint('pull.image.save');
     if (opts.saveImage) await opts.saveImage(pctx, image);
     return { image, manifests: p.manifests, unpacked: p.unpacked };
   } finally {
