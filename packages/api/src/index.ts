@@ -1,11 +1,14 @@
 export * from './containers';
 export * from './content';
 export * from './context';
+export * from './convert';
 export * from './descriptor';
 export * from './digest';
 export * from './errors';
 export * from './events';
 export * from './filters';
+/** The message types generated from proto/, by package: `wire.leases.Lease`, `wire.types.Mount`. */
+export type * as wire from './gen';
 export * from './grpc-status';
 export * from './identifiers';
 export * from './images';
@@ -16,3 +19,4 @@ export * from './namespaces';
 export * from './plugin';
 export * from './proto';
 export * from './snapshots';
+export * from './tasks';
