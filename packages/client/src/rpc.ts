@@ -110,20 +110,3 @@ export async function* serverStream<Res>(
     if (!done) call.cancel();
   }
 }
-
-/** google.protobuf.Timestamp as the loader decodes it. */
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
-
-export function toDate(ts: Timestamp | null | undefined): Date {
-  if (!ts) return new Date(0);
-  return new Date(Number(ts.seconds) * 1000 + Math.floor(Number(ts.nanos) / 1e6));
-}
-
-export function toTimestamp(date: Date): Timestamp {
-  const ms = date.getTime();
-  const seconds = Math.floor(ms / 1000);
-  return { seconds, nanos: (ms - seconds * 1000) * 1e6 };
-}

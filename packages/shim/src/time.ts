@@ -1,10 +1,8 @@
-/** google.protobuf.Timestamp in the JS shape @berth/api uses. */
-export interface Timestamp {
-  seconds: number;
-  nanos: number;
-}
+import { toTimestamp, type wire } from '@berth/api';
+
+/** google.protobuf.Timestamp as the generated codecs of @berth/api shape it. */
+export type Timestamp = wire.protobuf.Timestamp;
 
 export function timestampNow(): Timestamp {
-  const ms = Date.now();
-  return { seconds: Math.floor(ms / 1000), nanos: (ms % 1000) * 1e6 };
+  return toTimestamp(new Date());
 }

@@ -1,6 +1,6 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Envelope, InvalidArgumentError } from '@berth/api';
+import { anyFromWire, type Envelope, fromTimestamp, InvalidArgumentError, type wire } from '@berth/api';
 import { socketPath, TtrpcServer } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
 
@@ -12,15 +12,6 @@ export const ttrpcAddressOf = (grpcAddress: string): string => `${socketPath(grp
 /** Where forwarded envelopes go (the exchange). */
 export interface Forwarder {
   forward(envelope: Envelope): Promise<void>;
-}
-
-interface ForwardRequest {
-  envelope: {
-    timestamp: { seconds: number; nanos: number } | null;
-    namespace: string;
-    topic: string;
-    event: { typeUrl: string; value: Buffer } | null;
-  } | null;
 }
 
 /**
@@ -41,7 +32,7 @@ export class ShimEventsServer {
       onError: (err) => this.log.with({ error: err.message }).warn('ttrpc server error'),
     });
     this.server.register(TTRPC_EVENTS_SERVICE, {
-      Forward: async (req: ForwardRequest) => {
+      Forward: async (req: wire.ttrpcEvents.ForwardRequest) => {
         const envelope = toEnvelope(req);
         await this.events.forward(envelope);
         for (const observe of this.observers) observe(envelope);
@@ -71,15 +62,15 @@ export class ShimEventsServer {
   }
 }
 
-function toEnvelope(req: ForwardRequest): Envelope {
+function toEnvelope(req: wire.ttrpcEvents.ForwardRequest): Envelope {
   const env = req.envelope;
   if (!env) throw new InvalidArgumentError('forward: envelope must be set');
   if (!env.event?.typeUrl) throw new InvalidArgumentError(`forward ${env.topic}: event must be set`);
   if (!env.timestamp) throw new InvalidArgumentError(`forward ${env.topic}: timestamp must be set`);
   return {
-    timestamp: new Date(Number(env.timestamp.seconds) * 1000 + Math.floor(Number(env.timestamp.nanos) / 1e6)),
+    timestamp: fromTimestamp(env.timestamp),
     namespace: env.namespace,
     topic: env.topic,
-    event: { typeUrl: env.event.typeUrl, value: Buffer.from(env.event.value) },
+    event: anyFromWire(env.event)!,
   };
 }

@@ -9,26 +9,22 @@ import {
   decodeAny,
   type Envelope,
   FailedPreconditionError,
+  fromTimestamp,
   isNotFound,
   isUnavailable,
   NotFoundError,
   type Publisher,
   requireNamespace,
+  toTimestamp,
+  type wire,
 } from '@berth/api';
 import { socketPath, TtrpcClient } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
 import { berthShimAddress, isBerthShim, specAnnotations } from './berth-shim';
 import { resolveShimBinary } from './binary';
 import { Bundle } from './bundle';
-import {
-  type CreateTaskOptions,
-  type DeleteResult,
-  ShimTask,
-  TASK_SERVICE,
-  type Timestamp,
-  toTimestamp,
-} from './shim';
-import { type Exit, type ShimCommandConfig, shimDelete, shimStart, timestampToDate } from './shim-binary';
+import { type CreateTaskOptions, type DeleteResult, ShimTask, TASK_SERVICE } from './shim';
+import { type Exit, type ShimCommandConfig, shimDelete, shimStart } from './shim-binary';
 import { openShimLog, type ShimLog } from './shim-log';
 
 export const TASK_EXIT = '/tasks/exit';
@@ -150,7 +146,7 @@ export class TaskManager {
       id?: string;
       pid?: number;
       exitStatus?: number;
-      exitedAt?: Timestamp | null;
+      exitedAt?: wire.protobuf.Timestamp | null;
     };
     try {
       e = decodeAny(envelope.event) as typeof e;
@@ -163,7 +159,7 @@ export class TaskManager {
     task.exit = {
       pid: e.pid ?? 0,
       exitStatus: e.exitStatus ?? 0,
-      exitedAt: e.exitedAt ? timestampToDate(e.exitedAt) : new Date(),
+      exitedAt: e.exitedAt ? fromTimestamp(e.exitedAt) : new Date(),
     };
   }
 

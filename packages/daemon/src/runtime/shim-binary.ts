@@ -6,7 +6,9 @@ import {
   decodeMessage,
   encodeMessage,
   FailedPreconditionError,
+  fromTimestamp,
   UnknownError,
+  type wire,
 } from '@berth/api';
 import { DEFAULT_SHIM_IDLE_MS } from './berth-shim';
 import type { Bundle } from './bundle';
@@ -156,18 +158,10 @@ export async function shimDelete(
   );
   if (r.code !== 0) throw failure(`delete shim ${config.binary} for ${bundle.id}`, r);
   if (r.stderr.trim() !== '') warn(r.stderr.trim());
-  const res = decodeMessage<{
-    pid: number;
-    exitStatus: number;
-    exitedAt: { seconds: number; nanos: number } | null;
-  }>('containerd.task.v2.DeleteResponse', r.stdout);
+  const res = decodeMessage<wire.shim.DeleteResponse>('containerd.task.v2.DeleteResponse', r.stdout);
   return {
     pid: res.pid,
     exitStatus: res.exitStatus,
-    exitedAt: res.exitedAt ? timestampToDate(res.exitedAt) : new Date(),
+    exitedAt: res.exitedAt ? fromTimestamp(res.exitedAt) : new Date(),
   };
-}
-
-export function timestampToDate(t: { seconds: number; nanos: number }): Date {
-  return new Date(Number(t.seconds) * 1000 + Math.floor(Number(t.nanos) / 1_000_000));
 }

@@ -1,15 +1,3 @@
-export {
-  fromTimestamp,
-  type InfoMessage,
-  infoFromMessage,
-  infoToMessage,
-  type KindMessage,
-  type MountMessage,
-  mountFromMessage,
-  mountToMessage,
-  type TimestampMessage,
-  toTimestamp,
-} from './convert';
 export { type ServeOptions, type SnapshotterServer, serveSnapshotter } from './server';
 export {
   SNAPSHOTS_SERVICE,
