@@ -167,6 +167,32 @@ function writeFieldTable(outDir, descriptorFile) {
   );
 }
 
+/**
+ * ts-proto (env=node) decodes a bytes field as `Buffer.from(reader.bytes())`, a copy of
+ * the received bytes; protobufjs handed out a view, and Content.Write carries 1 MiB a
+ * message. Rewrite it to a view of the same memory, as before. Throws when ts-proto stops
+ * writing that form, so the rewrite cannot silently stop applying.
+ */
+function viewBytesFields(outDir) {
+  const COPY = 'Buffer.from(reader.bytes())';
+  const VIEW = '(($b) => Buffer.from($b.buffer, $b.byteOffset, $b.byteLength))(reader.bytes())';
+  let count = 0;
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const file = path.join(dir, e.name);
+      if (e.isDirectory()) walk(file);
+      else if (e.name.endsWith('.ts')) {
+        const text = fs.readFileSync(file, 'utf8');
+        if (!text.includes(COPY)) continue;
+        count += text.split(COPY).length - 1;
+        fs.writeFileSync(file, text.split(COPY).join(VIEW));
+      }
+    }
+  };
+  walk(outDir);
+  if (count === 0) throw new Error(`no ${COPY} in ts-proto's output: check viewBytesFields`);
+}
+
 function listProtoFiles(dir, rel = '') {
   const out = [];
   for (const entry of fs.readdirSync(path.join(dir, rel), { withFileTypes: true })) {
@@ -200,6 +226,7 @@ function generate(outDir) {
     ],
     { stdio: ['ignore', 'inherit', 'inherit'] },
   );
+  viewBytesFields(outDir);
   writeIndex(outDir);
   writeFieldTable(outDir, descriptors);
   fs.rmSync(descriptors, { force: true });

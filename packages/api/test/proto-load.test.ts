@@ -103,6 +103,8 @@ describe('message conversion', () => {
     const back = method.requestDeserialize(wire) as Record<string, unknown>;
     expect(back).toEqual(write);
     expect(Buffer.isBuffer(back.data)).toBe(true);
+    // A view of the received bytes, not a copy (Write carries 1 MiB a message).
+    expect((back.data as Buffer).buffer).toBe(wire.buffer);
     expect(typeof back.total).toBe('number');
   });
 

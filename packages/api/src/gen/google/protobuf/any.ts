@@ -169,7 +169,7 @@ export const Any: MessageFns<Any, "google.protobuf.Any"> = {
               break;
             }
 
-            message.value = Buffer.from(reader.bytes());
+            message.value = (($b) => Buffer.from($b.buffer, $b.byteOffset, $b.byteLength))(reader.bytes());
             continue;
           }
         }

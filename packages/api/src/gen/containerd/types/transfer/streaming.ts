@@ -51,7 +51,7 @@ export const Data: MessageFns<Data, "containerd.types.transfer.Data"> = {
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = (($b) => Buffer.from($b.buffer, $b.byteOffset, $b.byteLength))(reader.bytes());
             continue;
           }
         }

@@ -933,7 +933,7 @@ export const ReadContentResponse: MessageFns<
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = (($b) => Buffer.from($b.buffer, $b.byteOffset, $b.byteLength))(reader.bytes());
             continue;
           }
         }
@@ -1421,7 +1421,7 @@ export const WriteContentRequest: MessageFns<
               break;
             }
 
-            message.data = Buffer.from(reader.bytes());
+            message.data = (($b) => Buffer.from($b.buffer, $b.byteOffset, $b.byteLength))(reader.bytes());
             continue;
           }
           case 7: {
