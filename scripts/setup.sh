@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-APT_PACKAGES=(runc containerd golang-github-containerd-containerd-dev golang-go docker-registry busybox-static tmux openssl zstd)
+APT_PACKAGES=(runc containerd golang-github-containerd-containerd-dev golang-go docker-registry busybox-static tmux openssl zstd protobuf-compiler)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

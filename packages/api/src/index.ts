@@ -1,12 +1,15 @@
 export * from './containers';
 export * from './content';
 export * from './context';
+export * from './convert';
 export * from './descriptor';
 export * from './digest';
 export * from './errors';
 export * from './events';
 export * from './failpoint';
 export * from './filters';
+/** The message types generated from proto/, by package: `wire.leases.Lease`, `wire.types.Mount`. */
+export type * as wire from './gen';
 export * from './grpc-status';
 export * from './identifiers';
 export * from './images';
@@ -18,4 +21,5 @@ export * from './plugin';
 export * from './proto';
 export * from './snapshots';
 export * from './special-files';
+export * from './tasks';
 export * from './time';

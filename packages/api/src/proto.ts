@@ -1,34 +1,28 @@
 /**
- * The one place berth loads its containerd-compatible .proto files (packages/api/proto).
- * gRPC servers and clients take service definitions from here; ttrpc and Any payloads
- * take protobufjs types from here, so every package sees the same JS shapes:
- * camelCase fields, int64 as number, bytes as Buffer, enums as their names,
- * Timestamp as {seconds, nanos}, Any as {typeUrl, value}.
+ * The one place berth serves its containerd-compatible .proto files (packages/api/proto).
+ * Messages are encoded by the codecs ts-proto generated from them into src/gen (see
+ * scripts/generate.js): gRPC service definitions, encodeMessage/decodeMessage and Anys all
+ * go through those, so every package sees the same JS shapes: camelCase fields, int64 as
+ * number, bytes as Buffer, enums as their names, Timestamp as {seconds, nanos}, Any as
+ * {typeUrl, value}, unset message fields as undefined.
+ * protobufjs reflection (protoType, protoService) remains for the ttrpc transport and for
+ * printing events field by field.
  */
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 // grpc-js and proto-loader cost ~100 ms to load; processes that only use protobufjs types
 // (the shim, ttrpc peers) never need them, so they are required on first gRPC use.
+import type { BinaryWriter } from '@bufbuild/protobuf/wire';
 import type * as grpc from '@grpc/grpc-js';
-import type * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
 import { InvalidArgumentError, NotFoundError } from './errors';
+import type * as gen from './gen';
 
 /** Directory holding the .proto tree; the same relative place from src/ and dist/. */
 export const PROTO_ROOT = path.join(__dirname, '..', 'proto');
 
-/** Options for @grpc/proto-loader; message conversion options are part of the contract. */
-export const LOADER_OPTIONS = {
-  keepCase: false,
-  longs: Number,
-  enums: String,
-  defaults: true,
-  oneofs: true,
-  includeDirs: [PROTO_ROOT],
-} satisfies protoLoader.Options;
-
-/** The same conversion applied when decoding with a protobufjs Type (ttrpc, Any). */
+/** The conversion protobufjs Types apply when decoding (ttrpc), matching the generated codecs. */
 export const CONVERSION_OPTIONS: protobuf.IConversionOptions = {
   longs: Number,
   enums: String,
@@ -187,7 +181,7 @@ export function protoRootFromJSON(json: protobuf.INamespace): protobuf.Root {
 }
 
 let cachedRoot: protobuf.Root | undefined;
-const serviceDefinitions = new Map<string, grpc.ServiceDefinition>();
+const grpcDefinitions = new Map<string, grpc.ServiceDefinition>();
 const clientConstructors = new Map<string, grpc.ServiceClientConstructor>();
 
 function root(): protobuf.Root {
@@ -206,67 +200,96 @@ export function isProtoTreeType(type: protobuf.Type): boolean {
   return cachedRoot !== undefined && type.root === cachedRoot;
 }
 
-/**
- * The JSON of just a service and every type its methods reach, at their full names.
- * proto-loader builds a definition (and a descriptor) for every object it is given, which
- * for the whole tree costs more than loading the tree; one service needs a small part.
- */
-function serviceTreeJSON(service: protobuf.Service): protobuf.INamespace {
-  const needed = new Set<protobuf.ReflectionObject>();
-  const reach = (obj: protobuf.ReflectionObject): void => {
-    if (needed.has(obj)) return;
-    needed.add(obj);
-    // A type nested in a message is defined with that message, so the message comes too.
-    if (obj.parent instanceof protobuf.Type) reach(obj.parent);
-    if (!(obj instanceof protobuf.Type)) return;
-    for (const field of obj.fieldsArray) {
-      field.resolve();
-      if (field.resolvedType) reach(field.resolvedType);
-    }
-    // Nested types come along in the parent's JSON, so what they reach is needed too.
-    for (const nested of obj.nestedArray) reach(nested);
-  };
-  needed.add(service);
-  for (const method of service.methodsArray) {
-    method.resolve();
-    if (method.resolvedRequestType) reach(method.resolvedRequestType);
-    if (method.resolvedResponseType) reach(method.resolvedResponseType);
-  }
-  const json: protobuf.INamespace = {};
-  for (const obj of needed) {
-    // An object inside a needed type is already part of that type's JSON.
-    let ancestor = obj.parent;
-    while (ancestor && !needed.has(ancestor)) ancestor = ancestor.parent;
-    if (ancestor) continue;
-    let scope = json;
-    const parts = obj.fullName.slice(1).split('.');
-    for (const part of parts.slice(0, -1)) {
-      scope.nested ??= {};
-      scope.nested[part] ??= {};
-      scope = scope.nested[part] as protobuf.INamespace;
-    }
-    scope.nested ??= {};
-    scope.nested[parts[parts.length - 1]] = obj.toJSON() as protobuf.AnyNestedObject;
-  }
-  return json;
-}
-
 const stripDot = (name: string): string => (name.startsWith('.') ? name.slice(1) : name);
 
-/** The grpc-js service definition for a full service name, e.g. 'containerd.services.content.v1.Content'. */
+/** A message codec ts-proto generated: encode to a writer, decode bytes, fill a partial value. */
+export type MessageCodec<T = any> = gen.MessageType<T>;
+
+let generated: typeof gen | undefined;
+
+/** The generated module, loaded on first use: processes that never encode (a shim idle) skip it. */
+function genModule(): typeof gen {
+  generated ??= require('./gen') as typeof gen;
+  return generated;
+}
+
+/** The generated codec for a full message name, e.g. 'containerd.types.Mount'. */
+export function messageCodec<T = any>(fullMessageName: string): MessageCodec<T> {
+  const codec = genModule().messageTypeRegistry.get(stripDot(fullMessageName));
+  if (codec === undefined) {
+    throw new NotFoundError(`message type ${JSON.stringify(fullMessageName)}: not found`);
+  }
+  return codec as MessageCodec<T>;
+}
+
+let Writer: typeof BinaryWriter | undefined;
+
+/** Node's own UTF-8 encoder: faster than the TextEncoder the writer uses by default for short strings. */
+const utf8 = (s: string): Uint8Array => Buffer.from(s, 'utf8');
+
+/** A writer to encode one message into. */
+function newWriter(): BinaryWriter {
+  Writer ??= (require('@bufbuild/protobuf/wire') as typeof import('@bufbuild/protobuf/wire')).BinaryWriter;
+  return new Writer(utf8);
+}
+
+/** A writer's bytes as a Buffer over the same memory: grpc-js wants a Buffer, a copy would cost. */
+function finish(writer: { finish(): Uint8Array }): Buffer {
+  const bytes = writer.finish();
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/**
+ * Encodes a value with a generated codec. Handlers answer with partial objects (unset
+ * fields left out, null for an absent message), which ts-proto's encoders do not accept,
+ * so the value goes through fromPartial first, as protobufjs' fromObject did.
+ */
+function serializer<T>(codec: MessageCodec<T>): (value: T) => Buffer {
+  return (value) => finish(codec.encode(codec.fromPartial(value as never), newWriter()));
+}
+
+function deserializer<T>(codec: MessageCodec<T>, typeName: string): (bytes: Buffer) => T {
+  return (bytes) => {
+    try {
+      return codec.decode(bytes);
+    } catch (err) {
+      throw new InvalidArgumentError(`decode ${typeName}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+}
+
+/**
+ * The grpc-js service definition for a full service name, e.g. 'containerd.services.content.v1.Content',
+ * built from the generated one. Methods are keyed by their proto names (Write) with the
+ * camelCase name (write) as originalName, as proto-loader had them, so implementations and
+ * clients may use either.
+ */
 export function grpcService(fullServiceName: string): grpc.ServiceDefinition {
   const name = stripDot(fullServiceName);
-  let def = serviceDefinitions.get(name);
+  let def = grpcDefinitions.get(name);
   if (def === undefined) {
-    const service = lookupExact(name);
-    if (!(service instanceof protobuf.Service)) {
+    const services: Readonly<Record<string, gen.ServiceDescription>> = genModule().serviceDefinitions;
+    const generic = Object.hasOwn(services, name) ? services[name] : undefined;
+    if (generic === undefined) {
       throw new NotFoundError(`grpc service ${JSON.stringify(fullServiceName)}: not found`);
     }
-    const loader = require('@grpc/proto-loader') as typeof protoLoader;
-    def = loader.fromJSON(serviceTreeJSON(service), LOADER_OPTIONS)[
-      name
-    ] as unknown as grpc.ServiceDefinition;
-    serviceDefinitions.set(name, def);
+    const built: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
+    for (const [originalName, m] of Object.entries(generic.methods)) {
+      const req = m.requestType as MessageCodec;
+      const res = m.responseType as MessageCodec;
+      built[m.name] = {
+        path: `/${name}/${m.name}`,
+        requestStream: m.requestStream,
+        responseStream: m.responseStream,
+        originalName,
+        requestSerialize: serializer(req),
+        requestDeserialize: deserializer(req, req.$type),
+        responseSerialize: serializer(res),
+        responseDeserialize: deserializer(res, res.$type),
+      } as grpc.MethodDefinition<unknown, unknown>;
+    }
+    def = built;
+    grpcDefinitions.set(name, def);
   }
   return def;
 }
@@ -320,86 +343,70 @@ export function protoService(fullServiceName: string): protobuf.Service {
 
 /**
  * Rejects keys the message type does not define, so a misspelt field fails loudly
- * instead of silently encoding as its default.
+ * instead of silently encoding as its default. Reads the field table generated with the codecs.
  */
-function checkKnownFields(type: protobuf.Type, value: unknown, where: string): void {
+function checkKnownFields(typeName: string, value: unknown, where: string): void {
+  const { messageFields, enumValues } = genModule();
   if (value === null || typeof value !== 'object' || Array.isArray(value) || Buffer.isBuffer(value)) {
-    throw new InvalidArgumentError(`${where}: expected an object for ${type.fullName.slice(1)}`);
+    throw new InvalidArgumentError(`${where}: expected an object for ${typeName}`);
   }
   // A Date has no own keys and would silently encode as the zero timestamp.
   if (value instanceof Date) {
-    throw new InvalidArgumentError(
-      `${where}: expected {seconds, nanos} for ${type.fullName.slice(1)}, got a Date`,
-    );
+    throw new InvalidArgumentError(`${where}: expected {seconds, nanos} for ${typeName}, got a Date`);
   }
+  const fields = messageFields[typeName];
+  if (fields === undefined || typeName === 'google.protobuf.Any') return;
   for (const [key, child] of Object.entries(value as Record<string, unknown>)) {
-    const field = type.fields[key];
-    if (field === undefined) {
-      if (type.oneofs?.[key] !== undefined) continue; // the virtual "which member is set" key
-      throw new InvalidArgumentError(
-        `${where}: unknown field ${JSON.stringify(key)} in ${type.fullName.slice(1)}`,
-      );
+    const kind = Object.hasOwn(fields, key) ? fields[key] : undefined;
+    if (kind === undefined) {
+      throw new InvalidArgumentError(`${where}: unknown field ${JSON.stringify(key)} in ${typeName}`);
     }
     if (child === null || child === undefined) continue;
-    field.resolve();
-    const fieldType = field.resolvedType;
-    if (fieldType instanceof protobuf.Enum) {
-      const values =
-        field.repeated && Array.isArray(child) ? child : field.map ? Object.values(child) : [child];
-      for (const v of values) {
-        if (typeof v === 'string' && !(v in fieldType.values)) {
-          throw new InvalidArgumentError(
-            `${where}.${key}: unknown ${fieldType.fullName.slice(1)} value ${JSON.stringify(v)}`,
-          );
+    const isMap = kind.startsWith('{}');
+    const repeated = kind.startsWith('*');
+    const inner = isMap ? kind.slice(2) : repeated ? kind.slice(1) : kind;
+    const at = `${where}.${key}`;
+    const values: [string, unknown][] = isMap
+      ? Object.entries(child as Record<string, unknown>).map(([k, v]) => [`${at}[${k}]`, v])
+      : repeated && Array.isArray(child)
+        ? child.map((v, i) => [`${at}[${i}]`, v])
+        : [[at, child]];
+    if (inner.startsWith('#')) {
+      const names = enumValues[inner.slice(1)] ?? [];
+      for (const [, v] of values) {
+        if (typeof v === 'string' && !names.includes(v)) {
+          throw new InvalidArgumentError(`${at}: unknown ${inner.slice(1)} value ${JSON.stringify(v)}`);
         }
       }
-      continue;
-    }
-    if (!(fieldType instanceof protobuf.Type) || fieldType.fullName === '.google.protobuf.Any') continue;
-    const at = `${where}.${key}`;
-    if (field.map) {
-      for (const [k, v] of Object.entries(child as Record<string, unknown>))
-        checkKnownFields(fieldType, v, `${at}[${k}]`);
-    } else if (field.repeated && Array.isArray(child)) {
-      child.forEach((v, i) => {
-        checkKnownFields(fieldType, v, `${at}[${i}]`);
-      });
-    } else {
-      checkKnownFields(fieldType, child, at);
+    } else if (inner.startsWith('.')) {
+      for (const [w, v] of values) checkKnownFields(inner.slice(1), v, w);
     }
   }
 }
 
-/** Encodes a plain object (the loader's JS shape) as the named message. */
+/** Encodes a plain object (the generated codecs' JS shape, fields may be left out) as the named message. */
 export function encodeMessage(typeName: string, value: object): Buffer {
-  const type = protoType(typeName);
-  checkKnownFields(type, value, 'message');
-  let message: protobuf.Message;
+  const codec = messageCodec(typeName);
+  checkKnownFields(codec.$type, value, 'message');
   try {
-    message = type.fromObject(value as Record<string, unknown>);
+    return finish(codec.encode(codec.fromPartial(value as never), newWriter()));
   } catch (err) {
     throw new InvalidArgumentError(`encode ${stripDot(typeName)}: ${(err as Error).message}`, { cause: err });
   }
-  return Buffer.from(type.encode(message).finish());
 }
 
-/** Decodes bytes of the named message into a plain object (the loader's JS shape). */
+/** Decodes bytes of the named message into a plain object (the generated codecs' JS shape). */
 export function decodeMessage<T = Record<string, unknown>>(typeName: string, bytes: Uint8Array): T {
-  const type = protoType(typeName);
-  let message: protobuf.Message;
+  const codec = messageCodec<T>(typeName);
   try {
-    message = type.decode(bytes);
+    return codec.decode(bytes);
   } catch (err) {
     throw new InvalidArgumentError(`decode ${stripDot(typeName)}: ${(err as Error).message}`, { cause: err });
   }
-  return type.toObject(message, CONVERSION_OPTIONS) as T;
 }
 
-/** The JS shape of google.protobuf.Any under LOADER_OPTIONS. */
-export interface AnyMessage {
-  typeUrl: string;
-  value: Buffer;
-}
+/** google.protobuf.Any as the generated codecs shape it: {typeUrl, value}. */
+export type AnyMessage = gen.protobuf.Any;
 
 /** The message name an Any's type URL refers to ('type.googleapis.com/a.B' and 'a.B' alike). */
 export function typeNameOfUrl(typeUrl: string): string {

@@ -81,11 +81,14 @@ export function toTimestamp(d: Date): TimestampMessage {
 }
 
 /**
- * google.protobuf.Timestamp as a NanoDate. `seconds` may arrive as a number, a decimal
- * string or a bigint (depending on the loader's int64 option). Nanos outside
- * 0..999999999, or a time a Date cannot hold, are InvalidArgument.
+ * google.protobuf.Timestamp as a NanoDate; an absent one is the Unix epoch, as Go's
+ * protobuf.FromTimestamp(nil) reads it. `seconds` may arrive as a number, a decimal string
+ * or a bigint. Nanos outside 0..999999999, or a time a Date cannot hold, are InvalidArgument.
  */
-export function fromTimestamp(t: { seconds: number | string | bigint; nanos: number }): NanoDate {
+export function fromTimestamp(
+  t: { seconds: number | string | bigint; nanos: number } | null | undefined,
+): NanoDate {
+  if (!t) return new NanoDate(0n);
   const { seconds, nanos } = t;
   if (!Number.isInteger(nanos) || nanos < 0 || nanos > 999_999_999) {
     throw new InvalidArgumentError(`timestamp nanos ${nanos} out of range 0..999999999`);

@@ -94,7 +94,7 @@ describe('protos against a real containerd', () => {
     const intro = client('containerd.services.introspection.v1.Introspection');
     const { plugins } = await call(intro, 'Plugins', { filters: ['type==io.containerd.content.v1'] });
     expect(plugins).toEqual([
-      expect.objectContaining({ type: 'io.containerd.content.v1', id: 'content', initErr: null }),
+      expect.objectContaining({ type: 'io.containerd.content.v1', id: 'content', initErr: undefined }),
     ]);
     const server = await call(intro, 'Server', {});
     expect(server.uuid).toMatch(/^[0-9a-f-]{36}$/);

@@ -1,4 +1,4 @@
-import { type Context, grpcClientConstructor, UnavailableError } from '@berth/api';
+import { type Context, fromTimestamp, grpcClientConstructor, UnavailableError, type wire } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
 import { grpcTarget, socketPath } from './address';
 import { RemoteContainerStore } from './containers';
@@ -8,7 +8,7 @@ import { RemoteEventService } from './events';
 import { RemoteImageStore } from './images';
 import { RemoteLeaseManager } from './leases';
 import { RemoteNamespaceStore } from './namespaces';
-import { abortedError, type Timestamp, toDate, unary } from './rpc';
+import { abortedError, unary } from './rpc';
 import { RemoteSnapshotter } from './snapshots';
 import { RemoteTasks } from './tasks';
 
@@ -46,16 +46,6 @@ export interface PluginInfo {
   capabilities: string[];
   /** Set when the plugin failed to initialise (or was skipped). */
   initErr?: { code: number; message: string };
-}
-
-interface PluginMessage {
-  type: string;
-  id: string;
-  requires: string[];
-  platforms: PluginPlatform[];
-  exports: Record<string, string>;
-  capabilities: string[];
-  initErr: { code: number; message: string } | null;
 }
 
 const SERVICE = {
@@ -165,12 +155,13 @@ export class Client {
 
   /** Introspection.Server: the daemon's identity (uuid; pid and pidns where the server reports them). */
   async server(ctx: Context = {}): Promise<ServerInfo> {
-    const res = await unary<{
-      uuid: string;
-      pid?: number;
-      pidns?: number;
-      deprecations?: { id: string; message: string; lastOccurrence: Timestamp | null }[];
-    }>(this.stub(SERVICE.introspection), 'Server', {}, ctx, this.address);
+    const res = await unary<wire.introspection.ServerResponse>(
+      this.stub(SERVICE.introspection),
+      'Server',
+      {},
+      ctx,
+      this.address,
+    );
     return {
       uuid: res.uuid,
       pid: res.pid ?? 0,
@@ -178,14 +169,14 @@ export class Client {
       deprecations: (res.deprecations ?? []).map((d) => ({
         id: d.id,
         message: d.message,
-        lastOccurrence: toDate(d.lastOccurrence),
+        lastOccurrence: fromTimestamp(d.lastOccurrence),
       })),
     };
   }
 
   /** Introspection.Plugins: the daemon's plugins matching filters (containerd's filter syntax). */
   async plugins(filters: string[] = [], ctx: Context = {}): Promise<PluginInfo[]> {
-    const res = await unary<{ plugins: PluginMessage[] }>(
+    const res = await unary<wire.introspection.PluginsResponse>(
       this.stub(SERVICE.introspection),
       'Plugins',
       { filters },

@@ -4,14 +4,10 @@ import {
   FailedPreconditionError,
   InvalidArgumentError,
   type ReaderAt,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import { serverStream } from './rpc';
-
-interface ReadResponse {
-  offset: number;
-  data: Buffer;
-}
 
 /** Streams a committed blob's bytes with Content.Read (size 0 reads to the end). */
 export async function* readContent(
@@ -22,7 +18,13 @@ export async function* readContent(
   size = 0,
   target?: string,
 ): AsyncGenerator<Buffer> {
-  for await (const res of serverStream<ReadResponse>(client, 'Read', { digest, offset, size }, ctx, target)) {
+  for await (const res of serverStream<wire.content.ReadContentResponse>(
+    client,
+    'Read',
+    { digest, offset, size },
+    ctx,
+    target,
+  )) {
     if (res.data.length > 0) yield res.data;
   }
 }

@@ -2,59 +2,22 @@ import {
   type ContentInfo,
   type ContentStore,
   type Context,
+  contentInfoFromWire,
   type Descriptor,
   type Digest,
   type IngestStatus,
   InvalidArgumentError,
-  type Labels,
+  ingestStatusFromWire,
   type ReaderAt,
   type WalkFunc,
   type Writer,
   type WriterOptions,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import { RemoteReaderAt, readContent } from './content-reader';
 import { RemoteWriter } from './content-writer';
-import { serverStream, type Timestamp, toDate, unary } from './rpc';
-
-/** containerd.services.content.v1.Info as the loader decodes it. */
-interface InfoMessage {
-  digest: string;
-  size: number;
-  createdAt: Timestamp | null;
-  updatedAt: Timestamp | null;
-  labels: Labels;
-}
-
-interface StatusMessage {
-  startedAt: Timestamp | null;
-  updatedAt: Timestamp | null;
-  ref: string;
-  offset: number;
-  total: number;
-  expected: string;
-}
-
-function infoFromMessage(m: InfoMessage): ContentInfo {
-  return {
-    digest: m.digest,
-    size: m.size,
-    createdAt: toDate(m.createdAt),
-    updatedAt: toDate(m.updatedAt),
-    labels: { ...(m.labels ?? {}) },
-  };
-}
-
-function statusFromMessage(m: StatusMessage): IngestStatus {
-  return {
-    ref: m.ref,
-    offset: m.offset,
-    total: m.total,
-    expected: m.expected,
-    startedAt: toDate(m.startedAt),
-    updatedAt: toDate(m.updatedAt),
-  };
-}
+import { serverStream, unary } from './rpc';
 
 export interface ReadOptions {
   /** First byte to read. */
@@ -71,8 +34,8 @@ export class RemoteContentStore implements ContentStore {
   ) {}
 
   async info(ctx: Context, digest: Digest): Promise<ContentInfo> {
-    const res = await unary<{ info: InfoMessage }>(this.client, 'Info', { digest }, ctx, this.target);
-    return infoFromMessage(res.info);
+    const res = await unary<wire.content.InfoResponse>(this.client, 'Info', { digest }, ctx, this.target);
+    return contentInfoFromWire(res.info!);
   }
 
   async update(
@@ -80,20 +43,26 @@ export class RemoteContentStore implements ContentStore {
     info: Pick<ContentInfo, 'digest' | 'labels'>,
     fieldpaths: string[] = [],
   ): Promise<ContentInfo> {
-    const res = await unary<{ info: InfoMessage }>(
+    const res = await unary<wire.content.InfoResponse>(
       this.client,
       'Update',
-      { info: { digest: info.digest, labels: info.labels ?? {} }, updateMask: { paths: fieldpaths } },
+      { info: { digest: info.digest, labels: info.labels ?? {} }, updateMask: fieldpaths },
       ctx,
       this.target,
     );
-    return infoFromMessage(res.info);
+    return contentInfoFromWire(res.info!);
   }
 
   async walk(ctx: Context, fn: WalkFunc, filters: string[] = []): Promise<void> {
-    const stream = serverStream<{ info: InfoMessage[] }>(this.client, 'List', { filters }, ctx, this.target);
+    const stream = serverStream<wire.content.ListContentResponse>(
+      this.client,
+      'List',
+      { filters },
+      ctx,
+      this.target,
+    );
     for await (const batch of stream) {
-      for (const info of batch.info) await fn(infoFromMessage(info));
+      for (const info of batch.info) await fn(contentInfoFromWire(info));
     }
   }
 
@@ -124,19 +93,19 @@ export class RemoteContentStore implements ContentStore {
   }
 
   async status(ctx: Context, ref: string): Promise<IngestStatus> {
-    const res = await unary<{ status: StatusMessage }>(this.client, 'Status', { ref }, ctx, this.target);
-    return statusFromMessage(res.status);
+    const res = await unary<wire.content.StatusResponse>(this.client, 'Status', { ref }, ctx, this.target);
+    return ingestStatusFromWire(res.status!);
   }
 
   async listStatuses(ctx: Context, filters: string[] = []): Promise<IngestStatus[]> {
-    const res = await unary<{ statuses: StatusMessage[] }>(
+    const res = await unary<wire.content.ListStatusesResponse>(
       this.client,
       'ListStatuses',
       { filters },
       ctx,
       this.target,
     );
-    return res.statuses.map(statusFromMessage);
+    return res.statuses.map(ingestStatusFromWire);
   }
 
   async abort(ctx: Context, ref: string): Promise<void> {

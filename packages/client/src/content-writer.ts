@@ -4,40 +4,25 @@ import {
   type Context,
   type Digest,
   FailedPreconditionError,
+  fromTimestamp,
   type IngestStatus,
   InvalidArgumentError,
   UnknownError,
   type Writer,
   type WriterOptions,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import { abortedError, convertError, metadataOf, type Timestamp, toDate } from './rpc';
+import { abortedError, convertError, metadataOf } from './rpc';
 
 /** Bytes per WRITE message; containerd's server accepts messages up to 16 MiB. */
 export const WRITE_CHUNK_SIZE = 1 << 20;
 /** WRITE messages sent but not yet acknowledged before write() waits for the oldest. */
 const MAX_IN_FLIGHT = 8;
 
-type WriteAction = 'STAT' | 'WRITE' | 'COMMIT';
-
-interface WriteRequest {
-  action: WriteAction;
-  ref?: string;
-  total?: number;
-  expected?: string;
-  offset?: number;
-  data?: Buffer;
-  labels?: Record<string, string>;
-}
-
-interface WriteResponse {
-  action: WriteAction;
-  startedAt: Timestamp | null;
-  updatedAt: Timestamp | null;
-  offset: number;
-  total: number;
-  digest: string;
-}
+/** A Write request: fields left out are their defaults. */
+type WriteRequest = Partial<wire.content.WriteContentRequest>;
+type WriteResponse = wire.content.WriteContentResponse;
 
 interface Pending {
   promise: Promise<WriteResponse>;
@@ -284,7 +269,7 @@ export class RemoteWriter implements Writer {
   }
 
   private noteStatus(res: WriteResponse): void {
-    if (res.startedAt) this.startedAt = toDate(res.startedAt);
-    if (res.updatedAt) this.updatedAt = toDate(res.updatedAt);
+    if (res.startedAt) this.startedAt = fromTimestamp(res.startedAt);
+    if (res.updatedAt) this.updatedAt = fromTimestamp(res.updatedAt);
   }
 }

@@ -1,37 +1,15 @@
-import type { Context, Descriptor, Labels, Mount } from '@berth/api';
+import {
+  type Context,
+  type Descriptor,
+  descriptorFromWire,
+  descriptorToWire,
+  type Labels,
+  type Mount,
+  mountToWire,
+  type wire,
+} from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import { unary } from './rpc';
-
-interface DescriptorMessage {
-  mediaType: string;
-  digest: string;
-  size: number;
-  annotations: Record<string, string>;
-}
-
-const toMessage = (d: Descriptor): DescriptorMessage => ({
-  mediaType: d.mediaType,
-  digest: d.digest,
-  size: d.size,
-  annotations: d.annotations ?? {},
-});
-
-const fromMessage = (m: DescriptorMessage | null | undefined): Descriptor => {
-  const d: Descriptor = {
-    mediaType: m?.mediaType ?? '',
-    digest: m?.digest ?? '',
-    size: Number(m?.size ?? 0),
-  };
-  if (m && Object.keys(m.annotations ?? {}).length > 0) d.annotations = { ...m.annotations };
-  return d;
-};
-
-const mountMessage = (m: Mount) => ({
-  type: m.type,
-  source: m.source,
-  target: m.target ?? '',
-  options: m.options ?? [],
-});
 
 /**
  * containerd.services.diff.v1.Diff: Apply unpacks a layer from the daemon's content store
@@ -46,14 +24,14 @@ export class RemoteDiff {
 
   /** Applies the layer `desc` onto mounts; answers the uncompressed diff (its digest is the diffID). */
   async apply(ctx: Context, desc: Descriptor, mounts: Mount[]): Promise<Descriptor> {
-    const res = await unary<{ applied: DescriptorMessage | null }>(
+    const res = await unary<wire.diff.ApplyResponse>(
       this.client,
       'Apply',
-      { diff: toMessage(desc), mounts: mounts.map(mountMessage), payloads: {} },
+      { diff: descriptorToWire(desc), mounts: mounts.map(mountToWire), payloads: {} },
       ctx,
       this.target,
     );
-    return fromMessage(res.applied);
+    return descriptorFromWire(res.applied);
   }
 
   async compare(
@@ -62,12 +40,12 @@ export class RemoteDiff {
     upper: Mount[],
     opts: { mediaType?: string; ref?: string; labels?: Labels } = {},
   ): Promise<Descriptor> {
-    const res = await unary<{ diff: DescriptorMessage | null }>(
+    const res = await unary<wire.diff.DiffResponse>(
       this.client,
       'Diff',
       {
-        left: lower.map(mountMessage),
-        right: upper.map(mountMessage),
+        left: lower.map(mountToWire),
+        right: upper.map(mountToWire),
         mediaType: opts.mediaType ?? '',
         ref: opts.ref ?? '',
         labels: opts.labels ?? {},
@@ -75,6 +53,6 @@ export class RemoteDiff {
       ctx,
       this.target,
     );
-    return fromMessage(res.diff);
+    return descriptorFromWire(res.diff);
   }
 }

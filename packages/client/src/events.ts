@@ -1,20 +1,13 @@
-import type { AnyValue, Context, Envelope } from '@berth/api';
+import {
+  type AnyValue,
+  type Context,
+  type Envelope,
+  envelopeFromWire,
+  envelopeToWire,
+  type wire,
+} from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import { serverStream, type Timestamp, toDate, toTimestamp, unary } from './rpc';
-
-interface EnvelopeMessage {
-  timestamp: Timestamp | null;
-  namespace: string;
-  topic: string;
-  event: AnyValue | null;
-}
-
-const envelopeFromMessage = (m: EnvelopeMessage): Envelope => ({
-  timestamp: toDate(m.timestamp),
-  namespace: m.namespace,
-  topic: m.topic,
-  event: { typeUrl: m.event?.typeUrl ?? '', value: Buffer.from(m.event?.value ?? []) },
-});
+import { serverStream, unary } from './rpc';
 
 /** containerd.services.events.v1.Events: publish, forward and subscribe, as containerd's remote events. */
 export class RemoteEventService {
@@ -34,12 +27,7 @@ export class RemoteEventService {
       this.client,
       'Forward',
       {
-        envelope: {
-          timestamp: toTimestamp(envelope.timestamp),
-          namespace: envelope.namespace,
-          topic: envelope.topic,
-          event: envelope.event,
-        },
+        envelope: envelopeToWire(envelope),
       },
       ctx,
       this.target,
@@ -51,14 +39,14 @@ export class RemoteEventService {
    * `event.<field>`), until ctx's signal fires or the consumer stops iterating.
    */
   async *subscribe(ctx: Context, filters: string[] = []): AsyncGenerator<Envelope> {
-    for await (const m of serverStream<EnvelopeMessage>(
+    for await (const m of serverStream<wire.eventsService.Envelope>(
       this.client,
       'Subscribe',
       { filters },
       ctx,
       this.target,
     )) {
-      yield envelopeFromMessage(m);
+      yield envelopeFromWire(m);
     }
   }
 }

@@ -1,18 +1,14 @@
-import type { Context, Labels, Lease, LeaseCreateOptions, LeaseManager, LeaseResource } from '@berth/api';
+import {
+  type Context,
+  type Lease,
+  type LeaseCreateOptions,
+  type LeaseManager,
+  type LeaseResource,
+  leaseFromWire,
+  type wire,
+} from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import { type Timestamp, toDate, unary } from './rpc';
-
-interface LeaseMessage {
-  id: string;
-  createdAt: Timestamp | null;
-  labels: Labels;
-}
-
-const leaseFromMessage = (m: LeaseMessage): Lease => ({
-  id: m.id,
-  createdAt: toDate(m.createdAt),
-  labels: { ...(m.labels ?? {}) },
-});
+import { unary } from './rpc';
 
 /** A LeaseManager over containerd.services.leases.v1.Leases, as containerd's leases/proxy. */
 export class RemoteLeaseManager implements LeaseManager {
@@ -22,14 +18,14 @@ export class RemoteLeaseManager implements LeaseManager {
   ) {}
 
   async create(ctx: Context, opts: LeaseCreateOptions = {}): Promise<Lease> {
-    const res = await unary<{ lease: LeaseMessage }>(
+    const res = await unary<wire.leases.CreateResponse>(
       this.client,
       'Create',
       { id: opts.id ?? '', labels: opts.labels ?? {} },
       ctx,
       this.target,
     );
-    return leaseFromMessage(res.lease);
+    return leaseFromWire(res.lease!);
   }
 
   async delete(ctx: Context, id: string, opts: { sync?: boolean } = {}): Promise<void> {
@@ -37,8 +33,8 @@ export class RemoteLeaseManager implements LeaseManager {
   }
 
   async list(ctx: Context, filters: string[] = []): Promise<Lease[]> {
-    const res = await unary<{ leases: LeaseMessage[] }>(this.client, 'List', { filters }, ctx, this.target);
-    return res.leases.map(leaseFromMessage);
+    const res = await unary<wire.leases.ListResponse>(this.client, 'List', { filters }, ctx, this.target);
+    return res.leases.map(leaseFromWire);
   }
 
   async addResource(ctx: Context, leaseId: string, resource: LeaseResource): Promise<void> {

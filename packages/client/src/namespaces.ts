@@ -1,11 +1,6 @@
-import type { Context, Labels, NamespaceStore } from '@berth/api';
+import type { Context, Labels, NamespaceStore, wire } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import { unary } from './rpc';
-
-interface NamespaceMessage {
-  name: string;
-  labels: Labels;
-}
 
 /** A NamespaceStore over containerd.services.namespaces.v1.Namespaces. */
 export class RemoteNamespaceStore implements NamespaceStore {
@@ -19,7 +14,13 @@ export class RemoteNamespaceStore implements NamespaceStore {
   }
 
   async labels(ctx: Context, name: string): Promise<Labels> {
-    const res = await unary<{ namespace: NamespaceMessage }>(this.client, 'Get', { name }, ctx, this.target);
+    const res = await unary<wire.namespaces.GetNamespaceResponse>(
+      this.client,
+      'Get',
+      { name },
+      ctx,
+      this.target,
+    );
     return { ...(res.namespace?.labels ?? {}) };
   }
 
@@ -28,20 +29,32 @@ export class RemoteNamespaceStore implements NamespaceStore {
     await unary(
       this.client,
       'Update',
-      { namespace: { name, labels: { [key]: value } }, updateMask: { paths: [`labels.${key}`] } },
+      { namespace: { name, labels: { [key]: value } }, updateMask: [`labels.${key}`] },
       ctx,
       this.target,
     );
   }
 
   async list(ctx: Context): Promise<string[]> {
-    const res = await unary<{ namespaces: NamespaceMessage[] }>(this.client, 'List', {}, ctx, this.target);
+    const res = await unary<wire.namespaces.ListNamespacesResponse>(
+      this.client,
+      'List',
+      {},
+      ctx,
+      this.target,
+    );
     return res.namespaces.map((n) => n.name);
   }
 
   /** Every namespace with its labels, in one call. */
   async listWithLabels(ctx: Context): Promise<{ name: string; labels: Labels }[]> {
-    const res = await unary<{ namespaces: NamespaceMessage[] }>(this.client, 'List', {}, ctx, this.target);
+    const res = await unary<wire.namespaces.ListNamespacesResponse>(
+      this.client,
+      'List',
+      {},
+      ctx,
+      this.target,
+    );
     return res.namespaces.map((n) => ({ name: n.name, labels: { ...(n.labels ?? {}) } }));
   }
 

@@ -4,12 +4,9 @@ import {
   type Context,
   DeadlineExceededError,
   fromGrpcStatus,
-  fromTimestamp,
   GrpcCode,
   LEASE_HEADER,
   NAMESPACE_HEADER,
-  type TimestampMessage,
-  toTimestamp,
   UnavailableError,
 } from '@berth/api';
 import * as grpc from '@grpc/grpc-js';
@@ -113,13 +110,3 @@ export async function* serverStream<Res>(
     if (!done) call.cancel();
   }
 }
-
-/** google.protobuf.Timestamp as the loader decodes it. */
-export type Timestamp = TimestampMessage;
-
-/** A Timestamp as a NanoDate (nanoseconds kept, by @berth/api); unset is the epoch. */
-export function toDate(ts: Timestamp | null | undefined): Date {
-  return ts ? fromTimestamp(ts) : new Date(0);
-}
-
-export { toTimestamp };

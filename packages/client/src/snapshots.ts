@@ -1,53 +1,20 @@
-import type {
-  Context,
-  Labels,
-  Mount,
-  SnapshotCleaner,
-  SnapshotInfo,
-  SnapshotKind,
-  SnapshotOptions,
-  Snapshotter,
-  SnapshotUsage,
-  SnapshotWalkFunc,
+import {
+  type Context,
+  type Mount,
+  mountFromWire,
+  type SnapshotCleaner,
+  type SnapshotInfo,
+  type SnapshotOptions,
+  type Snapshotter,
+  type SnapshotUsage,
+  type SnapshotWalkFunc,
+  snapshotInfoFromWire,
+  snapshotKindToWire,
+  snapshotUsageFromWire,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import { serverStream, type Timestamp, toDate, unary } from './rpc';
-
-interface InfoMessage {
-  name: string;
-  parent: string;
-  kind: string;
-  createdAt: Timestamp | null;
-  updatedAt: Timestamp | null;
-  labels: Labels;
-}
-
-interface MountMessage {
-  type: string;
-  source: string;
-  target?: string;
-  options: string[];
-}
-
-const KIND: Record<SnapshotKind, string> = { view: 'VIEW', active: 'ACTIVE', committed: 'COMMITTED' };
-
-/** As containerd's proxy: anything not a view or active snapshot is committed. */
-function infoFromMessage(m: InfoMessage | null | undefined): SnapshotInfo {
-  return {
-    kind: m?.kind === 'VIEW' ? 'view' : m?.kind === 'ACTIVE' ? 'active' : 'committed',
-    name: m?.name ?? '',
-    parent: m?.parent ?? '',
-    labels: { ...(m?.labels ?? {}) },
-    createdAt: toDate(m?.createdAt),
-    updatedAt: toDate(m?.updatedAt),
-  };
-}
-
-function mountFromMessage(m: MountMessage): Mount {
-  const out: Mount = { type: m.type, source: m.source, options: [...(m.options ?? [])] };
-  if (m.target) out.target = m.target;
-  return out;
-}
+import { serverStream, unary } from './rpc';
 
 /**
  * A Snapshotter over containerd.services.snapshots.v1, as containerd's snapshots/proxy:
@@ -68,8 +35,8 @@ export class RemoteSnapshotter implements Snapshotter, SnapshotCleaner {
   }
 
   async stat(ctx: Context, key: string): Promise<SnapshotInfo> {
-    const res = await this.call<{ info: InfoMessage }>('Stat', { key }, ctx);
-    return infoFromMessage(res.info);
+    const res = await this.call<wire.snapshots.StatSnapshotResponse>('Stat', { key }, ctx);
+    return snapshotInfoFromWire(res.info);
   }
 
   async update(
@@ -77,43 +44,42 @@ export class RemoteSnapshotter implements Snapshotter, SnapshotCleaner {
     info: Pick<SnapshotInfo, 'name' | 'labels'>,
     fieldpaths: string[] = [],
   ): Promise<SnapshotInfo> {
-    const res = await this.call<{ info: InfoMessage }>(
+    const res = await this.call<wire.snapshots.StatSnapshotResponse>(
       'Update',
       {
-        info: { name: info.name, labels: info.labels ?? {}, kind: KIND.committed },
-        updateMask: { paths: fieldpaths },
+        info: { name: info.name, labels: info.labels ?? {}, kind: snapshotKindToWire('committed') },
+        updateMask: fieldpaths,
       },
       ctx,
     );
-    return infoFromMessage(res.info);
+    return snapshotInfoFromWire(res.info);
   }
 
   async usage(ctx: Context, key: string): Promise<SnapshotUsage> {
-    const res = await this.call<{ size: number; inodes: number }>('Usage', { key }, ctx);
-    return { size: Number(res.size), inodes: Number(res.inodes) };
+    return snapshotUsageFromWire(await this.call<wire.snapshots.UsageResponse>('Usage', { key }, ctx));
   }
 
   async mounts(ctx: Context, key: string): Promise<Mount[]> {
-    const res = await this.call<{ mounts: MountMessage[] }>('Mounts', { key }, ctx);
-    return res.mounts.map(mountFromMessage);
+    const res = await this.call<wire.snapshots.MountsResponse>('Mounts', { key }, ctx);
+    return res.mounts.map(mountFromWire);
   }
 
   async prepare(ctx: Context, key: string, parent = '', opts: SnapshotOptions = {}): Promise<Mount[]> {
-    const res = await this.call<{ mounts: MountMessage[] }>(
+    const res = await this.call<wire.snapshots.MountsResponse>(
       'Prepare',
       { key, parent, labels: opts.labels ?? {} },
       ctx,
     );
-    return res.mounts.map(mountFromMessage);
+    return res.mounts.map(mountFromWire);
   }
 
   async view(ctx: Context, key: string, parent = '', opts: SnapshotOptions = {}): Promise<Mount[]> {
-    const res = await this.call<{ mounts: MountMessage[] }>(
+    const res = await this.call<wire.snapshots.MountsResponse>(
       'View',
       { key, parent, labels: opts.labels ?? {} },
       ctx,
     );
-    return res.mounts.map(mountFromMessage);
+    return res.mounts.map(mountFromWire);
   }
 
   async commit(ctx: Context, name: string, key: string, opts: SnapshotOptions = {}): Promise<void> {
@@ -125,7 +91,7 @@ export class RemoteSnapshotter implements Snapshotter, SnapshotCleaner {
   }
 
   async walk(ctx: Context, fn: SnapshotWalkFunc, filters: string[] = []): Promise<void> {
-    const stream = serverStream<{ info: InfoMessage[] }>(
+    const stream = serverStream<wire.snapshots.ListSnapshotsResponse>(
       this.client,
       'List',
       { snapshotter: this.snapshotter, filters },
@@ -133,7 +99,7 @@ export class RemoteSnapshotter implements Snapshotter, SnapshotCleaner {
       this.target,
     );
     for await (const msg of stream) {
-      for (const info of msg.info) await fn(infoFromMessage(info));
+      for (const info of msg.info) await fn(snapshotInfoFromWire(info));
     }
   }
 

@@ -1,38 +1,21 @@
-import type { AnyValue, Context, Mount } from '@berth/api';
+import {
+  type AnyValue,
+  anyFromWire,
+  type Context,
+  type DeletedProcess,
+  deletedProcessFromWire,
+  type ExitResult,
+  fromTimestamp,
+  type Mount,
+  type ProcessStatus,
+  processFromWire,
+  type TaskProcess,
+  type wire,
+} from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import { type Timestamp, toDate, unary } from './rpc';
+import { unary } from './rpc';
 
-/** containerd.v1.types.Status: where a task or exec process is in its life. */
-export type ProcessStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING';
-
-/** A task (the container's init process) or one of its exec processes, as the daemon reports it. */
-export interface TaskProcess {
-  /** The process's id: the container id for a task (its init process), the exec id for an exec. */
-  id: string;
-  /** containerd leaves it empty; berthd may fill it in. */
-  containerId: string;
-  pid: number;
-  status: ProcessStatus;
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  exitStatus: number;
-  /** The Unix epoch while the process has not exited. */
-  exitedAt: Date;
-}
-
-/** What a process left when it was waited for or deleted. */
-export interface ExitResult {
-  exitStatus: number;
-  exitedAt: Date;
-}
-
-/** The answer of Delete and DeleteProcess. */
-export interface DeletedProcess extends ExitResult {
-  id: string;
-  pid: number;
-}
+export type { DeletedProcess, ExitResult, ProcessStatus, TaskProcess };
 
 /** Where a process's standard streams go: FIFO paths (or log URIs) the shim opens. */
 export interface ProcessIoConfig {
@@ -77,51 +60,6 @@ export interface TaskMetric {
   id: string;
   data?: AnyValue;
 }
-
-interface ProcessMessage {
-  containerId: string;
-  id: string;
-  pid: number;
-  status: ProcessStatus;
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  exitStatus: number;
-  exitedAt: Timestamp | null;
-}
-
-interface DeleteMessage {
-  id: string;
-  pid: number;
-  exitStatus: number;
-  exitedAt: Timestamp | null;
-}
-
-const anyOf = (v: AnyValue | null | undefined): AnyValue | undefined =>
-  v ? { typeUrl: v.typeUrl ?? '', value: Buffer.from(v.value ?? []) } : undefined;
-
-function processFromMessage(m: ProcessMessage): TaskProcess {
-  return {
-    id: m.id ?? '',
-    containerId: m.containerId ?? '',
-    pid: m.pid ?? 0,
-    status: m.status ?? 'UNKNOWN',
-    stdin: m.stdin ?? '',
-    stdout: m.stdout ?? '',
-    stderr: m.stderr ?? '',
-    terminal: m.terminal ?? false,
-    exitStatus: m.exitStatus ?? 0,
-    exitedAt: toDate(m.exitedAt),
-  };
-}
-
-const deletedFromMessage = (m: DeleteMessage): DeletedProcess => ({
-  id: m.id ?? '',
-  pid: m.pid ?? 0,
-  exitStatus: m.exitStatus ?? 0,
-  exitedAt: toDate(m.exitedAt),
-});
 
 const ioFields = (io: ProcessIoConfig) => ({
   stdin: io.stdin ?? '',
@@ -170,24 +108,26 @@ export class RemoteTasks {
 
   /** Deletes a stopped (or created) task and reports how its init process ended. */
   async delete(ctx: Context, containerId: string): Promise<DeletedProcess> {
-    return deletedFromMessage(await this.call<DeleteMessage>(ctx, 'Delete', { containerId }));
+    return deletedProcessFromWire(await this.call<wire.tasks.DeleteResponse>(ctx, 'Delete', { containerId }));
   }
 
   /** Deletes a stopped exec process. */
   async deleteProcess(ctx: Context, containerId: string, execId: string): Promise<DeletedProcess> {
-    return deletedFromMessage(await this.call<DeleteMessage>(ctx, 'DeleteProcess', { containerId, execId }));
+    return deletedProcessFromWire(
+      await this.call<wire.tasks.DeleteResponse>(ctx, 'DeleteProcess', { containerId, execId }),
+    );
   }
 
   /** The task (execId '') or an exec process. */
   async get(ctx: Context, containerId: string, execId = ''): Promise<TaskProcess> {
-    const res = await this.call<{ process: ProcessMessage | null }>(ctx, 'Get', { containerId, execId });
-    return processFromMessage(res.process ?? ({ containerId } as ProcessMessage));
+    const res = await this.call<wire.tasks.GetResponse>(ctx, 'Get', { containerId, execId });
+    return processFromWire(res.process ?? { containerId });
   }
 
   /** Every task of the namespace. */
   async list(ctx: Context, filter = ''): Promise<TaskProcess[]> {
-    const res = await this.call<{ tasks: ProcessMessage[] }>(ctx, 'List', { filter });
-    return (res.tasks ?? []).map(processFromMessage);
+    const res = await this.call<wire.tasks.ListTasksResponse>(ctx, 'List', { filter });
+    return (res.tasks ?? []).map(processFromWire);
   }
 
   async kill(ctx: Context, containerId: string, signal: number, opts: KillOptions = {}): Promise<void> {
@@ -223,11 +163,11 @@ export class RemoteTasks {
 
   /** The processes in the task's container. */
   async listPids(ctx: Context, containerId: string): Promise<ProcessInfo[]> {
-    const res = await this.call<{ processes: { pid: number; info: AnyValue | null }[] }>(ctx, 'ListPids', {
+    const res = await this.call<wire.tasks.ListPidsResponse>(ctx, 'ListPids', {
       containerId,
     });
     return (res.processes ?? []).map((p) => {
-      const info = anyOf(p.info);
+      const info = anyFromWire(p.info);
       return info ? { pid: p.pid, info } : { pid: p.pid };
     });
   }
@@ -247,13 +187,11 @@ export class RemoteTasks {
 
   /** Metrics of the tasks matching filters (`id==<container>`). */
   async metrics(ctx: Context, filters: string[] = []): Promise<TaskMetric[]> {
-    const res = await this.call<{
-      metrics: { timestamp: Timestamp | null; id: string; data: AnyValue | null }[];
-    }>(ctx, 'Metrics', { filters });
+    const res = await this.call<wire.tasks.MetricsResponse>(ctx, 'Metrics', { filters });
     return (res.metrics ?? []).map((m) => {
-      const data = anyOf(m.data);
+      const data = anyFromWire(m.data);
       const out: TaskMetric = {
-        timestamp: toDate(m.timestamp),
+        timestamp: fromTimestamp(m.timestamp),
         timestampNanos: Number(m.timestamp?.nanos ?? 0),
         id: m.id ?? '',
       };
@@ -267,10 +205,10 @@ export class RemoteTasks {
    * for a process killed by a signal, as the shims report it). Cancel with ctx.signal.
    */
   async wait(ctx: Context, containerId: string, execId = ''): Promise<ExitResult> {
-    const res = await this.call<{ exitStatus: number; exitedAt: Timestamp | null }>(ctx, 'Wait', {
+    const res = await this.call<wire.tasks.WaitResponse>(ctx, 'Wait', {
       containerId,
       execId,
     });
-    return { exitStatus: res.exitStatus ?? 0, exitedAt: toDate(res.exitedAt) };
+    return { exitStatus: res.exitStatus ?? 0, exitedAt: fromTimestamp(res.exitedAt) };
   }
 }

@@ -150,7 +150,7 @@ const MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
 describe('plugins', () => {
   test('images, containers and events are loaded', async () => {
     const { plugins } = await call(client('introspection.v1.Introspection'), 'Plugins', { filters: [] });
-    const ids = plugins.filter((p: Any) => p.initErr === null).map((p: Any) => `${p.type}.${p.id}`);
+    const ids = plugins.filter((p: Any) => p.initErr == null).map((p: Any) => `${p.type}.${p.id}`);
     expect(ids).toEqual(
       expect.arrayContaining([
         'io.containerd.service.v1.images-service',
@@ -205,7 +205,7 @@ describe('Images', () => {
       'Update',
       {
         image: { name: 'docker.io/x/y:1', labels: { b: '2' }, target: null },
-        updateMask: { paths: ['labels.b'] },
+        updateMask: ['labels.b'],
       },
       md(NS),
     );
@@ -253,12 +253,7 @@ describe('Images', () => {
       GrpcCode.INVALID_ARGUMENT,
     );
     const path = await failure(
-      call(
-        c,
-        'Update',
-        { image: { name: 'dup', target: target(d) }, updateMask: { paths: ['size'] } },
-        md(NS),
-      ),
+      call(c, 'Update', { image: { name: 'dup', target: target(d) }, updateMask: ['size'] }, md(NS)),
     );
     expect(path).toEqual({
       code: GrpcCode.INVALID_ARGUMENT,
@@ -362,7 +357,7 @@ describe('Containers', () => {
     const updated = await call(
       c,
       'Update',
-      { container: { id: 'c1', labels: { app: 'db', extra: 'x' } }, updateMask: { paths: ['labels.app'] } },
+      { container: { id: 'c1', labels: { app: 'db', extra: 'x' } }, updateMask: ['labels.app'] },
       md(NS),
     );
     expect(updated.container.labels).toEqual({ app: 'db' });

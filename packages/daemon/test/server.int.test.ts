@@ -268,7 +268,7 @@ describe('Introspection', () => {
     ]) {
       expect(ids).toContain(id);
     }
-    expect(plugins.filter((p: Any) => p.initErr !== null)).toEqual([]);
+    expect(plugins.filter((p: Any) => p.initErr != null)).toEqual([]);
     const meta = plugins.find((p: Any) => p.type === PluginType.Metadata);
     expect(meta.requires).toEqual([PluginType.Content]);
     expect(meta.exports.path).toBe(join(daemon.config.root, 'io.containerd.metadata.v1.sqlite', 'meta.db'));
@@ -292,7 +292,9 @@ describe('Introspection', () => {
 
   test('Server reports a uuid persisted under the root', async () => {
     const c = client('introspection.v1.Introspection');
-    const { uuid } = await call(c, 'Server', {});
+    const { uuid, pid, pidns } = await call(c, 'Server', {});
+    // The daemon runs in this process; pidns is the namespace's inode, as containerd sends it.
+    expect([pid, pidns]).toEqual([process.pid, statSync('/proc/self/ns/pid').ino]);
     expect(uuid).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     expect((await call(c, 'Server', {})).uuid).toBe(uuid);
     expect(
@@ -331,7 +333,7 @@ describe('Namespaces', () => {
 
     await call(c, 'Update', {
       namespace: { name: 'ns-crud', labels: { a: '', c: '3' } },
-      updateMask: { paths: ['labels.a', 'labels.c'] },
+      updateMask: ['labels.a', 'labels.c'],
     });
     expect((await call(c, 'Get', { name: 'ns-crud' })).namespace.labels).toEqual({ b: '2', c: '3' });
     expect((await next(events)).topic).toBe('/namespaces/update');
@@ -340,15 +342,13 @@ describe('Namespaces', () => {
     expect((await call(c, 'Get', { name: 'ns-crud' })).namespace.labels).toEqual({ z: '26' });
     await call(c, 'Update', {
       namespace: { name: 'ns-crud', labels: { y: '25' } },
-      updateMask: { paths: ['labels'] },
+      updateMask: ['labels'],
     });
     expect((await call(c, 'Get', { name: 'ns-crud' })).namespace.labels).toEqual({ y: '25' });
     await next(events);
     await next(events);
 
-    const bad = await code(
-      call(c, 'Update', { namespace: { name: 'ns-crud' }, updateMask: { paths: ['name'] } }),
-    );
+    const bad = await code(call(c, 'Update', { namespace: { name: 'ns-crud' }, updateMask: ['name'] }));
     expect(bad).toEqual({ code: GrpcCode.INVALID_ARGUMENT, details: 'cannot update "name" field' });
 
     await call(c, 'Delete', { name: 'ns-crud' });
@@ -503,7 +503,7 @@ describe('Content', () => {
       'Update',
       {
         info: { digest, labels: { 'test.berth/kind': '', extra: 'yes' } },
-        updateMask: { paths: ['labels.test.berth/kind', 'labels.extra'] },
+        updateMask: ['labels.test.berth/kind', 'labels.extra'],
       },
       md(ns),
     );

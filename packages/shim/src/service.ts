@@ -15,6 +15,7 @@ import {
   SHIM_FAILPOINT_ANNOTATION_PREFIX,
   UnavailableError,
   validateIdentifier,
+  type wire,
 } from '@berth/api';
 import { mountAll, unmountAll } from '@berth/sys';
 import type { ServiceHandlers, TtrpcCallContext } from '@berth/ttrpc';
@@ -27,7 +28,7 @@ import { type EventSink, TOPICS } from './publisher';
 import type { Exit, Reaper } from './reaper';
 import { Runc } from './runc';
 import { ConsoleIO, resolveStdio, type StdioPaths } from './stdio';
-import { type Timestamp, timestampNow } from './time';
+import { timestampNow } from './time';
 import { SHIM_VERSION } from './version';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
@@ -69,11 +70,6 @@ const STATUS: Record<ProcessStatus, string> = {
   stopped: 'STOPPED',
   deleted: 'STOPPED',
 };
-
-interface Req {
-  id: string;
-  execId?: string;
-}
 
 export class TaskService {
   readonly containers = new Map<string, Container>();
@@ -182,7 +178,7 @@ export class TaskService {
 
   // --- Task API
 
-  async create(r: any, ctx: TtrpcCallContext): Promise<{ pid: number }> {
+  async create(r: wire.shim.CreateTaskRequest, ctx: TtrpcCallContext): Promise<wire.shim.CreateTaskResponse> {
     if (this.shuttingDown) throw new UnavailableError('shim is shutting down');
     const id: string = r.id;
     validateIdentifier(id);
@@ -299,7 +295,7 @@ export class TaskService {
     if (pending !== undefined) void this.onExit(c, p, pending);
   }
 
-  async start(r: Req): Promise<{ pid: number }> {
+  async start(r: wire.shim.StartRequest): Promise<wire.shim.StartResponse> {
     const c = this.container(r.id);
     const p = c.process(r.execId ?? '');
     p.starting = true;
@@ -363,7 +359,7 @@ export class TaskService {
     });
   }
 
-  async delete(r: Req): Promise<{ pid: number; exitStatus: number; exitedAt: Timestamp | null }> {
+  async delete(r: wire.shim.DeleteRequest): Promise<wire.shim.DeleteResponse> {
     const c = this.container(r.id);
     const execId = r.execId ?? '';
     const p = c.process(execId);
@@ -382,10 +378,10 @@ export class TaskService {
         id: c.id,
       });
     }
-    return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt };
+    return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: p.exitedAt ?? undefined };
   }
 
-  async exec(r: any): Promise<object> {
+  async exec(r: wire.shim.ExecProcessRequest): Promise<object> {
     const c = this.container(r.id);
     const execId: string = r.execId ?? '';
     validateIdentifier(execId);
@@ -420,7 +416,7 @@ export class TaskService {
     return {};
   }
 
-  state(r: Req, _ctx?: TtrpcCallContext): object {
+  state(r: wire.shim.StateRequest, _ctx?: TtrpcCallContext): object {
     const c = this.container(r.id);
     const execId = r.execId ?? '';
     const p = c.process(execId);
@@ -440,7 +436,7 @@ export class TaskService {
     };
   }
 
-  async pids(r: Req): Promise<object> {
+  async pids(r: wire.shim.PidsRequest): Promise<object> {
     const c = this.container(r.id);
     const pids = await c.runc.ps(c.id);
     const byPid = new Map<number, string>();
@@ -462,21 +458,21 @@ export class TaskService {
     };
   }
 
-  async pause(r: Req): Promise<object> {
+  async pause(r: wire.shim.PauseRequest): Promise<object> {
     const c = this.container(r.id);
     await c.init.pause();
     this.publish(c, TOPICS.paused, 'TaskPaused', { containerId: c.id });
     return {};
   }
 
-  async resume(r: Req): Promise<object> {
+  async resume(r: wire.shim.ResumeRequest): Promise<object> {
     const c = this.container(r.id);
     await c.init.resume();
     this.publish(c, TOPICS.resumed, 'TaskResumed', { containerId: c.id });
     return {};
   }
 
-  async kill(r: Req & { signal: number; all: boolean }): Promise<object> {
+  async kill(r: wire.shim.KillRequest): Promise<object> {
     const c = this.container(r.id);
     const p = c.process(r.execId ?? '');
     if (p instanceof ExecProcess) await p.kill(r.signal);
@@ -484,20 +480,20 @@ export class TaskService {
     return {};
   }
 
-  resizePty(r: Req & { width: number; height: number }): object {
+  resizePty(r: wire.shim.ResizePtyRequest): object {
     this.container(r.id)
       .process(r.execId ?? '')
       .resize(r.width, r.height);
     return {};
   }
 
-  closeIO(r: Req & { stdin: boolean }): object {
+  closeIO(r: wire.shim.CloseIORequest): object {
     const p = this.container(r.id).process(r.execId ?? '');
     if (r.stdin) p.closeStdin();
     return {};
   }
 
-  async update(r: { id: string; resources: { typeUrl: string; value: Buffer } | null }): Promise<object> {
+  async update(r: wire.shim.UpdateTaskRequest): Promise<object> {
     const c = this.container(r.id);
     if (!r.resources?.value) throw new InvalidArgumentError(`update ${r.id}: no resources`);
     const json = Buffer.from(r.resources.value).toString();
@@ -510,13 +506,13 @@ export class TaskService {
     return {};
   }
 
-  async wait(r: Req): Promise<object> {
+  async wait(r: wire.shim.WaitRequest): Promise<object> {
     const p = this.container(r.id).process(r.execId ?? '');
     await p.exited;
     return { exitStatus: p.exitStatus, exitedAt: p.exitedAt };
   }
 
-  stats(r: Req): object {
+  stats(r: wire.shim.StatsRequest): object {
     const c = this.container(r.id);
     if (c.cgroup === undefined || !c.cgroup.exists())
       throw new NotFoundError(`container ${r.id}: cgroup does not exist`);
@@ -528,7 +524,7 @@ export class TaskService {
    * Connect reports the shim's and the task's pid. For an id this shim does not know it
    * is `start` asking for a place in a running shim: the id is held until Create comes.
    */
-  connect(r: { id: string }): object {
+  connect(r: wire.shim.ConnectRequest): object {
     const c = this.containers.get(r.id);
     if (c === undefined && !this.creating.has(r.id)) {
       if (this.shuttingDown) throw new UnavailableError('shim is shutting down');
@@ -546,7 +542,7 @@ export class TaskService {
   }
 
   /** Exits once no container is left (after the idle linger, if one is configured). */
-  shutdown(r: { id: string; now: boolean }): object {
+  shutdown(r: wire.shim.ShutdownRequest): object {
     // The daemon gave up on a container it announced and never created.
     const held = this.reservations.get(r.id);
     if (held !== undefined) {

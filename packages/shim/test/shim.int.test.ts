@@ -116,7 +116,7 @@ test('exec: output, exit code, pids with exec details, kill, delete; duplicate a
   const info = processes.find((p: { pid: number }) => p.pid === e2.pid).info;
   expect(info.typeUrl).toBe('containerd.runc.v1.ProcessDetails');
   expect(decodeShimMessage(info.typeUrl, info.value)).toEqual({ execId: 'e2' });
-  expect(processes.find((p: { pid: number }) => p.pid === pid).info).toBeNull();
+  expect(processes.find((p: { pid: number }) => p.pid === pid).info).toBeUndefined();
   await expect(task.Delete({ id: 'ex', execId: 'e2' }, NS)).rejects.toMatchObject({
     code: 'ERR_FAILED_PRECONDITION',
   });

@@ -10,10 +10,6 @@ export {
 export { copyTree } from './copy-tree';
 export { diskUsage } from './disk-usage';
 export {
-  infoFromMessage,
-  infoToMessage,
-  mountFromMessage,
-  mountToMessage,
   type ServeOptions,
   SNAPSHOTS_SERVICE,
   type SnapshotsServiceOptions,

@@ -1,5 +1,6 @@
 import {
   CONVERSION_OPTIONS,
+  decodeMessage as decodeApiMessage,
   encodeMessage as encodeApiMessage,
   InvalidArgumentError,
   isProtoTreeType,
@@ -69,9 +70,16 @@ export function apiService(name: string): Service {
   }
 }
 
-/** Decodes a payload into the plain JS shape every berth package uses. */
+// Asks without loading @berth/api's tree: peers that pass their own types never need it.
+const isApiType = isProtoTreeType;
+
+/**
+ * Decodes a payload into the plain JS shape every berth package uses: types of @berth/api's
+ * tree through its generated codecs, a peer's own types through protobufjs.
+ */
 export function decodePayload<T>(type: Type, bytes: Buffer, what: string): T {
   try {
+    if (isApiType(type)) return decodeApiMessage<T>(type.fullName, bytes);
     return type.toObject(type.decode(bytes), CONVERSION_OPTIONS) as T;
   } catch (err) {
     throw new InvalidArgumentError(
@@ -82,9 +90,6 @@ export function decodePayload<T>(type: Type, bytes: Buffer, what: string): T {
     );
   }
 }
-
-// Asks without loading @berth/api's tree: peers that pass their own types never need it.
-const isApiType = isProtoTreeType;
 
 /**
  * The payload of a message for an envelope. Types of @berth/api's tree go through its

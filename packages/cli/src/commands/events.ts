@@ -1,4 +1,4 @@
-import { type Envelope, formatRFC3339Nano, fromTimestamp, NanoDate } from '@berth/api';
+import { type Envelope, formatRFC3339Nano, fromTimestamp, NanoDate, type wire } from '@berth/api';
 import type { CommandSpec } from '../args';
 import { api, type Globals, print } from '../runtime';
 
@@ -30,7 +30,7 @@ interface EnumInfo {
 }
 const isType = (t: unknown): t is TypeInfo => !!t && Array.isArray((t as TypeInfo).fieldsArray);
 
-const rfc3339Nano = (t: { seconds: number; nanos: number }): string => formatRFC3339Nano(fromTimestamp(t));
+const rfc3339Nano = (t: wire.protobuf.Timestamp): string => formatRFC3339Nano(fromTimestamp(t));
 
 const ZERO_TIME = '0001-01-01T00:00:00Z';
 const OMIT = Symbol('omit');
@@ -52,7 +52,7 @@ function goField(f: FieldInfo, v: unknown): unknown {
   }
   // containerd's timestamps are non-nullable time.Time: never omitted.
   if (isType(rt) && rt.fullName === '.google.protobuf.Timestamp') {
-    return v ? rfc3339Nano(v as { seconds: number; nanos: number }) : ZERO_TIME;
+    return v ? rfc3339Nano(v as wire.protobuf.Timestamp) : ZERO_TIME;
   }
   return goScalar(f, v, true);
 }
@@ -61,8 +61,7 @@ function goScalar(f: FieldInfo, v: unknown, omitEmpty: boolean): unknown {
   const rt = f.resolvedType;
   if (isType(rt)) {
     if (v === null || v === undefined) return omitEmpty ? OMIT : null;
-    if (rt.fullName === '.google.protobuf.Timestamp')
-      return rfc3339Nano(v as { seconds: number; nanos: number });
+    if (rt.fullName === '.google.protobuf.Timestamp') return rfc3339Nano(v as wire.protobuf.Timestamp);
     return goMessage(v as Record<string, unknown>, rt);
   }
   if (rt && 'values' in rt) {

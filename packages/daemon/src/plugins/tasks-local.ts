@@ -7,55 +7,20 @@ import {
   type Filter,
   InvalidArgumentError,
   isNotFound,
-  type Mount,
   NotImplementedError,
   parseFilters,
   preciseNow,
   requireNamespace,
-  type TimestampMessage,
   toTimestamp,
   validateIdentifier,
+  type wire,
 } from '@berth/api';
 import { type Logger, nullLogger } from '../log';
 import type { TaskManager } from '../runtime/manager';
-import type { ProcessState, ShimTask } from '../runtime/shim';
+import type { ShimTask } from '../runtime/shim';
 
-/** containerd.v1.types.Process as the Tasks API returns it. */
-export interface ProcessMessage {
-  id: string;
-  pid: number;
-  status: ProcessState['status'];
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  exitStatus: number;
-  exitedAt: TimestampMessage | null;
-}
-
-/** The requests of containerd.services.tasks.v1.Tasks, in the proto loader's JS shape. */
-export interface CreateTaskRequest {
-  containerId: string;
-  rootfs: Mount[];
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  checkpoint: { digest?: string } | null;
-  options: AnyValue | null;
-  runtimePath: string;
-}
-export interface ProcessRef {
-  containerId: string;
-  execId: string;
-}
-export interface ExecProcessRequest extends ProcessRef {
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  spec: AnyValue | null;
-}
+/** The process a Tasks request names: the task's (execId '') or one of its execs. */
+export type ProcessRef = Pick<wire.tasks.StartRequest, 'containerId' | 'execId'>;
 
 /** How long Get and List wait for a shim's State before reporting the task UNKNOWN (containerd's). */
 const STATE_TIMEOUT_MS = 2000;
@@ -91,7 +56,7 @@ export class TasksLocal {
     return task;
   }
 
-  async create(ctx: Context, req: CreateTaskRequest): Promise<{ containerId: string; pid: number }> {
+  async create(ctx: Context, req: wire.tasks.CreateTaskRequest): Promise<wire.tasks.CreateTaskResponse> {
     const container = await this.container(ctx, req.containerId);
     if (req.checkpoint?.digest)
       throw new NotImplementedError('restoring a task from a checkpoint is not supported');
@@ -109,18 +74,21 @@ export class TasksLocal {
     return { containerId: container.id, pid };
   }
 
-  async start(ctx: Context, req: ProcessRef): Promise<{ pid: number }> {
+  async start(ctx: Context, req: wire.tasks.StartRequest): Promise<wire.tasks.StartResponse> {
     const task = await this.process(ctx, req);
     return { pid: await task.start(ctx, req.execId) };
   }
 
-  async delete(ctx: Context, req: { containerId: string }) {
+  async delete(ctx: Context, req: wire.tasks.DeleteTaskRequest): Promise<wire.tasks.DeleteResponse> {
     await this.container(ctx, req.containerId);
     const exit = await this.runtime.delete(ctx, req.containerId);
     return { id: '', pid: exit.pid, exitStatus: exit.exitStatus, exitedAt: exit.exitedAt };
   }
 
-  async deleteProcess(ctx: Context, req: ProcessRef) {
+  async deleteProcess(
+    ctx: Context,
+    req: wire.tasks.DeleteProcessRequest,
+  ): Promise<wire.tasks.DeleteResponse> {
     if (req.execId === '') throw new InvalidArgumentError('exec id cannot be empty');
     const task = await this.process(ctx, req);
     const exit = await task.deleteProcess(ctx, req.execId);
@@ -128,11 +96,12 @@ export class TasksLocal {
   }
 
   /** A process's state; a shim that does not answer in time gives UNKNOWN, as containerd. */
-  private async processState(ctx: Context, task: ShimTask, execId: string): Promise<ProcessMessage> {
+  private async processState(ctx: Context, task: ShimTask, execId: string): Promise<wire.taskTypes.Process> {
     const id = execId || task.id;
     try {
       const s = await task.state(ctx, execId, STATE_TIMEOUT_MS);
       return {
+        containerId: '',
         id,
         pid: s.pid,
         status: s.status,
@@ -147,6 +116,7 @@ export class TasksLocal {
       if (isNotFound(err)) throw err;
       this.log.with({ id, error: (err as Error).message }).error('get state failed');
       return {
+        containerId: '',
         id,
         pid: 0,
         status: 'UNKNOWN',
@@ -155,17 +125,17 @@ export class TasksLocal {
         stderr: '',
         terminal: false,
         exitStatus: 0,
-        exitedAt: null,
+        exitedAt: undefined,
       };
     }
   }
 
-  async get(ctx: Context, req: ProcessRef): Promise<{ process: ProcessMessage }> {
+  async get(ctx: Context, req: wire.tasks.GetRequest): Promise<wire.tasks.GetResponse> {
     const task = await this.task(ctx, req.containerId);
     return { process: await this.processState(ctx, task, req.execId) };
   }
 
-  async list(ctx: Context): Promise<{ tasks: ProcessMessage[] }> {
+  async list(ctx: Context): Promise<wire.tasks.ListTasksResponse> {
     const tasks = this.runtime.list(ctx);
     const states = await Promise.all(
       tasks.map((t) =>
@@ -175,15 +145,15 @@ export class TasksLocal {
         }),
       ),
     );
-    return { tasks: states.filter((s): s is ProcessMessage => s !== undefined) };
+    return { tasks: states.filter((s): s is wire.taskTypes.Process => s !== undefined) };
   }
 
-  async kill(ctx: Context, req: ProcessRef & { signal: number; all: boolean }): Promise<void> {
+  async kill(ctx: Context, req: wire.tasks.KillRequest): Promise<void> {
     const task = await this.process(ctx, req);
     await task.kill(ctx, req.execId, req.signal, req.all);
   }
 
-  async exec(ctx: Context, req: ExecProcessRequest): Promise<void> {
+  async exec(ctx: Context, req: wire.tasks.ExecProcessRequest): Promise<void> {
     if (req.execId === '') throw new InvalidArgumentError('exec id cannot be empty');
     try {
       validateIdentifier(req.execId);
@@ -201,43 +171,40 @@ export class TasksLocal {
     );
   }
 
-  async resizePty(ctx: Context, req: ProcessRef & { width: number; height: number }): Promise<void> {
+  async resizePty(ctx: Context, req: wire.tasks.ResizePtyRequest): Promise<void> {
     const task = await this.process(ctx, req);
     await task.resizePty(ctx, req.execId, req.width, req.height);
   }
 
-  async closeIO(ctx: Context, req: ProcessRef & { stdin: boolean }): Promise<void> {
+  async closeIO(ctx: Context, req: wire.tasks.CloseIORequest): Promise<void> {
     const task = await this.process(ctx, req);
     if (req.stdin) await task.closeIO(ctx, req.execId);
   }
 
-  async pause(ctx: Context, req: { containerId: string }): Promise<void> {
+  async pause(ctx: Context, req: wire.tasks.PauseTaskRequest): Promise<void> {
     await (await this.task(ctx, req.containerId)).pause(ctx);
   }
 
-  async resume(ctx: Context, req: { containerId: string }): Promise<void> {
+  async resume(ctx: Context, req: wire.tasks.ResumeTaskRequest): Promise<void> {
     await (await this.task(ctx, req.containerId)).resume(ctx);
   }
 
-  async listPids(ctx: Context, req: { containerId: string }) {
+  async listPids(ctx: Context, req: wire.tasks.ListPidsRequest): Promise<wire.tasks.ListPidsResponse> {
     const task = await this.task(ctx, req.containerId);
     return { processes: await task.pids(ctx) };
   }
 
-  async checkpoint(ctx: Context, req: { containerId: string }): Promise<never> {
+  async checkpoint(ctx: Context, req: wire.tasks.CheckpointTaskRequest): Promise<never> {
     await this.task(ctx, req.containerId);
     throw new NotImplementedError(`checkpoint of task ${req.containerId}: not supported by berth`);
   }
 
-  async update(
-    ctx: Context,
-    req: { containerId: string; resources: AnyValue | null; annotations: Record<string, string> },
-  ): Promise<void> {
+  async update(ctx: Context, req: wire.tasks.UpdateTaskRequest): Promise<void> {
     const task = await this.task(ctx, req.containerId);
     await task.update(ctx, anyOrUndefined(req.resources), req.annotations ?? {});
   }
 
-  async metrics(ctx: Context, req: { filters: string[] }) {
+  async metrics(ctx: Context, req: wire.tasks.MetricsRequest): Promise<wire.tasks.MetricsResponse> {
     let filter: Filter;
     try {
       filter = parseFilters(req.filters ?? []);
@@ -268,7 +235,7 @@ export class TasksLocal {
     return { metrics: metrics.filter((m) => m !== undefined) };
   }
 
-  async wait(ctx: Context, req: ProcessRef) {
+  async wait(ctx: Context, req: wire.tasks.WaitRequest): Promise<wire.tasks.WaitResponse> {
     const task = await this.process(ctx, req);
     return task.wait(ctx, req.execId);
   }

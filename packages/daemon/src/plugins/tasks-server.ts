@@ -1,7 +1,6 @@
-import { type Context, grpcService } from '@berth/api';
+import { type Context, grpcService, type wire } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log';
-import { EMPTY } from '../server/convert';
 import type { GrpcService } from '../server/grpc-server';
 import { unary } from '../server/handlers';
 import type { TasksLocal } from './tasks-local';
@@ -20,49 +19,55 @@ export class TasksServer implements GrpcService {
     const opts = (method: string) => ({ log: this.log, method: `Tasks/${method}` });
     const empty =
       <Req>(fn: (ctx: Context, req: Req) => Promise<void>) =>
-      async (ctx: Context, req: Req): Promise<typeof EMPTY> => {
+      async (ctx: Context, req: Req): Promise<wire.protobuf.Empty> => {
         await fn(ctx, req);
-        return EMPTY;
+        return {};
       };
     server.addService(grpcService(TASKS_SERVICE), {
-      Create: unary((ctx, req: any) => t.create(ctx, req), opts('Create')),
-      Start: unary((ctx, req: any) => t.start(ctx, req), opts('Start')),
-      Delete: unary((ctx, req: any) => t.delete(ctx, req), opts('Delete')),
-      DeleteProcess: unary((ctx, req: any) => t.deleteProcess(ctx, req), opts('DeleteProcess')),
-      Get: unary((ctx, req: any) => t.get(ctx, req), opts('Get')),
+      Create: unary((ctx, req: wire.tasks.CreateTaskRequest) => t.create(ctx, req), opts('Create')),
+      Start: unary((ctx, req: wire.tasks.StartRequest) => t.start(ctx, req), opts('Start')),
+      Delete: unary((ctx, req: wire.tasks.DeleteTaskRequest) => t.delete(ctx, req), opts('Delete')),
+      DeleteProcess: unary(
+        (ctx, req: wire.tasks.DeleteProcessRequest) => t.deleteProcess(ctx, req),
+        opts('DeleteProcess'),
+      ),
+      Get: unary((ctx, req: wire.tasks.GetRequest) => t.get(ctx, req), opts('Get')),
       List: unary((ctx) => t.list(ctx), opts('List')),
       Kill: unary(
-        empty((ctx, req: any) => t.kill(ctx, req)),
+        empty((ctx, req: wire.tasks.KillRequest) => t.kill(ctx, req)),
         opts('Kill'),
       ),
       Exec: unary(
-        empty((ctx, req: any) => t.exec(ctx, req)),
+        empty((ctx, req: wire.tasks.ExecProcessRequest) => t.exec(ctx, req)),
         opts('Exec'),
       ),
       ResizePty: unary(
-        empty((ctx, req: any) => t.resizePty(ctx, req)),
+        empty((ctx, req: wire.tasks.ResizePtyRequest) => t.resizePty(ctx, req)),
         opts('ResizePty'),
       ),
       CloseIO: unary(
-        empty((ctx, req: any) => t.closeIO(ctx, req)),
+        empty((ctx, req: wire.tasks.CloseIORequest) => t.closeIO(ctx, req)),
         opts('CloseIO'),
       ),
       Pause: unary(
-        empty((ctx, req: any) => t.pause(ctx, req)),
+        empty((ctx, req: wire.tasks.PauseTaskRequest) => t.pause(ctx, req)),
         opts('Pause'),
       ),
       Resume: unary(
-        empty((ctx, req: any) => t.resume(ctx, req)),
+        empty((ctx, req: wire.tasks.ResumeTaskRequest) => t.resume(ctx, req)),
         opts('Resume'),
       ),
-      ListPids: unary((ctx, req: any) => t.listPids(ctx, req), opts('ListPids')),
-      Checkpoint: unary((ctx, req: any) => t.checkpoint(ctx, req), opts('Checkpoint')),
+      ListPids: unary((ctx, req: wire.tasks.ListPidsRequest) => t.listPids(ctx, req), opts('ListPids')),
+      Checkpoint: unary(
+        (ctx, req: wire.tasks.CheckpointTaskRequest) => t.checkpoint(ctx, req),
+        opts('Checkpoint'),
+      ),
       Update: unary(
-        empty((ctx, req: any) => t.update(ctx, req)),
+        empty((ctx, req: wire.tasks.UpdateTaskRequest) => t.update(ctx, req)),
         opts('Update'),
       ),
-      Metrics: unary((ctx, req: any) => t.metrics(ctx, req), opts('Metrics')),
-      Wait: unary((ctx, req: any) => t.wait(ctx, req), opts('Wait')),
+      Metrics: unary((ctx, req: wire.tasks.MetricsRequest) => t.metrics(ctx, req), opts('Metrics')),
+      Wait: unary((ctx, req: wire.tasks.WaitRequest) => t.wait(ctx, req), opts('Wait')),
     });
   }
 }

@@ -1,6 +1,13 @@
 import { promises as fs } from 'node:fs';
 import { dirname } from 'node:path';
-import { type Envelope, fromTimestamp, InvalidArgumentError, unlinkQuiet } from '@berth/api';
+import {
+  anyFromWire,
+  type Envelope,
+  fromTimestamp,
+  InvalidArgumentError,
+  unlinkQuiet,
+  type wire,
+} from '@berth/api';
 import { socketPath, TtrpcServer } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
 
@@ -12,15 +19,6 @@ export const ttrpcAddressOf = (grpcAddress: string): string => `${socketPath(grp
 /** Where forwarded envelopes go (the exchange). */
 export interface Forwarder {
   forward(envelope: Envelope): Promise<void>;
-}
-
-interface ForwardRequest {
-  envelope: {
-    timestamp: { seconds: number; nanos: number } | null;
-    namespace: string;
-    topic: string;
-    event: { typeUrl: string; value: Buffer } | null;
-  } | null;
 }
 
 /**
@@ -41,7 +39,7 @@ export class ShimEventsServer {
       onError: (err) => this.log.with({ error: err.message }).warn('ttrpc server error'),
     });
     this.server.register(TTRPC_EVENTS_SERVICE, {
-      Forward: async (req: ForwardRequest) => {
+      Forward: async (req: wire.ttrpcEvents.ForwardRequest) => {
         const envelope = toEnvelope(req);
         await this.events.forward(envelope);
         for (const observe of this.observers) observe(envelope);
@@ -71,7 +69,7 @@ export class ShimEventsServer {
   }
 }
 
-function toEnvelope(req: ForwardRequest): Envelope {
+function toEnvelope(req: wire.ttrpcEvents.ForwardRequest): Envelope {
   const env = req.envelope;
   if (!env) throw new InvalidArgumentError('forward: envelope must be set');
   if (!env.timestamp) throw new InvalidArgumentError(`forward ${env.topic}: timestamp must be set`);
@@ -82,6 +80,6 @@ function toEnvelope(req: ForwardRequest): Envelope {
     timestamp: fromTimestamp(env.timestamp),
     namespace: env.namespace,
     topic: env.topic,
-    event: { typeUrl: env.event?.typeUrl ?? '', value: Buffer.from(env.event?.value ?? []) },
+    event: anyFromWire(env.event) ?? { typeUrl: '', value: Buffer.alloc(0) },
   };
 }

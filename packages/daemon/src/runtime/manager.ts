@@ -19,8 +19,8 @@ import {
   preciseNow,
   removeTree,
   requireNamespace,
-  type TimestampMessage,
   toTimestamp,
+  type wire,
 } from '@berth/api';
 import { socketPath, TtrpcClient } from '@berth/ttrpc';
 import { type Logger, nullLogger } from '../log';
@@ -150,7 +150,7 @@ export class TaskManager {
       id?: string;
       pid?: number;
       exitStatus?: number;
-      exitedAt?: TimestampMessage | null;
+      exitedAt?: wire.protobuf.Timestamp | null;
     };
     try {
       e = decodeAny(envelope.event) as typeof e;

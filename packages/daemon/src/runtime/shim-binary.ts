@@ -9,6 +9,7 @@ import {
   fromTimestamp,
   preciseNow,
   UnknownError,
+  type wire,
 } from '@berth/api';
 import { DEFAULT_SHIM_IDLE_MS } from './berth-shim';
 import type { Bundle } from './bundle';
@@ -158,11 +159,7 @@ export async function shimDelete(
   );
   if (r.code !== 0) throw failure(`delete shim ${config.binary} for ${bundle.id}`, r);
   if (r.stderr.trim() !== '') warn(r.stderr.trim());
-  const res = decodeMessage<{
-    pid: number;
-    exitStatus: number;
-    exitedAt: { seconds: number; nanos: number } | null;
-  }>('containerd.task.v2.DeleteResponse', r.stdout);
+  const res = decodeMessage<wire.shim.DeleteResponse>('containerd.task.v2.DeleteResponse', r.stdout);
   return {
     pid: res.pid,
     exitStatus: res.exitStatus,

@@ -1,13 +1,14 @@
 import {
   type AnyValue,
+  anyFromWire,
   type Context,
   FailedPreconditionError,
   isUnavailable,
   type Mount,
   NotFoundError,
-  type TimestampMessage,
   toTimestamp,
   UnavailableError,
+  type wire,
 } from '@berth/api';
 import type { CallOptions, TtrpcClient } from '@berth/ttrpc';
 import type { Bundle } from './bundle';
@@ -16,31 +17,14 @@ import type { ShimLog } from './shim-log';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
 
-export type TaskStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING';
+export type TaskStatus = wire.taskTypes.Status;
 
-/** A process as the shim's State reports it (containerd.task.v2.StateResponse). */
-export interface ProcessState {
-  id: string;
-  bundle: string;
-  pid: number;
-  status: TaskStatus;
-  stdin: string;
-  stdout: string;
-  stderr: string;
-  terminal: boolean;
-  exitStatus: number;
-  exitedAt: TimestampMessage | null;
-  execId: string;
-}
+/** A process as the shim's State reports it. */
+export type ProcessState = wire.shim.StateResponse;
 
-export interface ProcessExit {
-  exitStatus: number;
-  exitedAt: TimestampMessage | null;
-}
+export type ProcessExit = wire.shim.WaitResponse;
 
-export interface DeleteResult extends ProcessExit {
-  pid: number;
-}
+export type DeleteResult = wire.shim.DeleteResponse;
 
 /** The stdio of a process: fifo paths (or other URIs the shim understands) and a terminal. */
 export interface ProcessIO {
@@ -157,7 +141,7 @@ export class ShimTask {
         stderr: '',
         terminal: false,
         exitStatus: this.exit?.exitStatus ?? 255,
-        exitedAt: this.exit ? toTimestamp(this.exit.exitedAt) : null,
+        exitedAt: this.exit ? toTimestamp(this.exit.exitedAt) : undefined,
         execId: '',
       };
     }
@@ -180,7 +164,7 @@ export class ShimTask {
       await this.cleanedUp;
       return {
         exitStatus: this.exit?.exitStatus ?? 255,
-        exitedAt: this.exit ? toTimestamp(this.exit.exitedAt) : null,
+        exitedAt: this.exit ? toTimestamp(this.exit.exitedAt) : undefined,
       };
     }
     const res = await this.call<ProcessExit>('Wait', { id: this.id, execId }, ctx);
@@ -209,14 +193,10 @@ export class ShimTask {
     );
   }
 
-  async pids(ctx: Context): Promise<{ pid: number; info: AnyValue | null }[]> {
+  async pids(ctx: Context): Promise<wire.taskTypes.ProcessInfo[]> {
     if (this.phase === 'dead') return [];
-    const res = await this.call<{ processes: { pid: number; info: AnyValue | null }[] }>(
-      'Pids',
-      { id: this.id },
-      ctx,
-    );
-    return res.processes.map((p) => ({ pid: p.pid, info: p.info ?? null }));
+    const res = await this.call<wire.shim.PidsResponse>('Pids', { id: this.id }, ctx);
+    return res.processes.map((p) => ({ pid: p.pid, info: anyFromWire(p.info) }));
   }
 
   async pause(ctx: Context): Promise<void> {
@@ -247,10 +227,10 @@ export class ShimTask {
     );
   }
 
-  async stats(ctx: Context): Promise<AnyValue | null> {
+  async stats(ctx: Context): Promise<AnyValue | undefined> {
     if (this.phase === 'dead') throw new NotFoundError(`task ${this.id} is stopped`);
-    const res = await this.call<{ stats: AnyValue | null }>('Stats', { id: this.id }, ctx);
-    return res.stats ?? null;
+    const res = await this.call<wire.shim.StatsResponse>('Stats', { id: this.id }, ctx);
+    return anyFromWire(res.stats);
   }
 
   /** Asks the shim to exit once it serves no task; "ttrpc: closed" is the expected answer. */

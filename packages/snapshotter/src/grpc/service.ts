@@ -6,13 +6,17 @@ import {
   isBerthError,
   isSnapshotCleaner,
   LEASE_HEADER,
+  mountToWire,
   NAMESPACE_HEADER,
   NotImplementedError,
   type Snapshotter,
+  snapshotInfoFromWire,
+  snapshotInfoToWire,
+  snapshotUsageToWire,
   toGrpcStatus,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import { infoFromMessage, infoToMessage, mountToMessage, usageToMessage } from './convert';
 
 export const SNAPSHOTS_SERVICE = 'containerd.services.snapshots.v1.Snapshots';
 
@@ -47,16 +51,13 @@ function contextOf(
   };
 }
 
-interface Req {
-  snapshotter?: string;
-  key?: string;
-  parent?: string;
-  name?: string;
-  labels?: Record<string, string>;
-  filters?: string[];
-  info?: Parameters<typeof infoFromMessage>[0];
-  updateMask?: { paths?: string[] } | null;
-}
+/** Every Snapshots request's fields: one handler shape serves them all. */
+type Req = Partial<
+  wire.snapshots.PrepareSnapshotRequest &
+    wire.snapshots.CommitSnapshotRequest &
+    wire.snapshots.UpdateSnapshotRequest &
+    wire.snapshots.ListSnapshotsRequest
+>;
 
 /** The words containerd's errdefs classes end their messages with. */
 const CLASS: Partial<Record<string, string>> = {
@@ -118,7 +119,7 @@ export function snapshotsServiceHandlers(
     const run = async () => {
       const sn = resolve(call.request.snapshotter ?? '');
       const ctx = contextOf(call);
-      let batch: ReturnType<typeof infoToMessage>[] = [];
+      let batch: wire.snapshots.Info[] = [];
       const flush = async () => {
         const msg = { info: batch };
         batch = [];
@@ -141,7 +142,7 @@ export function snapshotsServiceHandlers(
         ctx,
         async (info) => {
           if (call.cancelled) throw CANCELLED;
-          batch.push(infoToMessage(info));
+          batch.push(snapshotInfoToWire(info));
           if (batch.length >= LIST_BATCH) await flush();
         },
         call.request.filters ?? [],
@@ -160,13 +161,13 @@ export function snapshotsServiceHandlers(
 
   return {
     Prepare: unary('Prepare', async (sn, ctx, r) => ({
-      mounts: (await sn.prepare(ctx, r.key ?? '', r.parent ?? '', withLabels(r.labels))).map(mountToMessage),
+      mounts: (await sn.prepare(ctx, r.key ?? '', r.parent ?? '', withLabels(r.labels))).map(mountToWire),
     })),
     View: unary('View', async (sn, ctx, r) => ({
-      mounts: (await sn.view(ctx, r.key ?? '', r.parent ?? '', withLabels(r.labels))).map(mountToMessage),
+      mounts: (await sn.view(ctx, r.key ?? '', r.parent ?? '', withLabels(r.labels))).map(mountToWire),
     })),
     Mounts: unary('Mounts', async (sn, ctx, r) => ({
-      mounts: (await sn.mounts(ctx, r.key ?? '')).map(mountToMessage),
+      mounts: (await sn.mounts(ctx, r.key ?? '')).map(mountToWire),
     })),
     Commit: unary('Commit', async (sn, ctx, r) => {
       await sn.commit(ctx, r.name ?? '', r.key ?? '', withLabels(r.labels));
@@ -176,18 +177,16 @@ export function snapshotsServiceHandlers(
       await sn.remove(ctx, r.key ?? '');
       return {};
     }),
-    Stat: unary('Stat', async (sn, ctx, r) => ({ info: infoToMessage(await sn.stat(ctx, r.key ?? '')) })),
+    Stat: unary('Stat', async (sn, ctx, r) => ({
+      info: snapshotInfoToWire(await sn.stat(ctx, r.key ?? '')),
+    })),
     Update: unary('Update', async (sn, ctx, r) => {
-      const info = infoFromMessage(r.info);
-      const updated = await sn.update(
-        ctx,
-        { name: info.name, labels: info.labels },
-        r.updateMask?.paths ?? [],
-      );
-      return { info: infoToMessage(updated) };
+      const info = snapshotInfoFromWire(r.info);
+      const updated = await sn.update(ctx, { name: info.name, labels: info.labels }, r.updateMask ?? []);
+      return { info: snapshotInfoToWire(updated) };
     }),
     List: list,
-    Usage: unary('Usage', async (sn, ctx, r) => usageToMessage(await sn.usage(ctx, r.key ?? ''))),
+    Usage: unary('Usage', async (sn, ctx, r) => snapshotUsageToWire(await sn.usage(ctx, r.key ?? ''))),
     Cleanup: unary('Cleanup', async (sn, ctx) => {
       if (!isSnapshotCleaner(sn)) {
         throw new NotImplementedError('snapshotter does not implement Cleanup method: not implemented');

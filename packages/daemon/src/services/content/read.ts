@@ -1,13 +1,7 @@
-import { type Context, OutOfRangeError, type Provider, validateDigest } from '@berth/api';
+import { type Context, OutOfRangeError, type Provider, validateDigest, type wire } from '@berth/api';
 
 /** Read answers in chunks of this size (containerd's 1 MiB copy buffer). */
 export const READ_CHUNK = 1 << 20;
-
-export interface ReadRequest {
-  digest: string;
-  offset: number;
-  size: number;
-}
 
 /** Where Read's chunks go: a grpc-js stream or a raw HTTP/2 stream. */
 export interface ReadSink {
@@ -25,7 +19,7 @@ export interface ReadSink {
 export async function readContent(
   store: Provider,
   ctx: Context,
-  req: ReadRequest,
+  req: wire.content.ReadContentRequest,
   sink: ReadSink,
 ): Promise<void> {
   const digest = validateDigest(req.digest);

@@ -1,67 +1,34 @@
 import {
   AlreadyExistsError,
   type BerthError,
-  type ContentInfo,
   type ContentStore,
   type Context,
+  contentInfoToWire,
+  decodeMessage,
   grpcService,
-  type IngestStatus,
   InvalidArgumentError,
+  ingestStatusToWire,
   isBerthError,
   OutOfRangeError,
+  toTimestamp,
   validateDigest,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import { EMPTY, maskPaths, type Timestamp, toTimestamp } from '../../server/convert';
-import { messageDecoder, type RawCall, type RawHandler } from '../../server/fast-path';
+import type { RawCall, RawHandler } from '../../server/fast-path';
 import type { GrpcService } from '../../server/grpc-server';
 import { bidi, type HandlerOptions, send, serverStream, unary } from '../../server/handlers';
 import { StreamReader } from '../../server/stream-reader';
-import { type ReadRequest, readContent } from './read';
+import { readContent } from './read';
 
 export const CONTENT_SERVICE = 'containerd.services.content.v1.Content';
 
 /** List sends infos in batches of this many. */
 export const LIST_BATCH = 100;
 
-type WriteAction = 'STAT' | 'WRITE' | 'COMMIT';
-
-interface WriteRequest {
-  action: WriteAction;
-  ref: string;
-  total: number;
-  expected: string;
-  offset: number;
-  data: Buffer;
-  labels: Record<string, string>;
-}
-
-interface WriteResponse {
-  action: WriteAction;
-  startedAt: Timestamp | null;
-  updatedAt: Timestamp | null;
-  offset: number;
-  total: number;
-  digest: string;
-}
-
-const infoMsg = (i: ContentInfo) => ({
-  digest: i.digest,
-  size: i.size,
-  createdAt: toTimestamp(i.createdAt),
-  updatedAt: toTimestamp(i.updatedAt),
-  labels: i.labels,
-});
-
-const statusMsg = (s: IngestStatus) => ({
-  startedAt: toTimestamp(s.startedAt),
-  updatedAt: toTimestamp(s.updatedAt),
-  ref: s.ref,
-  offset: s.offset,
-  total: s.total,
-  expected: s.expected,
-});
+type WriteRequest = wire.content.WriteContentRequest;
+type WriteResponse = wire.content.WriteContentResponse;
 
 /** Re-throws err with more context in its message, keeping its class (and so its code). */
 function withContext(err: unknown, prefix: string): never {
@@ -86,42 +53,36 @@ export class ContentServer implements GrpcService {
   register(server: grpc.Server): void {
     const opts = (method: string): HandlerOptions => ({ log: this.log, method: `Content/${method}` });
     server.addService(grpcService(CONTENT_SERVICE), {
-      Info: unary((ctx, req: { digest: string }) => this.info(ctx, req.digest), opts('Info')),
-      Update: unary(
-        (
-          ctx,
-          req: {
-            info: { digest: string; labels: Record<string, string> } | null;
-            updateMask: { paths: string[] } | null;
-          },
-        ) => this.update(ctx, req),
-        opts('Update'),
-      ),
+      Info: unary((ctx, req: wire.content.InfoRequest) => this.info(ctx, req.digest), opts('Info')),
+      Update: unary((ctx, req: wire.content.UpdateRequest) => this.update(ctx, req), opts('Update')),
       List: serverStream(
-        (ctx, req: { filters: string[] }, call) => this.list(ctx, req.filters, call),
+        (ctx, req: wire.content.ListContentRequest, call) => this.list(ctx, req.filters, call),
         opts('List'),
       ),
-      Delete: unary(async (ctx, req: { digest: string }) => {
+      Delete: unary(async (ctx, req: wire.content.DeleteContentRequest) => {
         await this.store.delete(ctx, validateDigest(req.digest));
-        return EMPTY;
+        return {};
       }, opts('Delete')),
-      Read: serverStream((ctx, req: ReadRequest, call) => this.read(ctx, req, call), opts('Read')),
-      Status: unary(async (ctx, req: { ref: string }) => {
+      Read: serverStream(
+        (ctx, req: wire.content.ReadContentRequest, call) => this.read(ctx, req, call),
+        opts('Read'),
+      ),
+      Status: unary(async (ctx, req: wire.content.StatusRequest) => {
         try {
-          return { status: statusMsg(await this.store.status(ctx, req.ref)) };
+          return { status: ingestStatusToWire(await this.store.status(ctx, req.ref)) };
         } catch (err) {
           withContext(err, `could not get status for ref ${JSON.stringify(req.ref)}`);
         }
       }, opts('Status')),
       ListStatuses: unary(
-        async (ctx, req: { filters: string[] }) => ({
-          statuses: (await this.store.listStatuses(ctx, req.filters)).map(statusMsg),
+        async (ctx, req: wire.content.ListStatusesRequest) => ({
+          statuses: (await this.store.listStatuses(ctx, req.filters)).map(ingestStatusToWire),
         }),
         opts('ListStatuses'),
       ),
-      Abort: unary(async (ctx, req: { ref: string }) => {
+      Abort: unary(async (ctx, req: wire.content.AbortRequest) => {
         await this.store.abort(ctx, req.ref);
-        return EMPTY;
+        return {};
       }, opts('Abort')),
       Write: bidi(
         (ctx, call) => this.write(ctx, call as grpc.ServerDuplexStream<WriteRequest, WriteResponse>),
@@ -131,23 +92,17 @@ export class ContentServer implements GrpcService {
   }
 
   private async info(ctx: Context, digest: string) {
-    return { info: infoMsg(await this.store.info(ctx, validateDigest(digest))) };
+    return { info: contentInfoToWire(await this.store.info(ctx, validateDigest(digest))) };
   }
 
-  private async update(
-    ctx: Context,
-    req: {
-      info: { digest: string; labels: Record<string, string> } | null;
-      updateMask: { paths: string[] } | null;
-    },
-  ) {
+  private async update(ctx: Context, req: wire.content.UpdateRequest) {
     const digest = validateDigest(req.info?.digest ?? '');
     const info = await this.store.update(
       ctx,
       { digest, labels: req.info?.labels ?? {} },
-      maskPaths(req.updateMask),
+      req.updateMask ?? [],
     );
-    return { info: infoMsg(info) };
+    return { info: contentInfoToWire(info) };
   }
 
   private async list(
@@ -155,11 +110,11 @@ export class ContentServer implements GrpcService {
     filters: string[],
     call: grpc.ServerWritableStream<unknown, unknown>,
   ): Promise<void> {
-    let batch: ReturnType<typeof infoMsg>[] = [];
+    let batch: wire.content.Info[] = [];
     await this.store.walk(
       ctx,
       (info) => {
-        batch.push(infoMsg(info));
+        batch.push(contentInfoToWire(info));
         if (batch.length < LIST_BATCH) return;
         const full = batch;
         batch = [];
@@ -172,7 +127,7 @@ export class ContentServer implements GrpcService {
 
   private read(
     ctx: Context,
-    req: ReadRequest,
+    req: wire.content.ReadContentRequest,
     call: grpc.ServerWritableStream<unknown, unknown>,
   ): Promise<void> {
     return readContent(this.store, ctx, req, {
@@ -221,8 +176,8 @@ export class ContentServer implements GrpcService {
     // STAT, say) stay set in later responses. A copy is sent each time.
     const msg: WriteResponse = {
       action: 'STAT',
-      startedAt: null,
-      updatedAt: null,
+      startedAt: undefined,
+      updatedAt: undefined,
       offset: 0,
       total: 0,
       digest: '',
@@ -302,7 +257,8 @@ export class ContentServer implements GrpcService {
   }
 }
 
-const decodeReadRequest = messageDecoder<ReadRequest>('containerd.services.content.v1.ReadContentRequest');
+const decodeReadRequest = (bytes: Buffer): wire.content.ReadContentRequest =>
+  decodeMessage('containerd.services.content.v1.ReadContentRequest', bytes);
 
 /** Appends a protobuf varint. */
 function putVarint(buf: Buffer, at: number, value: number): number {

@@ -1,38 +1,23 @@
 import {
-  type AnyValue,
+  anyFromWire,
   type Context,
+  envelopeToWire,
   FailedPreconditionError,
+  fromTimestamp,
   grpcService,
   InvalidArgumentError,
   isFailedPrecondition,
   preciseNow,
   requireNamespace,
+  type wire,
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
-import type { Exchange, ExchangeEnvelope } from '../../events/exchange';
+import type { Exchange } from '../../events/exchange';
 import type { Logger } from '../../log';
-import { EMPTY, fromTimestamp, type Timestamp, toTimestamp } from '../../server/convert';
 import type { GrpcService } from '../../server/grpc-server';
 import { send, serverStream, unary } from '../../server/handlers';
 
 export const EVENTS_SERVICE = 'containerd.services.events.v1.Events';
-
-interface EnvelopeMsg {
-  timestamp: Timestamp | null;
-  namespace: string;
-  topic: string;
-  event: AnyValue | null;
-}
-
-const anyOf = (v: AnyValue | null | undefined): AnyValue | undefined =>
-  v ? { typeUrl: v.typeUrl ?? '', value: Buffer.from(v.value ?? []) } : undefined;
-
-export const envelopeToMsg = (env: ExchangeEnvelope): EnvelopeMsg => ({
-  timestamp: toTimestamp(env.timestamp),
-  namespace: env.namespace,
-  topic: env.topic,
-  event: env.event,
-});
 
 /** The namespace a published event goes out under, in containerd's words when there is none. */
 function publishNamespace(ctx: Context): string {
@@ -59,35 +44,36 @@ export class EventsServer implements GrpcService {
     const exchange = this.exchange;
     const opts = (method: string) => ({ log: this.log, method: `Events/${method}` });
     server.addService(grpcService(EVENTS_SERVICE), {
-      Publish: unary(async (ctx, req: { topic: string; event: AnyValue | null }) => {
+      Publish: unary(async (ctx, req: wire.eventsService.PublishRequest) => {
         const namespace = publishNamespace(ctx);
-        const event = anyOf(req.event);
+        const event = anyFromWire(req.event);
         if (!event || event.typeUrl === '') {
           throw new InvalidArgumentError(`failed publishing event on "${req.topic}": event must be set`);
         }
         await exchange.forward({ timestamp: preciseNow(), namespace, topic: req.topic, event });
-        return EMPTY;
+        return {};
       }, opts('Publish')),
-      Forward: unary(async (_ctx, req: { envelope: EnvelopeMsg | null }) => {
+      Forward: unary(async (_ctx, req: wire.eventsService.ForwardRequest) => {
         const env = req.envelope;
         if (!env) throw new InvalidArgumentError('forward: envelope must be set');
         // As the ttrpc Forward (runtime/events-server): containerd checks namespace, topic and
         // timestamp, never the event; a missing one is forwarded empty.
-        const event = anyOf(env.event) ?? { typeUrl: '', value: Buffer.alloc(0) };
+        const event = anyFromWire(env.event) ?? { typeUrl: '', value: Buffer.alloc(0) };
         await exchange.forward({
-          timestamp: fromTimestamp(env.timestamp) ?? (undefined as unknown as Date),
+          // An envelope without a timestamp is refused by the exchange, in containerd's words.
+          timestamp: env.timestamp ? fromTimestamp(env.timestamp) : (undefined as unknown as Date),
           namespace: env.namespace,
           topic: env.topic,
           event,
         });
-        return EMPTY;
+        return {};
       }, opts('Forward')),
-      Subscribe: serverStream(async (ctx, req: { filters: string[] }, call) => {
+      Subscribe: serverStream(async (ctx, req: wire.eventsService.SubscribeRequest, call) => {
         const sub = exchange.subscribe(req.filters ?? [], ctx.signal);
         try {
           for await (const env of sub) {
             if (call.cancelled) break;
-            await send(call, envelopeToMsg(env));
+            await send(call, envelopeToWire(env));
           }
         } finally {
           sub.close();

@@ -1,25 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { type FieldAdaptor, InvalidArgumentError, parseFilters, toGrpcStatus } from '@berth/api';
+import { type FieldAdaptor, InvalidArgumentError, parseFilters, toGrpcStatus, type wire } from '@berth/api';
 import type { PluginRecord } from '../../registry';
-
-/** A plugin as containerd.services.introspection.v1.Plugin carries it. */
-export interface PluginMessage {
-  type: string;
-  id: string;
-  requires: string[];
-  platforms: { os: string; architecture: string; variant: string }[];
-  exports: Record<string, string>;
-  capabilities: string[];
-  initErr: { code: number; message: string; details: never[] } | null;
-}
 
 /** `ctr plugins ls` prints "skip" when the init error's message contains this. */
 const SKIP_MARKER = 'skip plugin';
 
-export function pluginMessage(p: PluginRecord): PluginMessage {
-  let initErr: PluginMessage['initErr'] = null;
+/** A plugin as containerd.services.introspection.v1.Plugin carries it. */
+export function pluginMessage(p: PluginRecord): wire.introspection.Plugin {
+  let initErr: wire.rpc.Status | undefined;
   if (p.state !== 'loaded') {
     if (p.state === 'skipped') {
       const reason = p.error?.message ?? '';
@@ -49,7 +39,7 @@ export function pluginMessage(p: PluginRecord): PluginMessage {
  * Filters over `type`, `id` (as containerd), and also `capabilities.<name>` and
  * `platforms.<os/arch[/variant]>`, present when the plugin has that capability or platform.
  */
-function adaptPlugin(p: PluginMessage): FieldAdaptor {
+function adaptPlugin(p: wire.introspection.Plugin): FieldAdaptor {
   return (path) => {
     switch (path[0]) {
       case 'type':
@@ -87,7 +77,7 @@ export class IntrospectionLocal {
     this.uuid = undefined;
   }
 
-  list(filters: readonly string[] = []): PluginMessage[] {
+  list(filters: readonly string[] = []): wire.introspection.Plugin[] {
     let filter: ReturnType<typeof parseFilters>;
     try {
       filter = parseFilters(filters);
@@ -120,11 +110,14 @@ export class IntrospectionLocal {
   }
 }
 
-/** The pid namespace of this process, as `/proc/self/ns/pid` names it (empty when unknown). */
-export function pidNamespace(): string {
+/**
+ * The pid namespace of this process as containerd reports it (ServerResponse.pidns is a
+ * uint64): the inode of `/proc/self/ns/pid`, 0 when unknown.
+ */
+export function pidNamespace(): number {
   try {
-    return readlinkSync('/proc/self/ns/pid');
+    return statSync('/proc/self/ns/pid').ino;
   } catch {
-    return '';
+    return 0;
   }
 }

@@ -1,4 +1,4 @@
-import { grpcService } from '@berth/api';
+import { grpcService, type wire } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import type { GrpcService } from '../../server/grpc-server';
@@ -18,7 +18,7 @@ export class IntrospectionServer implements GrpcService {
     const opts = (method: string) => ({ log: this.log, method: `Introspection/${method}` });
     server.addService(grpcService(INTROSPECTION_SERVICE), {
       Plugins: unary(
-        (_ctx, req: { filters?: string[] }) => ({ plugins: this.local.list(req.filters ?? []) }),
+        (_ctx, req: wire.introspection.PluginsRequest) => ({ plugins: this.local.list(req.filters ?? []) }),
         opts('Plugins'),
       ),
       // pid and pidns are newer containerd fields; a 1.6 proto drops them on encode.

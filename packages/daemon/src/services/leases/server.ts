@@ -1,17 +1,10 @@
-import { grpcService, type Lease, type LeaseManager, type LeaseResource } from '@berth/api';
+import { grpcService, type LeaseManager, leaseResourceFromWire, leaseToWire, type wire } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import { EMPTY, toTimestamp } from '../../server/convert';
 import type { GrpcService } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 
 export const LEASES_SERVICE = 'containerd.services.leases.v1.Leases';
-
-const leaseMsg = (l: Lease) => ({ id: l.id, createdAt: toTimestamp(l.createdAt), labels: l.labels });
-const resource = (r: { id?: string; type?: string } | null | undefined): LeaseResource => ({
-  id: r?.id ?? '',
-  type: r?.type ?? '',
-});
 
 /** containerd.services.leases.v1.Leases. */
 export class LeasesServer implements GrpcService {
@@ -24,30 +17,30 @@ export class LeasesServer implements GrpcService {
     const lm = this.leases;
     const opts = (method: string) => ({ log: this.log, method: `Leases/${method}` });
     server.addService(grpcService(LEASES_SERVICE), {
-      Create: unary(async (ctx, req: { id: string; labels: Record<string, string> }) => {
+      Create: unary(async (ctx, req: wire.leases.CreateRequest) => {
         const lease = await lm.create(ctx, { id: req.id || undefined, labels: req.labels });
-        return { lease: leaseMsg(lease) };
+        return { lease: leaseToWire(lease) };
       }, opts('Create')),
-      Delete: unary(async (ctx, req: { id: string; sync: boolean }) => {
+      Delete: unary(async (ctx, req: wire.leases.DeleteRequest) => {
         await lm.delete(ctx, req.id, { sync: req.sync });
-        return EMPTY;
+        return {};
       }, opts('Delete')),
       List: unary(
-        async (ctx, req: { filters: string[] }) => ({
-          leases: (await lm.list(ctx, req.filters)).map(leaseMsg),
+        async (ctx, req: wire.leases.ListRequest) => ({
+          leases: (await lm.list(ctx, req.filters)).map(leaseToWire),
         }),
         opts('List'),
       ),
-      AddResource: unary(async (ctx, req: { id: string; resource: LeaseResource | null }) => {
-        await lm.addResource(ctx, req.id, resource(req.resource));
-        return EMPTY;
+      AddResource: unary(async (ctx, req: wire.leases.AddResourceRequest) => {
+        await lm.addResource(ctx, req.id, leaseResourceFromWire(req.resource));
+        return {};
       }, opts('AddResource')),
-      DeleteResource: unary(async (ctx, req: { id: string; resource: LeaseResource | null }) => {
-        await lm.deleteResource(ctx, req.id, resource(req.resource));
-        return EMPTY;
+      DeleteResource: unary(async (ctx, req: wire.leases.DeleteResourceRequest) => {
+        await lm.deleteResource(ctx, req.id, leaseResourceFromWire(req.resource));
+        return {};
       }, opts('DeleteResource')),
       ListResources: unary(
-        async (ctx, req: { id: string }) => ({
+        async (ctx, req: wire.leases.ListResourcesRequest) => ({
           resources: (await lm.listResources(ctx, req.id)).map((r) => ({ id: r.id, type: r.type })),
         }),
         opts('ListResources'),

@@ -1,19 +1,13 @@
-import { grpcService } from '@berth/api';
+import { grpcService, type wire } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import { EMPTY, maskPaths } from '../../server/convert';
 import type { GrpcService } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import type { Namespace, NamespacesLocal } from './local';
 
 export const NAMESPACES_SERVICE = 'containerd.services.namespaces.v1.Namespaces';
 
-interface NamespaceMsg {
-  name: string;
-  labels: Record<string, string>;
-}
-
-const fromMsg = (ns: NamespaceMsg | null | undefined): Namespace => ({
+const fromWire = (ns: wire.namespaces.Namespace | undefined): Namespace => ({
   name: ns?.name ?? '',
   labels: ns?.labels ?? {},
 });
@@ -30,25 +24,25 @@ export class NamespacesServer implements GrpcService {
     const opts = (method: string) => ({ log: this.log, method: `Namespaces/${method}` });
     server.addService(grpcService(NAMESPACES_SERVICE), {
       Get: unary(
-        async (ctx, req: { name: string }) => ({ namespace: await l.get(ctx, req.name) }),
+        async (ctx, req: wire.namespaces.GetNamespaceRequest) => ({ namespace: await l.get(ctx, req.name) }),
         opts('Get'),
       ),
       List: unary(async (ctx) => ({ namespaces: await l.list(ctx) }), opts('List')),
       Create: unary(
-        async (ctx, req: { namespace: NamespaceMsg | null }) => ({
-          namespace: await l.create(ctx, fromMsg(req.namespace)),
+        async (ctx, req: wire.namespaces.CreateNamespaceRequest) => ({
+          namespace: await l.create(ctx, fromWire(req.namespace)),
         }),
         opts('Create'),
       ),
       Update: unary(
-        async (ctx, req: { namespace: NamespaceMsg | null; updateMask: { paths: string[] } | null }) => ({
-          namespace: await l.update(ctx, fromMsg(req.namespace), maskPaths(req.updateMask)),
+        async (ctx, req: wire.namespaces.UpdateNamespaceRequest) => ({
+          namespace: await l.update(ctx, fromWire(req.namespace), req.updateMask ?? []),
         }),
         opts('Update'),
       ),
-      Delete: unary(async (ctx, req: { name: string }) => {
+      Delete: unary(async (ctx, req: wire.namespaces.DeleteNamespaceRequest) => {
         await l.delete(ctx, req.name);
-        return EMPTY;
+        return {};
       }, opts('Delete')),
     });
   }

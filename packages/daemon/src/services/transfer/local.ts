@@ -10,9 +10,10 @@ import {
   isAlreadyExists,
   type LeaseManager,
   NotImplementedError,
-  type Platform,
+  platformFromWire,
   requireNamespace,
   typeNameOfUrl,
+  type wire,
 } from '@berth/api';
 import {
   type Applier,
@@ -36,7 +37,7 @@ import type { SnapshotsLocal } from '../snapshots/local';
 import type { StreamManager } from '../streaming/manager';
 import { receiveData, sendData } from './data-stream';
 import { type ProgressMsg, ProgressReporter } from './progress';
-import { type RegistryResolverMsg, registryClient } from './resolver';
+import { registryClient } from './resolver';
 
 const T = 'containerd.types.transfer.';
 export const TransferTypes = {
@@ -45,41 +46,6 @@ export const TransferTypes = {
   importStream: `${T}ImageImportStream`,
   exportStream: `${T}ImageExportStream`,
 } as const;
-
-interface OCIRegistryMsg {
-  reference: string;
-  resolver: RegistryResolverMsg | null;
-}
-
-interface PlatformMsg {
-  os: string;
-  architecture: string;
-  variant: string;
-}
-
-interface ImageStoreMsg {
-  name: string;
-  labels: Record<string, string>;
-  platforms: PlatformMsg[];
-  allMetadata: boolean;
-  manifestLimit: number;
-  exportImages: string[];
-  unpacks: Array<{ platform: PlatformMsg | null; snapshotter: string }>;
-}
-
-interface ImportStreamMsg {
-  stream: string;
-  mediaType: string;
-  forceCompress: boolean;
-}
-
-interface ExportStreamMsg {
-  stream: string;
-  mediaType: string;
-  platforms: PlatformMsg[];
-  allPlatforms: boolean;
-  skipDockerManifest: boolean;
-}
 
 export interface TransferOptions {
   /** The stream (Streaming service id) Progress messages go to. */
@@ -106,14 +72,8 @@ export interface TransferDeps {
   log?: Logger;
 }
 
-const platformOf = (p: PlatformMsg): Platform => {
-  const out: Platform = { os: p.os, architecture: p.architecture };
-  if (p.variant) out.variant = p.variant;
-  return out;
-};
-
-function platformSpec(list: readonly PlatformMsg[] | undefined): PlatformSpec | undefined {
-  const ps = (list ?? []).filter((p) => p.os || p.architecture).map(platformOf);
+function platformSpec(list: readonly wire.types.Platform[] | undefined): PlatformSpec | undefined {
+  const ps = (list ?? []).filter((p) => p.os || p.architecture).map(platformFromWire);
   return ps.length > 0 ? ps : undefined;
 }
 
@@ -186,11 +146,16 @@ export class TransferLocal {
     }
   }
 
-  private authStream(ctx: Context, res: RegistryResolverMsg | null) {
+  private authStream(ctx: Context, res: wire.transferTypes.RegistryResolver | undefined) {
     return res?.authStream ? this.deps.streams.get(ctx, res.authStream) : undefined;
   }
 
-  private async pull(ctx: Context, src: OCIRegistryMsg, dst: ImageStoreMsg, progress: ProgressReporter) {
+  private async pull(
+    ctx: Context,
+    src: wire.transferTypes.OCIRegistry,
+    dst: wire.transferTypes.ImageStore,
+    progress: ProgressReporter,
+  ) {
     if (!src.reference) throw new InvalidArgumentError('transfer: registry reference must be set');
     const ref = parseReference(src.reference);
     const name = formatReference(ref);
@@ -265,7 +230,12 @@ export class TransferLocal {
     progress.emit({ event: `Completed pull from ${where}` });
   }
 
-  private async push(ctx: Context, src: ImageStoreMsg, dst: OCIRegistryMsg, progress: ProgressReporter) {
+  private async push(
+    ctx: Context,
+    src: wire.transferTypes.ImageStore,
+    dst: wire.transferTypes.OCIRegistry,
+    progress: ProgressReporter,
+  ) {
     if (!src.name) throw new InvalidArgumentError('transfer: image name to push must be set');
     if (!dst.reference) throw new InvalidArgumentError('transfer: registry reference must be set');
     const image = await this.deps.images.get(ctx, src.name);
@@ -299,7 +269,12 @@ export class TransferLocal {
     progress.emit({ event: `Completed push to OCI Registry (${name})`, name, total: image.target.size });
   }
 
-  private async import(ctx: Context, src: ImportStreamMsg, dst: ImageStoreMsg, progress: ProgressReporter) {
+  private async import(
+    ctx: Context,
+    src: wire.transferTypes.ImageImportStream,
+    dst: wire.transferTypes.ImageStore,
+    progress: ProgressReporter,
+  ) {
     if (!src.stream) throw new InvalidArgumentError('transfer: import stream must be set');
     const stream = this.deps.streams.get(ctx, src.stream);
     const platform = platformSpec(dst.platforms) ?? (dst.allMetadata ? 'all' : undefined);
@@ -340,7 +315,12 @@ export class TransferLocal {
       progress.emit({ event: 'imported', name: result.index.digest, total: result.index.size });
   }
 
-  private async export(ctx: Context, src: ImageStoreMsg, dst: ExportStreamMsg, progress: ProgressReporter) {
+  private async export(
+    ctx: Context,
+    src: wire.transferTypes.ImageStore,
+    dst: wire.transferTypes.ImageExportStream,
+    progress: ProgressReporter,
+  ) {
     if (!dst.stream) throw new InvalidArgumentError('transfer: export stream must be set');
     const names = [src.name, ...src.exportImages].filter((n) => n);
     if (names.length === 0) throw new InvalidArgumentError('transfer: no image to export');

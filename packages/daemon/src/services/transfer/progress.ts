@@ -1,16 +1,10 @@
-import { encodeAny } from '@berth/api';
+import { encodeAny, type wire } from '@berth/api';
 import type { Stream } from '../streaming/manager';
 
 export const PROGRESS_TYPE = 'containerd.types.transfer.Progress';
 
-/** containerd.types.transfer.Progress in the loader's JS shape. */
-export interface ProgressMsg {
-  event: string;
-  name?: string;
-  parents?: string[];
-  progress?: number;
-  total?: number;
-}
+/** containerd.types.transfer.Progress; fields left out are their defaults. */
+export type ProgressMsg = Partial<wire.transferTypes.Progress> & Pick<wire.transferTypes.Progress, 'event'>;
 
 /**
  * Sends Progress messages on a transfer's progress stream, in order. "downloading" style

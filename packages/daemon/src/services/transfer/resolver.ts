@@ -1,4 +1,4 @@
-import { decodeAny, encodeAny } from '@berth/api';
+import { decodeAny, encodeAny, type wire } from '@berth/api';
 import {
   type Credentials,
   type CredentialsFunc,
@@ -7,20 +7,6 @@ import {
   type RegistryHosts,
 } from '@berth/images';
 import type { Stream } from '../streaming/manager';
-
-/** containerd.types.transfer.RegistryResolver in the loader's JS shape. */
-export interface RegistryResolverMsg {
-  authStream: string;
-  headers: Record<string, string>;
-  hostDir: string;
-  defaultScheme: string;
-}
-
-interface AuthResponseMsg {
-  authType: 'NONE' | 'CREDENTIALS' | 'REFRESH' | 'HEADER';
-  secret: string;
-  username: string;
-}
 
 /**
  * Credentials asked of the client over its auth stream, as containerd 2's credCallback: one
@@ -36,7 +22,7 @@ export function streamCredentials(stream: Stream, reference: string): Credential
       );
       const msg = await stream.recv();
       if (!msg) return undefined;
-      const r = decodeAny<AuthResponseMsg>(msg);
+      const r = decodeAny<wire.transferTypes.AuthResponse>(msg);
       switch (r.authType) {
         case 'CREDENTIALS':
           return { username: r.username, password: r.secret };
@@ -59,7 +45,7 @@ export interface ResolverDeps {
 
 /** A registry client configured as the request's RegistryResolver says. */
 export function registryClient(
-  res: RegistryResolverMsg | null | undefined,
+  res: wire.transferTypes.RegistryResolver | null | undefined,
   deps: ResolverDeps,
 ): RegistryClient {
   const base = configureHosts({

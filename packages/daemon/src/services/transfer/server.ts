@@ -1,23 +1,14 @@
-import { type AnyMessage, grpcService } from '@berth/api';
+import { type AnyMessage, anyFromWire, grpcService, type wire } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import { EMPTY } from '../../server/convert';
 import type { GrpcService } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import type { TransferLocal } from './local';
 
 export const TRANSFER_SERVICE = 'containerd.services.transfer.v1.Transfer';
 
-interface TransferRequestMsg {
-  source: AnyMessage | null;
-  destination: AnyMessage | null;
-  options: { progressStream: string } | null;
-}
-
-const anyOf = (m: AnyMessage | null): AnyMessage =>
-  m
-    ? { typeUrl: m.typeUrl ?? '', value: Buffer.from(m.value ?? []) }
-    : { typeUrl: '', value: Buffer.alloc(0) };
+const anyOf = (m: wire.protobuf.Any | undefined): AnyMessage =>
+  anyFromWire(m) ?? { typeUrl: '', value: Buffer.alloc(0) };
 
 /** containerd.services.transfer.v1.Transfer. */
 export class TransferServer implements GrpcService {
@@ -30,11 +21,11 @@ export class TransferServer implements GrpcService {
     const local = this.local;
     server.addService(grpcService(TRANSFER_SERVICE), {
       Transfer: unary(
-        async (ctx, req: TransferRequestMsg) => {
+        async (ctx, req: wire.transfer.TransferRequest) => {
           await local.transfer(ctx, anyOf(req.source), anyOf(req.destination), {
             progressStream: req.options?.progressStream || undefined,
           });
-          return EMPTY;
+          return {};
         },
         { log: this.log, method: 'Transfer/Transfer' },
       ),
