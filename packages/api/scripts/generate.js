@@ -42,6 +42,7 @@ const PACKAGE_ALIASES = {
   'containerd.types': 'types',
   'containerd.types.transfer': 'transferTypes',
   'containerd.v1.types': 'taskTypes',
+  'containerd.linux.runc': 'runctypes',
   'containerd.task.v2': 'shim',
   'containerd.services.containers.v1': 'containers',
   'containerd.services.content.v1': 'content',

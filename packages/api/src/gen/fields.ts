@@ -98,6 +98,41 @@ export const messageFields: Readonly<Record<string, Readonly<Record<string, stri
   "containerId": "",
   "pid": ""
  },
+ "containerd.linux.runc.CheckpointOptions": {
+  "exit": "",
+  "openTcp": "",
+  "externalUnixSockets": "",
+  "terminal": "",
+  "fileLocks": "",
+  "emptyNamespaces": "*",
+  "cgroupsMode": "",
+  "workPath": "",
+  "imagePath": ""
+ },
+ "containerd.linux.runc.CreateOptions": {
+  "noPivotRoot": "",
+  "openTcp": "",
+  "externalUnixSockets": "",
+  "terminal": "",
+  "fileLocks": "",
+  "emptyNamespaces": "*",
+  "cgroupsMode": "",
+  "noNewKeyring": "",
+  "shimCgroup": "",
+  "ioUid": "",
+  "ioGid": "",
+  "criuWorkPath": "",
+  "criuImagePath": ""
+ },
+ "containerd.linux.runc.ProcessDetails": {
+  "execId": ""
+ },
+ "containerd.linux.runc.RuncOptions": {
+  "runtime": "",
+  "runtimeRoot": "",
+  "criuPath": "",
+  "systemdCgroup": ""
+ },
  "containerd.services.containers.v1.Container": {
   "id": "",
   "labels": "{}",

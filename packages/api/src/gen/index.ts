@@ -26,6 +26,7 @@ export * as leases from './pkg/leases';
 export * as namespaces from './pkg/namespaces';
 export * as protobuf from './pkg/protobuf';
 export * as rpc from './pkg/rpc';
+export * as runctypes from './pkg/runctypes';
 export * as shim from './pkg/shim';
 export * as snapshots from './pkg/snapshots';
 export * as streaming from './pkg/streaming';
