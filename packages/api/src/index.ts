@@ -3,6 +3,7 @@ export * from './content';
 export * from './context';
 export * from './descriptor';
 export * from './digest';
+export * from './disk-full';
 export * from './errors';
 export * from './events';
 export * from './filters';
