@@ -2,6 +2,7 @@ import {
   AlreadyExistsError,
   type ContentStore,
   FailedPreconditionError,
+  NoSpaceError,
   nowNanos,
   retryOnFullDisk,
   type Snapshotter,
@@ -40,6 +41,11 @@ export interface MetadataDBOptions {
    * still commit (see "A full disk" in the README). Default 4 MiB; 0 keeps none.
    */
   reserveBytes?: number;
+  /**
+   * Hold the file exclusively (default, as containerd's bolt file): no other connection,
+   * no mmapped -shm file. Only tests that open one file twice turn it off.
+   */
+  exclusive?: boolean;
   /** Told when the reserve was spent or made again (the daemon logs it). */
   onReserve?: (event: 'released' | 'restored', path: string) => void;
   /** The schema steps; only tests pass their own. */
@@ -75,6 +81,8 @@ export class MetadataDB {
   /** Room kept for deletes on a full disk; undefined with `reserveBytes: 0` or in memory. */
   readonly reserve: SpaceReserve | undefined;
   private readonly onReserve: MetadataDBOptions['onReserve'];
+  /** The reserve was released (or could not be made): the disk is, or was, full. */
+  private reserveSpent = false;
 
   /** Shared by writes that await a backing store; exclusive for garbage collection. */
   readonly gcLock = new RwLock();
@@ -96,6 +104,10 @@ export class MetadataDB {
     this.onReserve = opts.onReserve;
     this.sql = new BetterSqlite3(path, { timeout: opts.busyTimeoutMs ?? 5000 });
     try {
+      // Exclusive, as containerd's bolt file: one connection owns the database. It also keeps
+      // the WAL index in memory instead of a mmapped -shm file, whose pages, if the disk is
+      // full when they are first touched, kill the process with SIGBUS (1 KiB-block ext4).
+      if (opts.exclusive ?? true) this.sql.pragma('locking_mode = EXCLUSIVE');
       this.sql.pragma('journal_mode = WAL');
       this.sql.pragma('foreign_keys = ON');
       this.sql.pragma('synchronous = NORMAL');
@@ -104,8 +116,9 @@ export class MetadataDB {
       this.migration = this.retrying('schema migration', () =>
         migrate(this.sql, opts.migrations ?? MIGRATIONS),
       );
-      // Made after the migration: a database that cannot open needs no reserve.
-      this.restoreReserve();
+      // Made after the migration: a database that cannot open needs no reserve. Missing
+      // and impossible to make counts as spent: the disk is full already.
+      this.reserveSpent = this.reserve !== undefined && !this.reserve.ensure();
     } catch (e) {
       this.sql.close();
       throw e;
@@ -190,17 +203,30 @@ export class MetadataDB {
     this.checkOpen();
     const [what, fn] = typeof whatOrFn === 'string' ? [whatOrFn, maybeFn!] : ['write', whatOrFn];
     const outermost = !this.sql.inTransaction;
-    // Only the outermost transaction retries: a savepoint's failure belongs to its caller.
-    // A transaction that deletes calls markDirty: only those may spend the reserve.
+    if (!outermost) return this.sql.transaction(fn).immediate();
+    // A transaction that deletes calls markDirty: only those may spend the reserve, and
+    // while it is spent (the disk is full), only those commit, so that what deletes free
+    // goes to making the reserve again rather than to new records.
     const marks = this.deletions;
-    const result = outermost
-      ? this.retrying(
-          what,
-          () => this.sql.transaction(fn).immediate(),
-          () => this.deletions > marks,
-        )
-      : this.sql.transaction(fn).immediate();
-    if (outermost) this.mutated();
+    const deletesOnly = this.reserveSpent && !this.restoreReserve();
+    const guarded = deletesOnly
+      ? () => {
+          const r = fn();
+          if (this.deletions === marks) {
+            throw new NoSpaceError(
+              this.path,
+              `metadata ${what}: the disk holding ${this.path} is full (its space reserve is spent): only deletions are accepted until space is freed`,
+            );
+          }
+          return r;
+        }
+      : fn;
+    const result = this.retrying(
+      what,
+      () => this.sql.transaction(guarded).immediate(),
+      () => this.deletions > marks,
+    );
+    this.mutated();
     return result;
   }
 
@@ -211,26 +237,31 @@ export class MetadataDB {
   private retrying<T>(what: string, fn: () => T, frees: () => boolean = () => true): T {
     return retryOnFullDisk(`metadata ${what}`, fn, {
       path: this.path,
-      reserve: this.reserve,
+      reserve: this.reserveSpent ? undefined : this.reserve,
       mayUseReserve: frees,
       checkpoint: () => this.sql.pragma('wal_checkpoint(RESTART)'),
-      onReserveReleased: () => this.onReserve?.('released', this.reserve!.path),
+      onReserveReleased: () => {
+        this.reserveSpent = true;
+        this.onReserve?.('released', this.reserve!.path);
+      },
     });
   }
 
   /**
    * Makes the reserve again when it was spent and the disk has room (twice its size free).
-   * The collector calls it after freeing space; so may anyone who freed some.
+   * The collector calls it after freeing space; so does every write while it is spent.
    */
   restoreReserve(): boolean {
-    if (!this.reserve || this.reserve.held) return this.reserve !== undefined;
+    if (!this.reserve) return false;
+    if (!this.reserveSpent) return true;
     // The checkpoint first: the WAL's pages go home, so the reserve is not what they need.
     try {
       this.sql.pragma('wal_checkpoint(TRUNCATE)');
     } catch {}
-    const made = this.reserve.ensure();
-    if (made) this.onReserve?.('restored', this.reserve.path);
-    return made;
+    if (!this.reserve.ensure()) return false;
+    this.reserveSpent = false;
+    this.onReserve?.('restored', this.reserve.path);
+    return true;
   }
 
   /** Runs fn in a read transaction: one consistent snapshot across its statements. */
@@ -298,7 +329,7 @@ export class MetadataDB {
       this.dirty = 0;
       report.metadataMs = performance.now() - started;
       for (const kind of this.kinds) await kind.cleanup?.(report);
-      this.restoreReserve();
+      if (this.reserveSpent) this.restoreReserve();
       report.durationMs = performance.now() - started;
       return report;
     });

@@ -20,7 +20,7 @@ import {
   validateLabels,
 } from '@berth/api';
 import { diskUsage } from './disk-usage';
-import { MetaStore, type StoredSnapshot, validateKey } from './metastore';
+import { METADATA_FILE, MetaStore, type StoredSnapshot, validateKey } from './metastore';
 
 /** Puts containerd's context in front of a fresh error's message. */
 function prefixed<E extends Error>(e: E, prefix: string): E {
@@ -67,7 +67,7 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
   /** Opens (creating when needed) the metadata store and snapshots directory under root. */
   protected static openStore(root: string): MetaStore {
     mkdirSync(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
-    return new MetaStore(join(root, 'metadata.db'));
+    return new MetaStore(join(root, METADATA_FILE));
   }
 
   /** Whether a new snapshot of this kind on these parents gets a directory of its own. */

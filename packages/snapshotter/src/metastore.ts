@@ -120,6 +120,10 @@ export function validateKey(key: string, what = 'key'): void {
     throw new InvalidArgumentError(`snapshot ${what} must not be empty`);
 }
 
+/** The metastore's file and its space reserve, in a snapshotter's root. */
+export const METADATA_FILE = 'metadata.db';
+export const RESERVE_FILE = `${METADATA_FILE}.reserve`;
+
 export class MetaStore {
   private readonly db: Database;
   private readonly statements = new Map<string, Statement>();
@@ -137,6 +141,9 @@ export class MetaStore {
     this.reserve = new SpaceReserve(`${path}.reserve`, reserveBytes);
     this.db = new BetterSqlite3(path, { timeout: 5000 });
     try {
+      // One process owns the file (as containerd's bolt), and the WAL index lives in memory:
+      // a mmapped -shm page first touched on a full disk is a SIGBUS, not an error.
+      this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('foreign_keys = ON');
       // FULL: a committed snapshot survives a power cut once commit() returns.
