@@ -125,8 +125,6 @@ describeIf('a full disk is survivable', () => {
         );
         expect(leases.failed.stderr).toMatch(/: unknown\s*$/);
         expect((await verifyBlobs(address)).bad).toEqual([]);
-        // The disk stays full: new records are refused while deletes go through.
-        expect((await ctr(address, ['leases', 'create', '--id', `late-${round}`])).code).not.toBe(0);
 
         if (round === 'restarted') {
           // berthd must start on a full disk, or nothing could ever be freed through it.

@@ -101,7 +101,8 @@ function entryError(name: string, what: string, e: unknown): BerthError {
     case 'EDQUOT':
       // Unknown, as containerd answers a full disk; the path is the entry's own when the
       // error has none (a write on a descriptor).
-      return new NoSpaceError((e as NodeJS.ErrnoException).path ?? name, msg, { cause: e });
+      // applyLayer names the file in full (`write <path>: ...`, as containerd).
+      return new NoSpaceError(name, `layer entry ${quoteName(name)}: ${what}`, { cause: e });
     case 'EPERM':
     case 'EACCES':
       return new PermissionDeniedError(msg, { cause: e });
@@ -527,7 +528,14 @@ export async function applyLayer(
     await counted.return(undefined).catch(() => undefined);
     // Named by the entry being written (an fd write's error carries no path). The caller
     // removes the half-applied snapshot.
-    const where = (e as NodeJS.ErrnoException).path ?? (current ? join(root, current) : root);
+    if (e instanceof NoSpaceError && !e.path.startsWith('/')) {
+      const where = join(root, ...cleanEntryName(e.path));
+      throw new NoSpaceError(where, `${e.message}: write ${where}: no space left on device`, {
+        cause: e.cause,
+      });
+    }
+    const where =
+      (e as NodeJS.ErrnoException).path ?? (current ? join(root, ...cleanEntryName(current)) : root);
     throw noSpaceError(e, where, `apply layer to ${target}`);
   }
   const result: ApplyResult = { size, digest: `sha256:${hash.digest('hex')}`, compression };
