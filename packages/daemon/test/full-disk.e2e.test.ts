@@ -94,6 +94,9 @@ describeIf('a full disk is survivable', () => {
         const m = INGEST_ENOSPC.exec(fill.failed.stderr);
         expect(m).not.toBeNull();
         expect(m![1]!.startsWith(fs.dir)).toBe(true);
+        // berthd also says which ingest, by the client's ref.
+        if (kind === 'berthd')
+          expect(fill.failed.stderr).toContain(`ingest ref "${fill.failed.ref}": write `);
 
         const blobs = await verifyBlobs(address);
         expect(blobs.bad).toEqual([]);

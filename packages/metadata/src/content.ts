@@ -11,10 +11,12 @@ import {
   type IngestStatus,
   InvalidArgumentError,
   isAlreadyExists,
+  isNoSpace,
   isNotFound,
   isUnavailable,
   type Labels,
   labelField,
+  NoSpaceError,
   NotFoundError,
   nowNanos,
   parseFilters,
@@ -403,7 +405,18 @@ class NamespacedWriter implements Writer {
       if (data.length === 0) return;
       await this.createAndCopy(this.desc.size ?? 0);
     }
-    await this.w!.write(data);
+    try {
+      await this.w!.write(data);
+    } catch (e) {
+      throw this.clientsRef(e);
+    }
+  }
+
+  /** A full disk named with the client's ref, not the backing `<namespace>/<seq>/<ref>`. */
+  private clientsRef(e: unknown): unknown {
+    if (!isNoSpace(e)) return e;
+    const message = e.message.split(JSON.stringify(this.backingRef)).join(JSON.stringify(this.ref));
+    return new NoSpaceError(e.path, message, { cause: e.cause });
   }
 
   digest(): Digest {
@@ -474,7 +487,7 @@ class NamespacedWriter implements Writer {
           await this.w.commit(finalSize, want);
         } catch (e) {
           // Another namespace (or an earlier crash) left the same bytes: fine, record them here.
-          if (!isAlreadyExists(e)) throw e;
+          if (!isAlreadyExists(e)) throw this.clientsRef(e);
         }
       }
       const exists = this.db.transaction(
