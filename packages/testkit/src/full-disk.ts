@@ -92,3 +92,64 @@ export async function eventually(
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** What one round of `fullDiskRound` saw. */
+export interface FullDiskReport {
+  /** Blobs committed before the disk filled. */
+  committed: number;
+  /** What ctr printed for the ingest that found the disk full. */
+  ingestError: string;
+  /** What ctr printed for the lease create that found it full (metadata), if asked. */
+  metadataError?: string;
+  /** Blobs read back whose digest was wrong (must be empty). */
+  bad: string[];
+  /** Bytes free after the deletes and the collection. */
+  freeAfter: number;
+}
+
+/**
+ * One round of the full-disk scenario against a daemon whose --root is on a small file
+ * system (see withSmallFilesystem): fill it with blobs (and, with `metadata`, with leases)
+ * until writes fail, check every committed blob, delete everything it added through the
+ * API, wait for the collection to give the space back and ingest once more. Throws with
+ * the reason when a delete fails, the space does not come back or the last ingest fails;
+ * the caller asserts on the report (error wording, `bad` empty).
+ */
+export async function fullDiskRound(
+  address: string,
+  free: () => number,
+  opts: { blobMiB?: number; metadata?: boolean; prefix?: string } = {},
+): Promise<FullDiskReport> {
+  const prefix = opts.prefix ?? `round-${Date.now()}`;
+  const blobMiB = opts.blobMiB ?? 8;
+  const fill = await fillWithIngests(address, { blobMiB, prefix: `${prefix}-blob` });
+  const leases = opts.metadata
+    ? await fillMetadataWithLeases(address, { prefix: `${prefix}-lease` })
+    : undefined;
+  const { bad } = await verifyBlobs(address);
+  const must = async (args: string[]) => {
+    const r = await ctr(address, args);
+    if (r.code !== 0)
+      throw new Error(`on a full disk, ctr ${args.slice(0, 2).join(' ')} failed: ${r.stderr}`);
+  };
+  if (leases && leases.created.length > 0) await must(['leases', 'rm', ...leases.created]);
+  if (fill.committed.length > 0) await must(['content', 'rm', ...fill.committed]);
+  const want = blobMiB << 20;
+  if (!(await eventually(() => free() > want, 30_000))) {
+    throw new Error(`the deletes did not give ${want} bytes back (free: ${free()})`);
+  }
+  const again = await ctr(address, ['content', 'ingest', `${prefix}-again`], {
+    input: randomBytes(want / 2),
+  });
+  if (again.code !== 0) throw new Error(`ingest after freeing failed: ${again.stderr}`);
+  const ls = await ctr(address, ['content', 'ls', '-q']);
+  const left = ls.stdout.split('\n').filter(Boolean);
+  if (left.length > 0) await must(['content', 'rm', ...left]);
+  return {
+    committed: fill.committed.length,
+    ingestError: fill.failed.stderr,
+    metadataError: leases?.failed.stderr,
+    bad,
+    freeAfter: free(),
+  };
+}
