@@ -5,7 +5,6 @@ import {
   InvalidArgumentError,
   type Labels,
   NanoDate,
-  NoSpaceError,
   NotFoundError,
   noSpaceError,
   nowNanos,
