@@ -66,6 +66,38 @@ export class UnknownError extends BerthError {
   readonly code = 'ERR_UNKNOWN' as const;
 }
 
+/**
+ * A write refused because the file system (or a quota) is full: ENOSPC, EDQUOT, SQLite's
+ * SQLITE_FULL. Unknown on the wire, as containerd answers a full disk; `path` names the file
+ * being written, and the message says what was being written.
+ */
+export class NoSpaceError extends UnknownError {
+  constructor(
+    readonly path: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** Whether `e` is an errno (or SQLite) error that means "no space left". */
+export const isNoSpaceErrno = (e: unknown): boolean => {
+  const code = (e as { code?: unknown })?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+};
+
+/**
+ * The typed error for a full disk: `<what>: write <path>: no space left on device`
+ * (containerd's wording after the prefix). Any other error is returned unchanged.
+ */
+export function noSpaceError(e: unknown, path: string, what: string): unknown {
+  if (e instanceof NoSpaceError || !isNoSpaceErrno(e)) return e;
+  const reason =
+    (e as { code?: string }).code === 'EDQUOT' ? 'disk quota exceeded' : 'no space left on device';
+  return new NoSpaceError(path, `${what}: write ${path}: ${reason}`, { cause: e });
+}
+
 export const isNotFound = (e: unknown): e is NotFoundError => (e as BerthError)?.code === 'ERR_NOT_FOUND';
 export const isAlreadyExists = (e: unknown): e is AlreadyExistsError =>
   (e as BerthError)?.code === 'ERR_ALREADY_EXISTS';
@@ -76,3 +108,4 @@ export const isFailedPrecondition = (e: unknown): e is FailedPreconditionError =
 export const isUnavailable = (e: unknown): e is UnavailableError =>
   (e as BerthError)?.code === 'ERR_UNAVAILABLE';
 export const isBerthError = (e: unknown): e is BerthError => e instanceof BerthError;
+export const isNoSpace = (e: unknown): e is NoSpaceError => e instanceof NoSpaceError;

@@ -4,6 +4,7 @@ export * from './context';
 export * from './convert';
 export * from './descriptor';
 export * from './digest';
+export * from './disk-full';
 export * from './errors';
 export * from './events';
 export * from './failpoint';

@@ -20,6 +20,7 @@ import {
   labelField,
   NanoDate,
   NotFoundError,
+  noSpaceError,
   nowNanos,
   type ParsedDigest,
   parseDigest,
@@ -351,8 +352,12 @@ export class LocalStore implements ContentStore {
         fh = await open(join(dir, INGEST_FILES.data), 'r+');
         const offset = (await fh.stat()).size;
         const hash = await hashFile(fh, offset, algorithm);
-        if (found.total === 0 && total > 0) await writeFile(join(dir, INGEST_FILES.total), String(total));
-        if (found.expected === '' && expected) await writeFile(join(dir, INGEST_FILES.expected), expected);
+        try {
+          if (found.total === 0 && total > 0) await writeFile(join(dir, INGEST_FILES.total), String(total));
+          if (found.expected === '' && expected) await writeFile(join(dir, INGEST_FILES.expected), expected);
+        } catch (e) {
+          throw noSpaceError(e, dir, `ingest ref ${JSON.stringify(ref)}`);
+        }
         w = new LocalWriter(this.host, {
           ref,
           dir,
@@ -394,7 +399,11 @@ export class LocalStore implements ContentStore {
   /** Assembles a new ingest under a temp name and renames it into place. */
   private async createIngest(dir: string, ref: string, total: number, expected: Digest): Promise<Date> {
     const tmp = join(this.ingestRoot, `${TMP_PREFIX}${randomBytes(8).toString('hex')}`);
-    await mkdir(tmp);
+    try {
+      await mkdir(tmp);
+    } catch (e) {
+      throw noSpaceError(e, tmp, `ingest ref ${JSON.stringify(ref)}`);
+    }
     try {
       const startedAt = preciseNow();
       const stamp = formatRFC3339Nano(startedAt);
@@ -417,8 +426,9 @@ export class LocalStore implements ContentStore {
       }
       return startedAt;
     } catch (e) {
+      // A half-built ingest never shows: it lives under a temp name until complete.
       await rm(tmp, { recursive: true, force: true });
-      throw e;
+      throw noSpaceError(e, tmp, `ingest ref ${JSON.stringify(ref)}`);
     }
   }
 
@@ -428,24 +438,32 @@ export class LocalStore implements ContentStore {
    */
   private publish(w: LocalWriter, digest: Digest, labels: Labels | undefined): Promise<void> {
     return this.serialize(digest, async () => {
-      const target = this.blobPath(digest);
-      if (await exists(target)) throw new AlreadyExistsError(`content ${digest}: already exists`);
-      const blobDir = dirname(target);
-      await mkdir(blobDir, { recursive: true });
-      // The blob's mtime is its creation time. utimes takes seconds as a double (about
-      // 240 ns steps today), so what the file holds, read back, is the time everyone sees.
-      const seconds = Number(nowNanos()) / 1e9;
-      await w.handle.utimes(seconds, seconds);
-      const now = new NanoDate((await w.handle.stat({ bigint: true })).mtimeNs);
-      await rename(w.dataPath, target);
-      // Read-only from here on: some protection against accidental writes, as containerd.
-      await w.handle.chmod(0o444).catch(() => {});
-      if (this.keepLabels) {
-        if (labels) await this.writeLabels(digest, labels, now);
-        else await unlinkIfExists(this.labelsPath(digest)); // left by an earlier incarnation
+      try {
+        await this.publishLocked(w, digest, labels);
+      } catch (e) {
+        throw noSpaceError(e, this.blobPath(digest), `commit of ingest ref ${JSON.stringify(w.ref)}`);
       }
-      await syncDir(blobDir);
     });
+  }
+
+  private async publishLocked(w: LocalWriter, digest: Digest, labels: Labels | undefined): Promise<void> {
+    const target = this.blobPath(digest);
+    if (await exists(target)) throw new AlreadyExistsError(`content ${digest}: already exists`);
+    const blobDir = dirname(target);
+    await mkdir(blobDir, { recursive: true });
+    // The blob's mtime is its creation time. utimes takes seconds as a double (about
+    // 240 ns steps today), so what the file holds, read back, is the time everyone sees.
+    const seconds = Number(nowNanos()) / 1e9;
+    await w.handle.utimes(seconds, seconds);
+    const now = new NanoDate((await w.handle.stat({ bigint: true })).mtimeNs);
+    await rename(w.dataPath, target);
+    // Read-only from here on: some protection against accidental writes, as containerd.
+    await w.handle.chmod(0o444).catch(() => {});
+    if (this.keepLabels) {
+      if (labels) await this.writeLabels(digest, labels, now);
+      else await unlinkIfExists(this.labelsPath(digest)); // left by an earlier incarnation
+    }
+    await syncDir(blobDir);
   }
 
   // ---- IngestManager ----

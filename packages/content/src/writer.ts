@@ -8,6 +8,8 @@ import {
   formatRFC3339Nano,
   type IngestStatus,
   InvalidArgumentError,
+  isNoSpaceErrno,
+  noSpaceError,
   type ParsedDigest,
   parseDigest,
   preciseNow,
@@ -139,8 +141,9 @@ export class LocalWriter implements Writer {
       try {
         await written;
       } catch (e) {
+        // What landed of a write that did not fit goes: the ingest stays resumable at offset.
         await this.rollback(e);
-        throw e;
+        throw noSpaceError(e, this.dataPath, `ingest ref ${JSON.stringify(this.ref)}`);
       }
       this.offset += data.length;
       this.updatedAt = preciseNow();
@@ -216,7 +219,11 @@ export class LocalWriter implements Writer {
         throw new FailedPreconditionError(`unexpected commit digest ${actual}, expected ${wantDigest}`);
       }
 
-      await this.fh.sync();
+      try {
+        await this.fh.sync();
+      } catch (e) {
+        throw noSpaceError(e, this.dataPath, `commit of ingest ref ${JSON.stringify(this.ref)}`);
+      }
       try {
         await this.host.publish(this, actual, opts.labels);
       } catch (e) {
@@ -245,8 +252,9 @@ export class LocalWriter implements Writer {
       try {
         await writeFileAtomic(join(this.dir, INGEST_FILES.updatedAt), formatRFC3339Nano(this.updatedAt));
       } catch (e) {
-        // Aborted from elsewhere (another store on this root): nothing left to keep.
-        if (!isErrno(e, 'ENOENT')) throw e;
+        // Aborted from elsewhere (another store on this root): nothing left to keep. On a
+        // full disk the older time stays: the ingest itself is intact and resumable.
+        if (!isErrno(e, 'ENOENT') && !isNoSpaceErrno(e)) throw e;
       } finally {
         await this.finish('closed', false);
       }

@@ -145,7 +145,7 @@ export class MetadataContainerStore implements ContainerStore {
     validateContainer(container);
     const now = preciseNow();
     const created = normalise(container, now, now);
-    this.db.transaction(() => {
+    this.db.transaction(`container create ${JSON.stringify(container.id)}`, () => {
       this.db.ensureNamespace(ns);
       const r = this.db
         .stmt(
@@ -169,7 +169,7 @@ export class MetadataContainerStore implements ContainerStore {
     const ns = requireNamespace(ctx);
     if (!container?.id) throw new InvalidArgumentError('must specify a container id');
     const where = `container ${JSON.stringify(container.id)}`;
-    const { updated } = this.db.transaction(() => {
+    const { updated } = this.db.transaction(`container update ${JSON.stringify(container.id)}`, () => {
       const current = this.read(ns, container.id);
       if (!current) throw new NotFoundError(`${where}: not found`);
       let paths = fieldpaths;
@@ -240,7 +240,7 @@ export class MetadataContainerStore implements ContainerStore {
 
   async delete(ctx: Context, id: string): Promise<void> {
     const ns = requireNamespace(ctx);
-    this.db.transaction(() => {
+    this.db.transaction(`container delete ${JSON.stringify(id)}`, () => {
       const r = this.db.stmt('DELETE FROM containers WHERE namespace = ? AND id = ?').run(ns, id);
       if (r.changes === 0) throw new NotFoundError(`container ${JSON.stringify(id)}: not found`);
       this.db.markDirty();

@@ -11,10 +11,12 @@ import {
   type IngestStatus,
   InvalidArgumentError,
   isAlreadyExists,
+  isNoSpace,
   isNotFound,
   isUnavailable,
   type Labels,
   labelField,
+  NoSpaceError,
   NotFoundError,
   nowNanos,
   parseFilters,
@@ -110,7 +112,7 @@ export class MetadataContentStore implements ContentStore {
         throw new InvalidArgumentError(`cannot update "${path}" field on content info ${info.digest}`);
       }
     }
-    return this.db.transaction(() => {
+    return this.db.transaction(`content label update ${info.digest}`, () => {
       const current = this.readInfo(ns, info.digest);
       if (!current) throw notFound(info.digest);
       const labels = applyLabelPaths(current.labels, info.labels ?? {}, fieldpaths) ?? current.labels;
@@ -160,7 +162,7 @@ export class MetadataContentStore implements ContentStore {
     const ns = requireNamespace(ctx);
     validateDigest(digest);
     forgetPresent(this.db, ns, digest);
-    this.db.transaction(() => {
+    this.db.transaction(`content delete ${digest}`, () => {
       const r = this.db.stmt('DELETE FROM content WHERE namespace = ? AND digest = ?').run(ns, digest);
       if (r.changes === 0) throw notFound(digest);
       removeFromContextLease(this.db, ctx, ns, 'content', digest);
@@ -216,7 +218,7 @@ export class MetadataContentStore implements ContentStore {
         // A shared ingest may never have opened a backing ingest.
         if (!isNotFound(e)) throw e;
       }
-      this.db.transaction(() => {
+      this.db.transaction(`ingest abort ${JSON.stringify(ref)}`, () => {
         this.db.stmt('DELETE FROM ingests WHERE seq = ?').run(row.seq);
         removeFromContextLease(this.db, ctx, ns, 'ingests', ref);
         // The ingest may have been what kept a shared blob alive.
@@ -236,7 +238,7 @@ export class MetadataContentStore implements ContentStore {
     const ref = opts.ref;
 
     return this.db.gcLock.shared(async () => {
-      const outcome = this.db.transaction(() => {
+      const outcome = this.db.transaction(`ingest open ${JSON.stringify(opts.ref)}`, () => {
         if (desc.digest && this.has(ns, desc.digest)) {
           // Lease it all the same, so a lease the client holds protects what it found.
           addToContextLease(this.db, ctx, ns, 'content', desc.digest);
@@ -294,7 +296,7 @@ export class MetadataContentStore implements ContentStore {
         } catch (e) {
           // Nothing half-made stays: drop the record this call created.
           if (created) {
-            this.db.transaction(() => {
+            this.db.transaction(`ingest open ${JSON.stringify(opts.ref)} (undo)`, () => {
               this.db.stmt('DELETE FROM ingests WHERE seq = ?').run(row.seq);
               removeFromContextLease(this.db, ctx, ns, 'ingests', ref);
             });
@@ -403,7 +405,18 @@ class NamespacedWriter implements Writer {
       if (data.length === 0) return;
       await this.createAndCopy(this.desc.size ?? 0);
     }
-    await this.w!.write(data);
+    try {
+      await this.w!.write(data);
+    } catch (e) {
+      throw this.clientsRef(e);
+    }
+  }
+
+  /** A full disk named with the client's ref, not the backing `<namespace>/<seq>/<ref>`. */
+  private clientsRef(e: unknown): unknown {
+    if (!isNoSpace(e)) return e;
+    const message = e.message.split(JSON.stringify(this.backingRef)).join(JSON.stringify(this.ref));
+    return new NoSpaceError(e.path, message, { cause: e.cause });
   }
 
   digest(): Digest {
@@ -474,28 +487,31 @@ class NamespacedWriter implements Writer {
           await this.w.commit(finalSize, want);
         } catch (e) {
           // Another namespace (or an earlier crash) left the same bytes: fine, record them here.
-          if (!isAlreadyExists(e)) throw e;
+          if (!isAlreadyExists(e)) throw this.clientsRef(e);
         }
       }
-      const exists = this.db.transaction(() => {
-        this.db.ensureNamespace(ns);
-        this.db.stmt('DELETE FROM ingests WHERE namespace = ? AND ref = ?').run(ns, this.ref);
-        removeFromContextLease(this.db, this.ctx, ns, 'ingests', this.ref);
-        const now = nowNanos();
-        const r = this.db
-          .stmt(
-            'INSERT OR IGNORE INTO content (namespace, digest, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
-          )
-          .run(ns, actual, finalSize, now, now);
-        if (r.changes > 0) {
-          const put = this.db.stmt(
-            'INSERT INTO content_labels (namespace, digest, key, value) VALUES (?, ?, ?, ?)',
-          );
-          for (const [k, v] of Object.entries(opts.labels ?? {})) if (v !== '') put.run(ns, actual, k, v);
-        }
-        addToContextLease(this.db, this.ctx, ns, 'content', actual);
-        return r.changes === 0;
-      });
+      const exists = this.db.transaction(
+        `content commit ${actual} (ingest ${JSON.stringify(this.ref)})`,
+        () => {
+          this.db.ensureNamespace(ns);
+          this.db.stmt('DELETE FROM ingests WHERE namespace = ? AND ref = ?').run(ns, this.ref);
+          removeFromContextLease(this.db, this.ctx, ns, 'ingests', this.ref);
+          const now = nowNanos();
+          const r = this.db
+            .stmt(
+              'INSERT OR IGNORE INTO content (namespace, digest, size, created_at, updated_at) VALUES (?, ?, ?, ?, ?)',
+            )
+            .run(ns, actual, finalSize, now, now);
+          if (r.changes > 0) {
+            const put = this.db.stmt(
+              'INSERT INTO content_labels (namespace, digest, key, value) VALUES (?, ?, ?, ?)',
+            );
+            for (const [k, v] of Object.entries(opts.labels ?? {})) if (v !== '') put.run(ns, actual, k, v);
+          }
+          addToContextLease(this.db, this.ctx, ns, 'content', actual);
+          return r.changes === 0;
+        },
+      );
       this.committed = true;
       if (exists) throw new AlreadyExistsError(`content ${actual}: already exists`);
     });

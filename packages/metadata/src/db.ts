@@ -2,8 +2,11 @@ import {
   AlreadyExistsError,
   type ContentStore,
   FailedPreconditionError,
+  NoSpaceError,
   nowNanos,
+  retryOnFullDisk,
   type Snapshotter,
+  SpaceReserve,
   validateIdentifier,
 } from '@berth/api';
 import type { Database, Statement } from 'better-sqlite3';
@@ -33,6 +36,18 @@ export interface MetadataDBOptions {
   busyTimeoutMs?: number;
   /** Backing snapshotters by name, each wrapped as `db.snapshotter(name)` (more via addSnapshotter). */
   snapshotters?: Record<string, Snapshotter>;
+  /**
+   * Bytes kept in `<path>.reserve`, freed when a write finds the disk full so that deletes
+   * still commit (see "A full disk" in the README). Default 4 MiB; 0 keeps none.
+   */
+  reserveBytes?: number;
+  /**
+   * Hold the file exclusively (default, as containerd's bolt file): no other connection,
+   * no mmapped -shm file. Only tests that open one file twice turn it off.
+   */
+  exclusive?: boolean;
+  /** Told when the reserve was spent or made again (the daemon logs it). */
+  onReserve?: (event: 'released' | 'restored', path: string) => void;
   /** The schema steps; only tests pass their own. */
   migrations?: readonly Migration[];
 }
@@ -61,6 +76,13 @@ export class MetadataDB {
   readonly containers: MetadataContainerStore;
   readonly contentSharing: 'shared' | 'isolated';
   readonly ingestExpiryMs: number;
+  /** The database file. */
+  readonly path: string;
+  /** Room kept for deletes on a full disk; undefined with `reserveBytes: 0` or in memory. */
+  readonly reserve: SpaceReserve | undefined;
+  private readonly onReserve: MetadataDBOptions['onReserve'];
+  /** The reserve was released (or could not be made): the disk is, or was, full. */
+  private reserveSpent = false;
 
   /** Shared by writes that await a backing store; exclusive for garbage collection. */
   readonly gcLock = new RwLock();
@@ -68,16 +90,35 @@ export class MetadataDB {
   private readonly snapshotterMap = new Map<string, MetadataSnapshotter>();
   private readonly statements = new Map<string, Statement>();
   private dirty = 0;
+  /** Every markDirty ever: never reset, so a transaction can tell whether it deleted. */
+  private deletions = 0;
   private readonly mutationCallbacks: MutationCallback[] = [];
   private closed = false;
 
   constructor(path: string, opts: MetadataDBOptions = {}) {
+    this.path = path;
+    const reserveBytes = opts.reserveBytes ?? DEFAULT_RESERVE_BYTES;
+    const inMemory = path === ':memory:' || path === '';
+    this.reserve =
+      reserveBytes > 0 && !inMemory ? new SpaceReserve(`${path}.reserve`, reserveBytes) : undefined;
+    this.onReserve = opts.onReserve;
     this.sql = new BetterSqlite3(path, { timeout: opts.busyTimeoutMs ?? 5000 });
     try {
+      // Exclusive, as containerd's bolt file: one connection owns the database. It also keeps
+      // the WAL index in memory instead of a mmapped -shm file, whose pages, if the disk is
+      // full when they are first touched, kill the process with SIGBUS (1 KiB-block ext4).
+      if (opts.exclusive ?? true) this.sql.pragma('locking_mode = EXCLUSIVE');
       this.sql.pragma('journal_mode = WAL');
       this.sql.pragma('foreign_keys = ON');
       this.sql.pragma('synchronous = NORMAL');
-      this.migration = migrate(this.sql, opts.migrations ?? MIGRATIONS);
+      // Opening on a full disk must work (the daemon has to start to free anything): a
+      // migration that does not fit is retried with the reserve freed, like any write.
+      this.migration = this.retrying('schema migration', () =>
+        migrate(this.sql, opts.migrations ?? MIGRATIONS),
+      );
+      // Made after the migration: a database that cannot open needs no reserve. Missing
+      // and impossible to make counts as spent: the disk is full already.
+      this.reserveSpent = this.reserve !== undefined && !this.reserve.ensure();
     } catch (e) {
       this.sql.close();
       throw e;
@@ -155,12 +196,72 @@ export class MetadataDB {
    * the outermost one commits, the mutation callbacks hear of it (a deletion calls
    * markDirty inside it, so its own report is already dirty).
    */
-  transaction<T>(fn: () => T): T {
+  transaction<T>(fn: () => T): T;
+  /** `what` ("lease delete \"x\"") names the operation when the disk is full. */
+  transaction<T>(what: string, fn: () => T): T;
+  transaction<T>(whatOrFn: string | (() => T), maybeFn?: () => T): T {
     this.checkOpen();
+    const [what, fn] = typeof whatOrFn === 'string' ? [whatOrFn, maybeFn!] : ['write', whatOrFn];
     const outermost = !this.sql.inTransaction;
-    const result = this.sql.transaction(fn).immediate();
-    if (outermost) this.mutated();
+    if (!outermost) return this.sql.transaction(fn).immediate();
+    // A transaction that deletes calls markDirty: only those may spend the reserve, and
+    // while it is spent (the disk is full), only those commit, so that what deletes free
+    // goes to making the reserve again rather than to new records.
+    const marks = this.deletions;
+    const deletesOnly = this.reserveSpent && !this.restoreReserve();
+    const guarded = deletesOnly
+      ? () => {
+          const r = fn();
+          if (this.deletions === marks) {
+            throw new NoSpaceError(
+              this.path,
+              `metadata ${what}: the disk holding ${this.path} is full (its space reserve is spent): only deletions are accepted until space is freed`,
+            );
+          }
+          return r;
+        }
+      : fn;
+    const result = this.retrying(
+      what,
+      () => this.sql.transaction(guarded).immediate(),
+      () => this.deletions > marks,
+    );
+    this.mutated();
     return result;
+  }
+
+  /**
+   * Runs a whole write transaction; on a full disk, checkpoints and retries, then frees the
+   * reserve and retries (fn runs again: it must only write SQL and count deletions).
+   */
+  private retrying<T>(what: string, fn: () => T, frees: () => boolean = () => true): T {
+    return retryOnFullDisk(`metadata ${what}`, fn, {
+      path: this.path,
+      reserve: this.reserveSpent ? undefined : this.reserve,
+      mayUseReserve: frees,
+      checkpoint: () => this.sql.pragma('wal_checkpoint(RESTART)'),
+      onReserveReleased: () => {
+        this.reserveSpent = true;
+        this.onReserve?.('released', this.reserve!.path);
+      },
+    });
+  }
+
+  /**
+   * Makes the reserve again when it was spent and the disk has room (twice its size free).
+   * The collector calls it after freeing space; so does every write while it is spent.
+   */
+  restoreReserve(): boolean {
+    if (!this.reserve) return false;
+    if (!this.reserveSpent) return true;
+    // The checkpoint first: the WAL's pages go home, so the reserve is not what they need.
+    try {
+      this.sql.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {}
+    if (!this.reserve.ensure()) return false;
+    this.reserveSpent = false;
+    this.onReserve?.('restored', this.reserve.path);
+    return true;
   }
 
   /** Runs fn in a read transaction: one consistent snapshot across its statements. */
@@ -180,6 +281,7 @@ export class MetadataDB {
    */
   markDirty(): void {
     this.dirty++;
+    this.deletions++;
     if (!this.sql.inTransaction) this.mutated();
   }
 
@@ -212,17 +314,22 @@ export class MetadataDB {
       this.checkOpen();
       const started = performance.now();
       const report: GCReport = { removed: [], bytes: 0, durationMs: 0, metadataMs: 0 };
-      // Straight to SQLite: the collector's own write is no mutation to report.
-      this.sql
-        .transaction(() => {
-          const reachable = mark(this.kinds, new Date());
-          report.removed.push(...sweep(this.kinds, reachable));
-        })
-        .immediate();
+      // Straight to SQLite: the collector's own write is no mutation to report. On a full
+      // disk it retries as deletes do: collecting is how space comes back.
+      const removed = this.retrying('garbage collection', () =>
+        this.sql
+          .transaction(() => {
+            const reachable = mark(this.kinds, new Date());
+            return sweep(this.kinds, reachable);
+          })
+          .immediate(),
+      );
+      report.removed.push(...removed);
       // Everything deleted so far is covered by this run.
       this.dirty = 0;
       report.metadataMs = performance.now() - started;
       for (const kind of this.kinds) await kind.cleanup?.(report);
+      if (this.reserveSpent) this.restoreReserve();
       report.durationMs = performance.now() - started;
       return report;
     });
@@ -244,6 +351,8 @@ export class MetadataDB {
     if (this.closed) throw new FailedPreconditionError('metadata database is closed');
   }
 }
+
+const DEFAULT_RESERVE_BYTES = 4 << 20;
 
 /** Opens (creating and migrating as needed) the metadata database at `path`. */
 export function openMetadataDB(path: string, opts?: MetadataDBOptions): MetadataDB {

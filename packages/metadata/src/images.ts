@@ -130,7 +130,7 @@ export class MetadataImageStore implements ImageStore {
       createdAt: now,
       updatedAt: now,
     };
-    this.db.transaction(() => {
+    this.db.transaction(`image create ${JSON.stringify(image.name)}`, () => {
       this.db.ensureNamespace(ns);
       const r = this.db
         .stmt(
@@ -162,7 +162,7 @@ export class MetadataImageStore implements ImageStore {
     if (typeof image?.name !== 'string' || image.name === '') {
       throw new InvalidArgumentError('image name is required for update');
     }
-    const { updated } = this.db.transaction(() => {
+    const { updated } = this.db.transaction(`image update ${JSON.stringify(image.name)}`, () => {
       const current = this.read(ns, image.name);
       if (!current) throw notFound(image.name);
       let next: ImageInput;
@@ -224,7 +224,7 @@ export class MetadataImageStore implements ImageStore {
   /** NotFound when missing; with sync, collects garbage before returning. */
   async delete(ctx: Context, name: string, opts: { sync?: boolean } = {}): Promise<void> {
     const ns = requireNamespace(ctx);
-    this.db.transaction(() => {
+    this.db.transaction(`image delete ${JSON.stringify(name)}`, () => {
       const r = this.db.stmt('DELETE FROM images WHERE namespace = ? AND name = ?').run(ns, name);
       if (r.changes === 0) throw notFound(name);
       this.db.markDirty();

@@ -139,7 +139,7 @@ export class SqliteLeaseManager implements LeaseManager {
     const labels: Labels = {};
     for (const [k, v] of Object.entries(opts.labels ?? {})) if (v !== '') labels[k] = v;
     const createdAt = preciseNow();
-    this.db.transaction(() => {
+    this.db.transaction(`lease create ${JSON.stringify(id)}`, () => {
       this.db.ensureNamespace(ns);
       const r = this.db
         .stmt('INSERT OR IGNORE INTO leases (namespace, id, created_at) VALUES (?, ?, ?)')
@@ -153,7 +153,7 @@ export class SqliteLeaseManager implements LeaseManager {
 
   async delete(ctx: Context, id: string, opts: { sync?: boolean } = {}): Promise<void> {
     const ns = requireNamespace(ctx);
-    this.db.transaction(() => {
+    this.db.transaction(`lease delete ${JSON.stringify(id)}`, () => {
       const r = this.db.stmt('DELETE FROM leases WHERE namespace = ? AND id = ?').run(ns, id);
       if (r.changes === 0) throw new NotFoundError(`lease "${id}": not found`);
       this.db.markDirty();
@@ -201,7 +201,7 @@ export class SqliteLeaseManager implements LeaseManager {
   async addResource(ctx: Context, leaseId: string, resource: LeaseResource): Promise<void> {
     const ns = requireNamespace(ctx);
     validateLeaseResource(resource);
-    this.db.transaction(() => {
+    this.db.transaction(`lease ${JSON.stringify(leaseId)} add resource`, () => {
       requireLease(this.db, ns, leaseId);
       this.db
         .stmt('INSERT OR IGNORE INTO lease_resources (namespace, lease, type, id) VALUES (?, ?, ?, ?)')
@@ -212,7 +212,7 @@ export class SqliteLeaseManager implements LeaseManager {
   async deleteResource(ctx: Context, leaseId: string, resource: LeaseResource): Promise<void> {
     const ns = requireNamespace(ctx);
     validateLeaseResource(resource);
-    this.db.transaction(() => {
+    this.db.transaction(`lease ${JSON.stringify(leaseId)} delete resource`, () => {
       requireLease(this.db, ns, leaseId);
       this.db
         .stmt('DELETE FROM lease_resources WHERE namespace = ? AND lease = ? AND type = ? AND id = ?')

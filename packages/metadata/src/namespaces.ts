@@ -19,7 +19,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
   async create(_ctx: Context, name: string, labels?: Labels): Promise<void> {
     validateIdentifier(name);
     validateLabels(labels);
-    this.db.transaction(() => {
+    this.db.transaction(`namespace create ${JSON.stringify(name)}`, () => {
       const r = this.db
         .stmt('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)')
         .run(name, nowNanos());
@@ -47,7 +47,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
   async setLabel(_ctx: Context, name: string, key: string, value: string): Promise<void> {
     validateIdentifier(name);
     validateLabel(key, value);
-    this.db.transaction(() => {
+    this.db.transaction(`namespace ${JSON.stringify(name)} set label`, () => {
       this.db.ensureNamespace(name);
       if (value === '') {
         this.db.stmt('DELETE FROM namespace_labels WHERE namespace = ? AND key = ?').run(name, key);
@@ -70,7 +70,7 @@ export class SqliteNamespaceStore implements NamespaceStore {
   /** NotFound when missing; FailedPrecondition naming what the namespace still holds. */
   async delete(_ctx: Context, name: string): Promise<void> {
     validateIdentifier(name);
-    this.db.transaction(() => {
+    this.db.transaction(`namespace delete ${JSON.stringify(name)}`, () => {
       this.mustExist(name);
       const remaining: string[] = [];
       for (const kind of this.db.resourceKinds) {

@@ -154,7 +154,7 @@ export class MetadataSnapshotter implements Snapshotter {
       fieldpaths,
     );
     const updatedAt = nowNanos();
-    this.db.transaction(() => {
+    this.db.transaction(`snapshot update ${JSON.stringify(info.name)}`, () => {
       if (!this.db.stmt('SELECT 1 FROM snapshots WHERE id = ?').get(row.id)) throw notExist(info.name);
       this.writeLabels(row.id, next);
       this.db.stmt('UPDATE snapshots SET updated_at = ? WHERE id = ?').run(updatedAt, row.id);
@@ -194,20 +194,23 @@ export class MetadataSnapshotter implements Snapshotter {
     // Shared with other writers, exclusive for GC: a backing snapshot is never collected
     // between its creation and its record.
     return this.db.gcLock.shared(async () => {
-      const { backingKey, backingParent } = this.db.transaction(() => {
-        if (target !== '' && this.row(ns, target)) {
-          throw new AlreadyExistsError(`target snapshot ${JSON.stringify(target)}: already exists`);
-        }
-        if (this.row(ns, key))
-          throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)}: already exists`);
-        let backingParent = '';
-        if (parent !== '') {
-          const p = this.row(ns, parent);
-          if (!p) throw new NotFoundError(`parent snapshot ${parent} does not exist: not found`);
-          backingParent = p.backing_key;
-        }
-        return { backingKey: this.nextBackingKey(ns, key), backingParent };
-      });
+      const { backingKey, backingParent } = this.db.transaction(
+        `snapshot prepare ${JSON.stringify(key)}`,
+        () => {
+          if (target !== '' && this.row(ns, target)) {
+            throw new AlreadyExistsError(`target snapshot ${JSON.stringify(target)}: already exists`);
+          }
+          if (this.row(ns, key))
+            throw new AlreadyExistsError(`snapshot ${JSON.stringify(key)}: already exists`);
+          let backingParent = '';
+          if (parent !== '') {
+            const p = this.row(ns, parent);
+            if (!p) throw new NotFoundError(`parent snapshot ${parent} does not exist: not found`);
+            backingParent = p.backing_key;
+          }
+          return { backingKey: this.nextBackingKey(ns, key), backingParent };
+        },
+      );
 
       const backingOpts: SnapshotOptions = { labels: inheritedLabels(labels) };
       let mounts: Mount[] = [];
@@ -246,7 +249,7 @@ export class MetadataSnapshotter implements Snapshotter {
       }
 
       try {
-        this.db.transaction(() => {
+        this.db.transaction(`snapshot prepare ${JSON.stringify(key)}`, () => {
           this.db.ensureNamespace(ns);
           addToContextLease(this.db, ctx, ns, this.resourceType, recordKey);
           if (this.row(ns, recordKey)) {
@@ -313,7 +316,7 @@ export class MetadataSnapshotter implements Snapshotter {
     const labels = { ...(opts.labels ?? {}) };
     validateLabels(labels);
     await this.db.gcLock.shared(async () => {
-      const { row, committedKey } = this.db.transaction(() => {
+      const { row, committedKey } = this.db.transaction(`snapshot commit ${JSON.stringify(name)}`, () => {
         if (this.row(ns, name))
           throw new AlreadyExistsError(`snapshot ${JSON.stringify(name)}: already exists`);
         const row = this.row(ns, key);
@@ -322,7 +325,7 @@ export class MetadataSnapshotter implements Snapshotter {
       });
       await this.backing.commit(ctx, committedKey, row.backing_key, { labels: inheritedLabels(labels) });
       try {
-        this.db.transaction(() => {
+        this.db.transaction(`snapshot commit ${JSON.stringify(name)}`, () => {
           if (this.row(ns, name))
             throw new AlreadyExistsError(`snapshot ${JSON.stringify(name)}: already exists`);
           const current = this.row(ns, key);
@@ -357,7 +360,7 @@ export class MetadataSnapshotter implements Snapshotter {
   /** Forgets the snapshot; its backing snapshot goes at the next garbage collection. */
   async remove(ctx: Context, key: string): Promise<void> {
     const ns = requireNamespace(ctx);
-    this.db.transaction(() => {
+    this.db.transaction(`snapshot remove ${JSON.stringify(key)}`, () => {
       const row = this.row(ns, key);
       if (!row) throw notExist(key);
       if (this.db.stmt('SELECT 1 FROM snapshots WHERE parent_id = ? LIMIT 1').get(row.id)) {

@@ -21,7 +21,7 @@ export function fixture(opts: MetadataDBOptions = {}): Fixture {
   const backing = new MemoryContentStore();
   const opened: MetadataDB[] = [];
   const open = (o: MetadataDBOptions = {}) => {
-    const db = openMetadataDB(path, { content: backing, ...opts, ...o });
+    const db = openMetadataDB(path, { content: backing, exclusive: false, ...opts, ...o });
     opened.push(db);
     return db;
   };

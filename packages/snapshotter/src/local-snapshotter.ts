@@ -7,7 +7,9 @@ import {
   FailedPreconditionError,
   isFailedPrecondition,
   isInvalidArgument,
+  isNoSpace,
   type Mount,
+  noSpaceError,
   type SnapshotCleaner,
   type SnapshotInfo,
   type SnapshotKind,
@@ -18,7 +20,7 @@ import {
   validateLabels,
 } from '@berth/api';
 import { diskUsage } from './disk-usage';
-import { MetaStore, type StoredSnapshot, validateKey } from './metastore';
+import { METADATA_FILE, MetaStore, type StoredSnapshot, validateKey } from './metastore';
 
 /** Puts containerd's context in front of a fresh error's message. */
 function prefixed<E extends Error>(e: E, prefix: string): E {
@@ -65,7 +67,7 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
   /** Opens (creating when needed) the metadata store and snapshots directory under root. */
   protected static openStore(root: string): MetaStore {
     mkdirSync(join(root, 'snapshots'), { recursive: true, mode: 0o700 });
-    return new MetaStore(join(root, 'metadata.db'));
+    return new MetaStore(join(root, METADATA_FILE));
   }
 
   /** Whether a new snapshot of this kind on these parents gets a directory of its own. */
@@ -105,7 +107,10 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     fieldpaths?: string[],
   ): Promise<SnapshotInfo> {
     this.checkOpen();
-    const updated = this.ms.write(() => this.ms.update(info, fieldpaths ?? []));
+    const updated = this.ms.write(
+      () => this.ms.update(info, fieldpaths ?? []),
+      `snapshot update ${JSON.stringify(info.name)}`,
+    );
     return this.decorate(updated, this.ms.get(updated.name).id);
   }
 
@@ -167,21 +172,29 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     }
     try {
       if (temp !== undefined) {
-        await mkdir(temp, { mode: 0o700 });
         try {
+          await mkdir(temp, { mode: 0o700 });
           await this.populate(temp, kind, parentIds, ctx.signal);
         } catch (e) {
           // A parent removed while we copied it explains the failure better than ENOENT.
           this.ms.resolveParent(parent);
-          throw e;
+          // The half-built directory goes in the finally below: nothing half-made stays.
+          throw noSpaceError(
+            e,
+            (e as NodeJS.ErrnoException).path ?? temp,
+            `snapshot ${kind === 'view' ? 'view' : 'prepare'} ${JSON.stringify(key)}`,
+          );
         }
       }
       this.checkOpen();
-      const s = this.ms.write(() => {
-        const s = this.ms.create(kind, key, parent, opts?.labels, parentIds);
-        if (temp !== undefined) renameSync(temp, this.snapshotDir(s.id));
-        return s;
-      });
+      const s = this.ms.write(
+        () => {
+          const s = this.ms.create(kind, key, parent, opts?.labels, parentIds);
+          if (temp !== undefined) renameSync(temp, this.snapshotDir(s.id));
+          return s;
+        },
+        `snapshot ${kind === 'view' ? 'view' : 'prepare'} ${JSON.stringify(key)}`,
+      );
       if (temp !== undefined) this.busy.delete(temp);
       temp = undefined;
       return this.mountsOf(s);
@@ -207,20 +220,21 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     const usage = await diskUsage(this.usageDir(id), ctx.signal);
     this.checkOpen();
     // The record changes in one transaction: the key disappears as the name appears.
-    this.ms.write(() => this.ms.commit(name, key, opts?.labels, usage, id));
+    this.ms.write(
+      () => this.ms.commit(name, key, opts?.labels, usage, id),
+      `snapshot commit ${JSON.stringify(name)}`,
+    );
   }
 
   async remove(_ctx: Context, key: string): Promise<void> {
     this.checkOpen();
     let moved: string | undefined;
     try {
-      this.ms.write(() => {
-        moved = this.moveAside(this.ms.remove(key));
-      });
+      moved = this.removeRecord(key);
     } catch (e) {
-      // The transaction failed after the rename: put the directory back with its record.
-      if (moved !== undefined) this.restore(moved);
-      throw e;
+      // A remove frees space, so a full disk must not stop it: spend the reserve, once.
+      if (!isNoSpace(e) || !this.ms.freeSpace()) throw e;
+      moved = this.removeRecord(key);
     }
     if (moved === undefined || this.asyncRemove) return;
     this.busy.add(moved);
@@ -229,6 +243,24 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
       await rm(moved, { recursive: true, force: true }).catch(() => {});
     } finally {
       this.busy.delete(moved);
+    }
+  }
+
+  /** Forgets `key` and renames its directory aside, in one transaction; the directory or undefined. */
+  private removeRecord(key: string): string | undefined {
+    let moved: string | undefined;
+    try {
+      this.ms.write(
+        () => {
+          moved = this.moveAside(this.ms.remove(key));
+        },
+        `snapshot remove ${JSON.stringify(key)}`,
+      );
+      return moved;
+    } catch (e) {
+      // The transaction failed after the rename: put the directory back with its record.
+      if (moved !== undefined) this.restore(moved);
+      throw e;
     }
   }
 
@@ -271,6 +303,8 @@ export abstract class LocalSnapshotter implements Snapshotter, SnapshotCleaner {
     } finally {
       for (const dir of garbage) this.busy.delete(dir);
     }
+    // Space may be back: keep room for the next full disk's removes.
+    this.ms.restoreReserve();
   }
 
   private garbage(): string[] {

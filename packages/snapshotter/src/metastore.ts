@@ -6,11 +6,14 @@ import {
   type Labels,
   NanoDate,
   NotFoundError,
+  noSpaceError,
   nowNanos,
   parseFilters,
+  retryOnFullDisk,
   type SnapshotInfo,
   type SnapshotKind,
   type SnapshotUsage,
+  SpaceReserve,
   snapshotField,
   UnavailableError,
   validateLabels,
@@ -116,19 +119,41 @@ export function validateKey(key: string, what = 'key'): void {
     throw new InvalidArgumentError(`snapshot ${what} must not be empty`);
 }
 
+/** The metastore's file and its space reserve, in a snapshotter's root. */
+export const METADATA_FILE = 'metadata.db';
+export const RESERVE_FILE = `${METADATA_FILE}.reserve`;
+
 export class MetaStore {
   private readonly db: Database;
   private readonly statements = new Map<string, Statement>();
   private closed = false;
+  /**
+   * Room kept so that a remove commits on a full disk (`<path>.reserve`): freed by
+   * `freeSpace()`, made again by `restoreReserve()` (see the README, "A full disk").
+   */
+  readonly reserve: SpaceReserve;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    reserveBytes = 1 << 20,
+  ) {
+    this.reserve = new SpaceReserve(`${path}.reserve`, reserveBytes);
     this.db = new BetterSqlite3(path, { timeout: 5000 });
     try {
+      // One process owns the file (as containerd's bolt), and the WAL index lives in memory:
+      // a mmapped -shm page first touched on a full disk is a SIGBUS, not an error.
+      this.db.pragma('locking_mode = EXCLUSIVE');
       this.db.pragma('journal_mode = WAL');
       this.db.pragma('foreign_keys = ON');
       // FULL: a committed snapshot survives a power cut once commit() returns.
       this.db.pragma('synchronous = FULL');
-      this.migrate();
+      // Must work on a full disk, or the snapshotter (and the daemon) cannot start to free it.
+      retryOnFullDisk(`snapshot metadata migration`, () => this.migrate(), {
+        path,
+        reserve: reserveBytes > 0 ? this.reserve : undefined,
+        checkpoint: () => this.db.pragma('wal_checkpoint(RESTART)'),
+      });
+      if (reserveBytes > 0) this.restoreReserve();
     } catch (e) {
       this.db.close();
       throw e;
@@ -165,10 +190,44 @@ export class MetaStore {
     return s;
   }
 
-  /** Runs fn in one write transaction; fn may do synchronous file system work that must commit with it. */
-  write<T>(fn: () => T): T {
+  /**
+   * Runs fn in one write transaction; fn may do synchronous file system work that must
+   * commit with it, so it is not retried here: a full disk is a NoSpaceError naming `what`
+   * and the file, and a caller that frees space calls `freeSpace()` and tries again.
+   */
+  write<T>(fn: () => T, what = 'snapshot metadata write'): T {
     if (this.closed) throw new UnavailableError(`snapshot metadata ${this.path} is closed`);
-    return this.db.transaction(fn).immediate();
+    try {
+      return this.db.transaction(fn).immediate();
+    } catch (e) {
+      throw noSpaceError(e, this.path, what);
+    }
+  }
+
+  /**
+   * After a NoSpaceError: moves the WAL home and restarts it, and releases the reserve, so
+   * that a write that frees space can be tried again. False when nothing could be freed.
+   */
+  freeSpace(): boolean {
+    if (this.closed) return false;
+    try {
+      this.db.pragma('wal_checkpoint(RESTART)');
+    } catch {}
+    const released = this.reserve.release();
+    try {
+      this.db.pragma('wal_checkpoint(RESTART)');
+    } catch {}
+    return released;
+  }
+
+  /** Makes the reserve again when it was spent and there is room (cleanup() calls it). */
+  restoreReserve(): boolean {
+    if (this.closed || this.reserve.size === 0) return false;
+    if (this.reserve.held) return true;
+    try {
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    } catch {}
+    return this.reserve.ensure();
   }
 
   private row(key: string): Row | undefined {

@@ -2,7 +2,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, statfs } from 'node:fs/promises';
 import { release } from 'node:os';
 import { join } from 'node:path';
+import { isNoSpaceErrno, SpaceReserve } from '@berth/api';
 import { mountAll, unmountAll } from '@berth/sys';
+import { RESERVE_FILE } from './metastore';
 
 const TMPFS_MAGIC = 0x01021994;
 
@@ -80,5 +82,12 @@ export async function needsUserXattr(dir: string): Promise<boolean> {
 export async function checkOverlaySupport(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const extra = (await needsUserXattr(dir)) ? ['userxattr'] : [];
-  await tryOverlay(dir, extra);
+  try {
+    await tryOverlay(dir, extra);
+  } catch (e) {
+    // The trial needs a few directories: on a full disk, spend the snapshotter's own reserve
+    // (metastore.ts), or the daemon would start without overlayfs and never free the disk.
+    if (!isNoSpaceErrno(e) || !new SpaceReserve(join(dir, RESERVE_FILE), 0).release()) throw e;
+    await tryOverlay(dir, extra);
+  }
 }

@@ -67,6 +67,8 @@ export interface StartOptions {
   dir?: string;
   /** Extra config.toml text. */
   config?: string;
+  /** The --root, elsewhere than `<dir>/root` (e.g. on a small file system). */
+  root?: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
 }
@@ -74,7 +76,7 @@ export interface StartOptions {
 /** Starts bin/berthd (built dist) on a temporary root, state and socket. */
 export function startBerthd(opts: StartOptions = {}): Promise<Daemon> {
   const dir = opts.dir ?? makeTempDir('berthd-');
-  const root = join(dir, 'root');
+  const root = opts.root ?? join(dir, 'root');
   const state = join(dir, 'state');
   const address = join(dir, 'berth.sock');
   mkdirSync(root, { recursive: true });
@@ -100,7 +102,7 @@ export const containerdInstalled = (): boolean => existsSync('/usr/bin/container
 /** Starts Debian's containerd on a temporary root, without the CRI plugin, for side-by-side checks. */
 export function startContainerd(opts: StartOptions = {}): Promise<Daemon> {
   const dir = opts.dir ?? makeTempDir('containerd-');
-  const root = join(dir, 'root');
+  const root = opts.root ?? join(dir, 'root');
   const state = join(dir, 'state');
   const address = join(dir, 'containerd.sock');
   mkdirSync(root, { recursive: true });

@@ -31,6 +31,15 @@ export const metadataPlugin: DaemonRegistration<MetadataConfig, MetadataDB> = {
     ic.exports.path = path;
     ic.exports.policy = policy;
     // Collections are the gc.v1 scheduler's to start (gc/scheduler.ts).
-    return openMetadataDB(path, { content, contentSharing: policy });
+    return openMetadataDB(path, {
+      content,
+      contentSharing: policy,
+      onReserve: (event, file) =>
+        event === 'released'
+          ? ic.log
+              .with({ path: file })
+              .warn('disk full: released the metadata space reserve so deletes can commit')
+          : ic.log.with({ path: file }).info('metadata space reserve restored'),
+    });
   },
 };

@@ -20,6 +20,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import {
   BerthError,
@@ -27,8 +28,9 @@ import {
   type Digest,
   FailedPreconditionError,
   InvalidArgumentError,
+  NoSpaceError,
+  noSpaceError,
   PermissionDeniedError,
-  ResourceExhaustedError,
 } from '@berth/api';
 import { lgetxattr, llistxattr, lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from '@berth/sys';
 import { decompressStream, type ZstdImplementation } from './compression';
@@ -97,7 +99,10 @@ function entryError(name: string, what: string, e: unknown): BerthError {
   switch (errnoOf(e)) {
     case 'ENOSPC':
     case 'EDQUOT':
-      return new ResourceExhaustedError(msg, { cause: e });
+      // Unknown, as containerd answers a full disk; the path is the entry's own when the
+      // error has none (a write on a descriptor).
+      // applyLayer names the file in full (`write <path>: ...`, as containerd).
+      return new NoSpaceError(name, `layer entry ${quoteName(name)}: ${what}`, { cause: e });
     case 'EPERM':
     case 'EACCES':
       return new PermissionDeniedError(msg, { cause: e });
@@ -511,12 +516,27 @@ export async function applyLayer(
       yield chunk;
     }
   })();
+  let current = '';
   try {
-    for await (const entry of readTar(counted)) await applier.entry(entry);
+    for await (const entry of readTar(counted)) {
+      current = entry.header.name;
+      await applier.entry(entry);
+    }
+    current = '';
     await applier.finish();
   } catch (e) {
     await counted.return(undefined).catch(() => undefined);
-    throw e;
+    // Named by the entry being written (an fd write's error carries no path). The caller
+    // removes the half-applied snapshot.
+    if (e instanceof NoSpaceError && !e.path.startsWith('/')) {
+      const where = join(root, ...cleanEntryName(e.path));
+      throw new NoSpaceError(where, `${e.message}: write ${where}: no space left on device`, {
+        cause: e.cause,
+      });
+    }
+    const where =
+      (e as NodeJS.ErrnoException).path ?? (current ? join(root, ...cleanEntryName(current)) : root);
+    throw noSpaceError(e, where, `apply layer to ${target}`);
   }
   const result: ApplyResult = { size, digest: `sha256:${hash.digest('hex')}`, compression };
   if (opts.recordParents) result.createdParents = [...applier.implicitDirs];
