@@ -1,8 +1,7 @@
 import { type Context, grpcService } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../log';
 import { EMPTY } from '../server/convert';
-import type { GrpcService } from '../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../server/grpc-server';
 import { unary } from '../server/handlers';
 import type { TasksLocal } from './tasks-local';
 
@@ -15,7 +14,7 @@ export class TasksServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const t = this.tasks;
     const opts = (method: string) => ({ log: this.log, method: `Tasks/${method}` });
     const empty =

@@ -5,10 +5,9 @@ import {
   type ContainerStore,
   grpcService,
 } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import { EMPTY, maskPaths, type Timestamp, toTimestamp } from '../../server/convert';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { send, serverStream, unary } from '../../server/handlers';
 
 export const CONTAINERS_SERVICE = 'containerd.services.containers.v1.Containers';
@@ -72,7 +71,7 @@ export class ContainersServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const store = this.containers;
     const opts = (method: string) => ({ log: this.log, method: `Containers/${method}` });
     server.addService(grpcService(CONTAINERS_SERVICE), {

@@ -7,11 +7,10 @@ import {
   isFailedPrecondition,
   requireNamespace,
 } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Exchange, ExchangeEnvelope } from '../../events/exchange';
 import type { Logger } from '../../log';
 import { EMPTY, fromTimestamp, type Timestamp, toTimestamp } from '../../server/convert';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { send, serverStream, unary } from '../../server/handlers';
 
 export const EVENTS_SERVICE = 'containerd.services.events.v1.Events';
@@ -54,7 +53,7 @@ export class EventsServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const exchange = this.exchange;
     const opts = (method: string) => ({ log: this.log, method: `Events/${method}` });
     server.addService(grpcService(EVENTS_SERVICE), {

@@ -1,8 +1,7 @@
 import { type Descriptor, grpcService, type Image, type ImageStore } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import { EMPTY, maskPaths, type Timestamp, toTimestamp } from '../../server/convert';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 
 export const IMAGES_SERVICE = 'containerd.services.images.v1.Images';
@@ -53,7 +52,7 @@ export class ImagesServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const store = this.images;
     const opts = (method: string) => ({ log: this.log, method: `Images/${method}` });
     server.addService(grpcService(IMAGES_SERVICE), {

@@ -1,8 +1,7 @@
 import { grpcService, type Lease, type LeaseManager, type LeaseResource } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import { EMPTY, toTimestamp } from '../../server/convert';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 
 export const LEASES_SERVICE = 'containerd.services.leases.v1.Leases';
@@ -20,7 +19,7 @@ export class LeasesServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const lm = this.leases;
     const opts = (method: string) => ({ log: this.log, method: `Leases/${method}` });
     server.addService(grpcService(LEASES_SERVICE), {

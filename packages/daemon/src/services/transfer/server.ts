@@ -1,8 +1,7 @@
 import { type AnyMessage, grpcService } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import { EMPTY } from '../../server/convert';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import type { TransferLocal } from './local';
 
@@ -26,7 +25,7 @@ export class TransferServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const local = this.local;
     server.addService(grpcService(TRANSFER_SERVICE), {
       Transfer: unary(
