@@ -284,6 +284,51 @@ export class ClientFrameFilter {
   }
 }
 
+const NO_ERROR = 0;
+
+/**
+ * Follows the server→client frames (headers only, payloads skipped) to see a GOAWAY
+ * nghttp2 sends on its own, and its error code.
+ */
+class GoawayWatch {
+  private readonly head = Buffer.allocUnsafe(FRAME_HEADER + 8);
+  private fill = 0;
+  /** Bytes of the current frame's payload still to skip. */
+  private skip = 0;
+  /** The header (+ first 8 payload bytes for GOAWAY) being read is this long. */
+  private want = FRAME_HEADER;
+
+  /** The error code of a GOAWAY that ends in chunk, if one does. */
+  push(chunk: Buffer): number | undefined {
+    let i = 0;
+    let code: number | undefined;
+    while (i < chunk.length) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, chunk.length - i);
+        this.skip -= n;
+        i += n;
+        continue;
+      }
+      const n = Math.min(this.want - this.fill, chunk.length - i);
+      chunk.copy(this.head, this.fill, i, i + n);
+      this.fill += n;
+      i += n;
+      if (this.fill < this.want) break;
+      const length = this.head.readUIntBE(0, 3);
+      const type = this.head[3];
+      if (type === GOAWAY && this.want === FRAME_HEADER && length >= 8) {
+        this.want = FRAME_HEADER + 8;
+        continue;
+      }
+      if (this.want > FRAME_HEADER) code = this.head.readUInt32BE(FRAME_HEADER + 4);
+      this.skip = length - (this.want - FRAME_HEADER);
+      this.fill = 0;
+      this.want = FRAME_HEADER;
+    }
+    return code;
+  }
+}
+
 /** How long a connection that broke HTTP/2 gets to read its GOAWAY before the socket is destroyed. */
 const CLOSE_GRACE_MS = 1000;
 
@@ -294,6 +339,7 @@ const CLOSE_GRACE_MS = 1000;
  */
 export class FilteredSocket extends Duplex {
   readonly frames: ClientFrameFilter;
+  private readonly outbound = new GoawayWatch();
   private closing = false;
 
   constructor(
@@ -339,6 +385,18 @@ export class FilteredSocket extends Duplex {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.closing || this.socket.destroyed) {
       cb();
+      return;
+    }
+    const goaway = this.outbound.push(chunk);
+    if (goaway !== undefined && goaway !== NO_ERROR) {
+      // nghttp2 found the client in error and sent GOAWAY, but Node keeps the connection
+      // open: end it once the GOAWAY is out, destroy it if the client does not close.
+      this.closing = true;
+      const s = this.socket;
+      s.end(chunk);
+      setTimeout(() => s.destroy(), CLOSE_GRACE_MS).unref();
+      cb();
+      this.destroy();
       return;
     }
     if (this.socket.write(chunk)) cb();
