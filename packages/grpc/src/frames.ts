@@ -14,6 +14,7 @@ import hpack from 'hpack.js';
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
 const HEADERS = 0x1;
+const RST_STREAM = 0x3;
 const GOAWAY = 0x7;
 const CONTINUATION = 0x9;
 const END_STREAM = 0x1;
@@ -101,6 +102,15 @@ export function goawayFrame(lastStreamId: number, code: number): Buffer {
 export interface FilterOptions {
   /** SETTINGS_MAX_FRAME_SIZE the server advertises (nghttp2 refuses larger frames). */
   maxFrameSize?: number;
+  /**
+   * When given, the client's RST_STREAM frames are taken out of what nghttp2 reads and
+   * handed here instead (the server then closes the stream itself). nghttp2 ends a
+   * connection with GOAWAY(INTERNAL_ERROR) past 1000 resets of open streams plus 33 a
+   * second (its rapid-reset guard, not configurable in Node 20), and containerd's content
+   * reader cancels each Read call it has read enough of: thousands per blob. containerd
+   * has no such limit.
+   */
+  onReset?: (streamId: number, code: number) => void;
 }
 
 /**
@@ -123,6 +133,7 @@ export class ClientFrameFilter {
   private readonly decoder = hpack.decompressor.create({ table: { size: HPACK_TABLE_SIZE } });
   private decodeError: Error | undefined;
   private readonly maxFrameSize: number;
+  private readonly onReset: ((streamId: number, code: number) => void) | undefined;
   /** The highest stream id the client opened, for GOAWAY. */
   lastStreamId = 0;
   /** The first `:authority` replaced on this connection, for logs. */
@@ -130,6 +141,7 @@ export class ClientFrameFilter {
 
   constructor(opts: FilterOptions = {}) {
     this.maxFrameSize = opts.maxFrameSize ?? 16384;
+    this.onReset = opts.onReset;
     this.decoder.on('error', (err: Error) => {
       this.decodeError ??= err;
     });
@@ -170,7 +182,10 @@ export class ClientFrameFilter {
         rs = i;
         if (f.remaining === 0) {
           this.frame = undefined;
-          this.headerFrame(f.type, f.flags, f.streamId, f.parts, out);
+          if (f.type === RST_STREAM) {
+            const p = f.parts.length === 1 ? f.parts[0]! : Buffer.concat(f.parts);
+            this.onReset?.(f.streamId, p.readUInt32BE(0));
+          } else this.headerFrame(f.type, f.flags, f.streamId, f.parts, out);
         }
         continue;
       }
@@ -208,6 +223,12 @@ export class ClientFrameFilter {
         rs = i;
         if (length === 0) this.headerFrame(type, flags, streamId, [], out);
         else this.frame = { type, flags, streamId, remaining: length, parts: [] };
+        continue;
+      }
+      if (type === RST_STREAM && this.onReset && length === 4 && streamId !== 0) {
+        flush(start);
+        rs = i;
+        this.frame = { type, flags, streamId, remaining: length, parts: [] };
         continue;
       }
       if (carried > 0) out(Buffer.from(h.subarray(0, carried)));
@@ -341,6 +362,7 @@ export class FilteredSocket extends Duplex {
   readonly frames: ClientFrameFilter;
   private readonly outbound = new GoawayWatch();
   private closing = false;
+  private readonly onConnectionError: ((err: ConnectionError) => void) | undefined;
 
   constructor(
     readonly socket: Socket,
@@ -348,6 +370,7 @@ export class FilteredSocket extends Duplex {
   ) {
     super({ allowHalfOpen: false });
     this.frames = new ClientFrameFilter(opts);
+    this.onConnectionError = opts.onConnectionError;
     const push = (b: Buffer) => {
       if (!this.push(b)) socket.pause();
     };
@@ -357,7 +380,7 @@ export class FilteredSocket extends Duplex {
         this.frames.push(chunk, push);
       } catch (err) {
         const e = err instanceof ConnectionError ? err : new ConnectionError(String(err));
-        opts.onConnectionError?.(e);
+        this.onConnectionError?.(e);
         this.fail(e.code);
       }
     });
@@ -383,24 +406,51 @@ export class FilteredSocket extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    if (this.closing || this.socket.destroyed) {
+    this.writeOut([chunk], cb);
+  }
+
+  /**
+   * nghttp2 hands over frame headers and payloads as separate buffers: one writev for all
+   * of them, not a syscall each.
+   */
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this.writeOut(
+      chunks.map((c) => c.chunk),
+      cb,
+    );
+  }
+
+  private writeOut(chunks: Buffer[], cb: (err?: Error | null) => void): void {
+    const s = this.socket;
+    if (this.closing || s.destroyed) {
       cb();
       return;
     }
-    const goaway = this.outbound.push(chunk);
+    let goaway: number | undefined;
+    for (const c of chunks) goaway = this.outbound.push(c) ?? goaway;
     if (goaway !== undefined && goaway !== NO_ERROR) {
       // nghttp2 found the client in error and sent GOAWAY, but Node keeps the connection
       // open: end it once the GOAWAY is out, destroy it if the client does not close.
       this.closing = true;
-      const s = this.socket;
-      s.end(chunk);
+      this.onConnectionError?.(
+        new ConnectionError(`HTTP/2 session sent GOAWAY with error code ${goaway}`, goaway),
+      );
+      for (const c of chunks) s.write(c);
+      s.end();
       setTimeout(() => s.destroy(), CLOSE_GRACE_MS).unref();
       cb();
       this.destroy();
       return;
     }
-    if (this.socket.write(chunk)) cb();
-    else this.socket.once('drain', () => cb());
+    let ok = true;
+    if (chunks.length === 1) ok = s.write(chunks[0]!);
+    else {
+      s.cork();
+      for (const c of chunks) ok = s.write(c);
+      s.uncork();
+    }
+    if (ok) cb();
+    else s.once('drain', () => cb());
   }
 
   override _final(cb: (err?: Error | null) => void): void {

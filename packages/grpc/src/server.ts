@@ -224,6 +224,9 @@ export class Server implements ServiceRegistrar {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   private readonly listeners: NetServer[] = [];
   private readonly log: Log | undefined;
+  /** The streams of the connection being set up (see handleConnection). */
+  private connecting: SessionStreams | undefined;
+  private readonly streamsOf = new WeakMap<http2.ServerHttp2Session, SessionStreams>();
 
   constructor(opts: ServerOptions = {}) {
     this.log = opts.log;
@@ -240,9 +243,13 @@ export class Server implements ServiceRegistrar {
     });
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
+      if (this.connecting) this.streamsOf.set(session, this.connecting);
       session.once('close', () => this.sessions.delete(session));
       // A connection that broke HTTP/2 is gone for good: GOAWAY was sent, now free its socket.
-      session.on('error', () => session.destroy());
+      session.on('error', (err) => {
+        this.log?.with({ error: err.message }).debug('HTTP/2 session error');
+        session.destroy();
+      });
       session.once('connect', () => {
         try {
           session.setLocalWindowSize(window);
@@ -310,17 +317,26 @@ export class Server implements ServiceRegistrar {
   handleConnection(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    const streams = new SessionStreams();
     const filtered = new FilteredSocket(socket, {
       onConnectionError: (err) =>
         this.log?.with({ error: err.message }).debug('closing a connection that broke HTTP/2'),
+      onReset: (id, code) => streams.reset(id, code),
     });
     filtered.once('close', () => {
       if (!socket.destroyed) setTimeout(() => socket.destroy(), SOCKET_LINGER_MS).unref();
     });
-    this.h2.emit('connection', filtered);
+    // The session is made, and 'session' emitted, within emit('connection').
+    this.connecting = streams;
+    try {
+      this.h2.emit('connection', filtered);
+    } finally {
+      this.connecting = undefined;
+    }
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    this.streamsOf.get(stream.session as http2.ServerHttp2Session)?.add(stream);
     const path = headers[':path'] ?? '';
     const type = headers['content-type'];
     if (typeof type !== 'string' || !type.startsWith('application/grpc')) {
@@ -451,6 +467,38 @@ export class Server implements ServiceRegistrar {
     clearTimeout(timer);
     for (const s of this.sessions) s.destroy();
     for (const s of this.sockets) s.destroy();
+  }
+}
+
+/**
+ * The open streams of one connection by id, for the client's RST_STREAM frames the frame
+ * layer takes out of nghttp2's sight: the server closes the stream itself with the
+ * client's code, which cancels the call just as the reset would have.
+ */
+class SessionStreams {
+  private readonly open = new Map<number, http2.ServerHttp2Stream>();
+  /** Resets that came before nghttp2 handed their stream to us. */
+  private readonly early = new Map<number, number>();
+  private highest = 0;
+
+  add(stream: http2.ServerHttp2Stream): void {
+    const id = stream.id!;
+    if (id > this.highest) this.highest = id;
+    const code = this.early.get(id);
+    if (code !== undefined) {
+      this.early.delete(id);
+      stream.close(code);
+      return;
+    }
+    this.open.set(id, stream);
+    stream.once('close', () => this.open.delete(id));
+  }
+
+  reset(id: number, code: number): void {
+    const stream = this.open.get(id);
+    if (stream) stream.close(code);
+    // A stream nghttp2 has not handed over yet (its HEADERS are still on the way up).
+    else if (id > this.highest && this.early.size < 1000) this.early.set(id, code);
   }
 }
 

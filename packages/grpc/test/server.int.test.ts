@@ -245,6 +245,40 @@ describe('error paths', () => {
     expect((await res).rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
   });
 
+  test('1500 calls cancelled while open on one connection do not end it (nghttp2 would past 1000)', async () => {
+    const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
+    const goaway = new Promise((resolve) => client.once('goaway', resolve));
+    for (let i = 0; i < 1500; i++) {
+      const req = client.request({
+        ':method': 'POST',
+        ':path': testDef.Wait.path,
+        'content-type': 'application/grpc',
+      });
+      req.on('error', () => {});
+      req.end(frame(Buffer.alloc(0)));
+      await new Promise((r) => setImmediate(r));
+      req.close(http2.constants.NGHTTP2_CANCEL);
+      await once(req, 'close');
+    }
+    const last = client.request({
+      ':method': 'POST',
+      ':path': testDef.Echo.path,
+      'content-type': 'application/grpc',
+    });
+    const parts: Buffer[] = [];
+    last.on('data', (d: Buffer) => parts.push(d));
+    last.end(frame(Buffer.from('still here')));
+    const outcome = await Promise.race([
+      once(last, 'close').then(() => 'closed'),
+      goaway.then(() => 'goaway'),
+    ]);
+    client.close();
+    expect({ outcome, reply: messages(Buffer.concat(parts))[0]?.toString() }).toEqual({
+      outcome: 'closed',
+      reply: 'still here',
+    });
+  });
+
   test('a message over the maximum is RESOURCE_EXHAUSTED naming both sizes', async () => {
     const res = await rawCall(sock, grpcHeaders(testDef.Echo.path), frame(Buffer.alloc(2000)));
     expect({ code: res.code, message: res.message }).toEqual({
