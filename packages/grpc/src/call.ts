@@ -314,6 +314,11 @@ export class Call {
     else this.listeners.push(fn);
   }
 
+  /** The client reset the stream: cancel now, before nghttp2 reports the stream closed. */
+  clientReset(): void {
+    this.gone(CANCELLED);
+  }
+
   private gone(reason: Error): void {
     if (this.finished) return;
     this.finished = true;

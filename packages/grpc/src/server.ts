@@ -336,7 +336,7 @@ export class Server implements ServiceRegistrar {
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    this.streamsOf.get(stream.session as http2.ServerHttp2Session)?.add(stream);
+    const streams = this.streamsOf.get(stream.session as http2.ServerHttp2Session);
     const path = headers[':path'] ?? '';
     const type = headers['content-type'];
     if (typeof type !== 'string' || !type.startsWith('application/grpc')) {
@@ -361,6 +361,7 @@ export class Server implements ServiceRegistrar {
     }
     const opts = route?.handler.opts ?? {};
     const call = new Call(stream, headers, route?.method ?? path, this.env, opts, encoding, timeout);
+    streams?.add(stream, call);
     if (early || !route) {
       call.end(early!.code, early!.details);
       stream.resume();
@@ -476,27 +477,31 @@ export class Server implements ServiceRegistrar {
  * client's code, which cancels the call just as the reset would have.
  */
 class SessionStreams {
-  private readonly open = new Map<number, http2.ServerHttp2Stream>();
+  private readonly open = new Map<number, { stream: http2.ServerHttp2Stream; call: Call }>();
   /** Resets that came before nghttp2 handed their stream to us. */
   private readonly early = new Map<number, number>();
   private highest = 0;
 
-  add(stream: http2.ServerHttp2Stream): void {
+  add(stream: http2.ServerHttp2Stream, call: Call): void {
     const id = stream.id!;
     if (id > this.highest) this.highest = id;
     const code = this.early.get(id);
     if (code !== undefined) {
       this.early.delete(id);
+      call.clientReset();
       stream.close(code);
       return;
     }
-    this.open.set(id, stream);
+    this.open.set(id, { stream, call });
     stream.once('close', () => this.open.delete(id));
   }
 
   reset(id: number, code: number): void {
-    const stream = this.open.get(id);
-    if (stream) stream.close(code);
+    const open = this.open.get(id);
+    if (open) {
+      open.call.clientReset();
+      open.stream.close(code);
+    }
     // A stream nghttp2 has not handed over yet (its HEADERS are still on the way up).
     else if (id > this.highest && this.early.size < 1000) this.early.set(id, code);
   }
