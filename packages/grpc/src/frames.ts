@@ -374,11 +374,20 @@ export class FilteredSocket extends Duplex {
     const push = (b: Buffer) => {
       if (!this.push(b)) socket.pause();
     };
+    // One push per chunk read: each push is a separate trip into nghttp2.
+    const pieces: Buffer[] = [];
+    const collect = (b: Buffer) => {
+      pieces.push(b);
+    };
     socket.on('data', (chunk: Buffer) => {
       if (this.closing) return;
       try {
-        this.frames.push(chunk, push);
+        this.frames.push(chunk, collect);
+        if (pieces.length === 1) push(pieces[0]!);
+        else if (pieces.length > 1) push(Buffer.concat(pieces));
+        pieces.length = 0;
       } catch (err) {
+        pieces.length = 0;
         const e = err instanceof ConnectionError ? err : new ConnectionError(String(err));
         this.onConnectionError?.(e);
         this.fail(e.code);
