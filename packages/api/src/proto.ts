@@ -48,6 +48,8 @@ export const SERVICES: readonly string[] = Object.freeze([
   // ttrpc services: the shim's task API and the events a shim forwards.
   'containerd.services.events.ttrpc.v1.Events',
   'containerd.task.v2.Task',
+  // The standard gRPC health service berthd serves beside containerd's.
+  'grpc.health.v1.Health',
 ]);
 
 /** Lists every .proto file under dir, as paths relative to dir with '/' separators. */

@@ -90,6 +90,8 @@ export async function startDaemon(config: DaemonConfig, opts: DaemonOptions = {}
       if (p.state === 'loaded' && isGrpcService(p.instance)) server.register(p.instance);
     }
     await server.listen(path, config.grpc.uid, config.grpc.gid);
+    // Every plugin is loaded and registered: health checks may now say so.
+    server.setServing(true);
   } catch (err) {
     await server.shutdown(0).catch(() => {});
     await registry.close();

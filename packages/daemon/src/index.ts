@@ -57,6 +57,13 @@ export {
 export { BERTH_RUNTIME, RUNC_RUNTIME, resolveShimBinary, shimBinaryName } from './runtime/binary';
 export { ShimEventsServer, ttrpcAddressOf } from './runtime/events-server';
 export { type RuntimeCreateOptions, TaskManager, type TaskManagerConfig } from './runtime/manager';
-export { GrpcServer, type GrpcService, isGrpcService, prepareSocket, socketPath } from './server/grpc-server';
-export { bidi, contextOf, send, serverStream, unary } from './server/handlers';
+export {
+  GrpcServer,
+  type GrpcService,
+  isGrpcService,
+  prepareSocket,
+  type ServiceRegistrar,
+  socketPath,
+} from './server/grpc-server';
+export { bidi, send, serverStream, unary } from './server/handlers';
 export { REVISION, VERSION } from './version';

@@ -8,6 +8,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { NotFoundError, type Snapshotter } from '@berth/api';
 import { connectSnapshotter } from '@berth/client';
+import { Server } from '@berth/grpc';
 import {
   openNativeSnapshotter,
   openOverlaySnapshotter,
@@ -17,7 +18,6 @@ import {
 } from '@berth/snapshotter';
 import { runSnapshotterSuite } from '@berth/snapshotter/testing';
 import { startSnapshotterServer } from '@berth/testkit';
-import * as grpc from '@grpc/grpc-js';
 import { tempRoot } from './helpers';
 
 runSnapshotterSuite('proxy (in process, overlayfs)', async () => {
@@ -62,7 +62,7 @@ describe('snapshots gRPC service', () => {
 
   async function served(backing: Snapshotter, resolve?: (name: string) => Snapshotter) {
     const address = join(root, 'sn.sock');
-    const server = new grpc.Server();
+    const server = new Server();
     const unexpected: string[] = [];
     server.addService(
       snapshotsServiceDefinition(),
@@ -70,12 +70,8 @@ describe('snapshots gRPC service', () => {
         onUnexpectedError: (m, e) => unexpected.push(`${m}: ${(e as Error).message}`),
       }),
     );
-    await new Promise<void>((res, rej) =>
-      server.bindAsync(`unix://${address}`, grpc.ServerCredentials.createInsecure(), (e) =>
-        e ? rej(e) : res(),
-      ),
-    );
-    return { address, unexpected, close: () => new Promise<void>((res) => server.tryShutdown(() => res())) };
+    await server.listen(address);
+    return { address, unexpected, close: () => server.shutdown() };
   }
 
   it('keeps error codes and messages across the wire, and reports unexpected ones', async () => {

@@ -2,17 +2,17 @@ import { chmodSync, chownSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError, lstatQuiet } from '@berth/api';
-import * as grpc from '@grpc/grpc-js';
+import { HealthService, type RawHandler, Server, type ServiceRegistrar } from '@berth/grpc';
 import { type Logger, nullLogger } from '../log';
-import { installFastPaths, type RawHandler, rawGrpcUnary, rawUnary } from './fast-path';
-import { unaryImplementations } from './handlers';
+
+export type { ServiceRegistrar };
 
 /** What a gRPC plugin's instance offers: it adds its handlers to the daemon's server. */
 export interface GrpcService {
-  register(server: grpc.Server): void;
+  register(server: ServiceRegistrar): void;
   /**
-   * Optional: methods (by gRPC path) also served straight from HTTP/2 for speed. The
-   * grpc-js handler registered for the same method stays the fallback.
+   * Optional: methods (by gRPC path) served by a raw handler on the call's HTTP/2 stream
+   * (request bytes in, encoded message parts out), replacing the registered handler.
    */
   fastPaths?(): ReadonlyMap<string, RawHandler>;
 }
@@ -65,86 +65,48 @@ export interface GrpcServerOptions {
   log?: Logger;
 }
 
-/** HTTP/2 windows large enough that a 1 MiB message does not wait on window updates. */
-const WINDOW = 16 << 20;
-
-/** grpc-js's server, on a unix socket, with containerd's message limits and clean shutdown. */
+/**
+ * berthd's gRPC server (@berth/grpc) on a unix socket, with containerd's message limits,
+ * grpc.health.v1.Health, and clean shutdown.
+ */
 export class GrpcServer {
-  readonly server: grpc.Server;
+  readonly server: Server;
+  readonly health = new HealthService();
   private path: string | undefined;
   private readonly log: Logger;
-  private readonly routes = new Map<string, RawHandler>();
-  /** Methods served straight from HTTP/2 (empty until listen, or when grpc-js internals differ). */
+  /** Methods served on the lean path: every unary method and each raw handler. */
   fastPaths: string[] = [];
-  private readonly maxRecvMessageSize: number;
-  private readonly maxSendMessageSize: number;
 
   constructor(opts: GrpcServerOptions) {
-    this.maxRecvMessageSize = opts.maxRecvMessageSize;
-    this.maxSendMessageSize = opts.maxSendMessageSize;
     this.log = opts.log ?? nullLogger;
-    this.server = new grpc.Server({
-      'grpc.max_receive_message_length': opts.maxRecvMessageSize,
-      'grpc.max_send_message_length': opts.maxSendMessageSize,
+    this.server = new Server({
+      maxRecvMessageSize: opts.maxRecvMessageSize,
+      maxSendMessageSize: opts.maxSendMessageSize,
+      log: this.log,
     });
-    tuneWindows(this.server);
+    this.health.register(this.server);
   }
 
   register(service: GrpcService): void {
-    service.register(this.withUnaryFastPaths());
-    for (const [path, handler] of service.fastPaths?.() ?? []) this.routes.set(path, handler);
-  }
-
-  /**
-   * The server as services see it: addService also routes each unary method to the HTTP/2
-   * fast path, which runs the same implementation (grpc-js stays the fallback for calls
-   * the fast path does not take: deadlines, compression).
-   */
-  private withUnaryFastPaths(): grpc.Server {
-    const server = this.server;
-    const addService = (def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation): void => {
-      server.addService(def, impl);
-      for (const [name, method] of Object.entries(def)) {
-        if (method.requestStream || method.responseStream) continue;
-        const handler = impl[name] as grpc.handleUnaryCall<any, any> | undefined;
-        if (typeof handler !== 'function') continue;
-        const found = unaryImplementations.get(handler);
-        this.routes.set(
-          method.path,
-          found
-            ? rawUnary(method, found.impl, found.opts, this.maxSendMessageSize)
-            : rawGrpcUnary(method, handler, this.maxSendMessageSize),
-        );
-      }
-    };
-    return new Proxy(server, {
-      get(target, prop) {
-        if (prop === 'addService') return addService;
-        const value = Reflect.get(target, prop, target);
-        return typeof value === 'function' ? value.bind(target) : value;
-      },
-    });
+    service.register(this.server);
+    for (const [path, handler] of service.fastPaths?.() ?? []) this.server.addRaw(path, handler);
   }
 
   /** Binds the socket (mode 0660, owned by uid:gid when given) and starts serving. */
   async listen(address: string, uid = 0, gid = 0): Promise<string> {
     const path = socketPath(address);
     await prepareSocket(path, this.log);
-    await new Promise<void>((resolve, reject) => {
-      this.server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) =>
-        err ? reject(err) : resolve(),
-      );
-    });
+    await this.server.listen(path);
     this.path = path;
-    widenConnectionWindows(this.server);
-    if (this.routes.size > 0) {
-      const opts = { maxRecvMessageSize: this.maxRecvMessageSize, log: this.log };
-      if (installFastPaths(this.server, this.routes, opts)) this.fastPaths = [...this.routes.keys()];
-      else this.log.warn('grpc-js internals changed: serving every method through grpc-js');
-    }
+    this.fastPaths = this.server.leanPaths();
     chmodSync(path, 0o660);
     if (uid !== 0 || gid !== 0) chownSync(path, uid, gid);
     return path;
+  }
+
+  /** Health says SERVING for the server as a whole ("") or NOT_SERVING. */
+  setServing(serving: boolean): void {
+    this.health.setStatus('', serving ? 'SERVING' : 'NOT_SERVING');
   }
 
   /**
@@ -152,18 +114,12 @@ export class GrpcServer {
    * rest; removes the socket file.
    */
   async shutdown(graceMs = 5000): Promise<void> {
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.log.with({ graceMs }).warn('calls still in flight at shutdown, cancelling them');
-        this.server.forceShutdown();
-        resolve();
-      }, graceMs);
-      timer.unref();
-      this.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-    });
+    this.setServing(false);
+    const started = Date.now();
+    await this.server.shutdown(graceMs);
+    if (Date.now() - started >= graceMs && graceMs > 0) {
+      this.log.with({ graceMs }).warn('calls still in flight at shutdown, cancelled them');
+    }
     if (this.path) {
       try {
         unlinkSync(this.path);
@@ -171,30 +127,5 @@ export class GrpcServer {
         // already gone: the listener removes it on close
       }
     }
-  }
-}
-
-/**
- * Node's HTTP/2 defaults (64 KiB stream and connection windows) make bulk transfers wait
- * on window updates; containerd's clients send 1 MiB messages. grpc-js reads its HTTP/2
- * settings from this field when it creates the listener, so raise the windows there.
- */
-function tuneWindows(server: grpc.Server): void {
-  const s = server as unknown as { commonServerOptions?: { settings?: Record<string, unknown> } };
-  if (!s.commonServerOptions) return;
-  s.commonServerOptions.settings = { ...s.commonServerOptions.settings, initialWindowSize: WINDOW };
-}
-
-/** The connection-level window is per session: widen it as each client connects. */
-function widenConnectionWindows(server: grpc.Server): void {
-  const servers = (server as unknown as { http2Servers?: Map<NodeJS.EventEmitter, unknown> }).http2Servers;
-  for (const h2 of servers?.keys() ?? []) {
-    h2.on('session', (session: { setLocalWindowSize?(n: number): void }) => {
-      try {
-        session.setLocalWindowSize?.(WINDOW);
-      } catch {
-        // a session already closing: nothing to widen
-      }
-    });
   }
 }

@@ -1,7 +1,7 @@
 import { lstatSync, mkdirSync, unlinkSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { AlreadyExistsError, InvalidArgumentError, type Snapshotter } from '@berth/api';
-import * as grpc from '@grpc/grpc-js';
+import { Server } from '@berth/grpc';
 import { snapshotsServiceDefinition, snapshotsServiceHandlers } from './service';
 
 export interface ServeOptions {
@@ -50,36 +50,21 @@ export async function serveSnapshotter(
 ): Promise<SnapshotterServer> {
   const path = socketPathOf(opts.address);
   const size = opts.maxMessageSize ?? 16 << 20;
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': size,
-    'grpc.max_send_message_length': size,
-  });
+  // @berth/grpc accepts any :authority: gRPC-Go dialing a bare unix path sends the path there.
+  const server = new Server({ maxRecvMessageSize: size, maxSendMessageSize: size });
   server.addService(
     snapshotsServiceDefinition(),
     snapshotsServiceHandlers(() => snapshotter, { onUnexpectedError: opts.onUnexpectedError }),
   );
   mkdirSync(dirname(path), { recursive: true, mode: 0o711 });
   clearSocket(path);
-  await new Promise<void>((res, rej) => {
-    server.bindAsync(`unix://${path}`, grpc.ServerCredentials.createInsecure(), (err) =>
-      err ? rej(err) : res(),
-    );
-  });
+  await server.listen(path);
   let closing: Promise<void> | undefined;
   return {
     address: path,
     close(graceMs = 5000) {
       closing ??= (async () => {
-        await new Promise<void>((res) => {
-          const timer = setTimeout(() => {
-            server.forceShutdown();
-            res();
-          }, graceMs);
-          server.tryShutdown(() => {
-            clearTimeout(timer);
-            res();
-          });
-        });
+        await server.shutdown(graceMs);
         try {
           unlinkSync(path);
         } catch {}

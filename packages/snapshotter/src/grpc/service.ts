@@ -1,13 +1,11 @@
 import {
   CanceledError,
   type Context,
-  firstMetadataValue,
+  type GrpcStatus,
   grpcService,
   isBerthError,
   isSnapshotCleaner,
-  LEASE_HEADER,
   mountToWire,
-  NAMESPACE_HEADER,
   NotImplementedError,
   type Snapshotter,
   snapshotInfoFromWire,
@@ -16,7 +14,7 @@ import {
   toGrpcStatus,
   type wire,
 } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
+import { unary as grpcUnary, type Handler, type ServiceDefinition, serverStream } from '@berth/grpc';
 
 export const SNAPSHOTS_SERVICE = 'containerd.services.snapshots.v1.Snapshots';
 
@@ -34,22 +32,7 @@ export interface SnapshotsServiceOptions {
  */
 export type SnapshotterResolver = (name: string) => Snapshotter;
 
-const header = (md: grpc.Metadata, key: string): string | undefined => firstMetadataValue(md.get(key));
-
 const CANCELLED = new CanceledError('context canceled');
-
-/** The call's namespace and lease (containerd's headers) and a signal for cancellation. */
-function contextOf(
-  call: grpc.ServerUnaryCall<unknown, unknown> | grpc.ServerWritableStream<unknown, unknown>,
-): Context {
-  const controller = new AbortController();
-  call.once('cancelled', () => controller.abort(CANCELLED));
-  return {
-    namespace: header(call.metadata, NAMESPACE_HEADER),
-    lease: header(call.metadata, LEASE_HEADER),
-    signal: controller.signal,
-  };
-}
 
 /** Every Snapshots request's fields: one handler shape serves them all. */
 type Req = Partial<
@@ -92,72 +75,55 @@ const withLabels = (labels: Record<string, string> | undefined) =>
 export function snapshotsServiceHandlers(
   resolve: SnapshotterResolver,
   opts: SnapshotsServiceOptions = {},
-): grpc.UntypedServiceImplementation {
-  const statusOf = (method: string, err: unknown): grpc.StatusObject => {
-    if (!isBerthError(err)) opts.onUnexpectedError?.(method, err);
+): Record<string, Handler> {
+  const mapError = (err: unknown): GrpcStatus => {
     const st = toGrpcStatus(err);
-    return {
-      code: st.code,
-      details: withClass(err, st.details),
-      metadata: undefined as unknown as grpc.Metadata,
-    };
+    return { code: st.code, details: withClass(err, st.details) };
   };
-  const unary =
-    (
-      method: string,
-      impl: (sn: Snapshotter, ctx: Context, req: Req) => Promise<object>,
-    ): grpc.handleUnaryCall<Req, object> =>
-    (call, callback) => {
-      const run = async () => impl(resolve(call.request.snapshotter ?? ''), contextOf(call), call.request);
-      run().then(
-        (res) => callback(null, res),
-        (err) => callback(statusOf(method, err) as grpc.ServiceError),
-      );
-    };
+  const handlerOpts = (method: string) => ({
+    method: `Snapshots/${method}`,
+    mapError,
+    onUnexpectedError:
+      opts.onUnexpectedError && ((_: string, err: unknown) => opts.onUnexpectedError?.(method, err)),
+  });
+  const unary = (
+    method: string,
+    impl: (sn: Snapshotter, ctx: Context, req: Req) => Promise<object>,
+  ): Handler =>
+    grpcUnary<Req, object>((ctx, req) => impl(resolve(req.snapshotter ?? ''), ctx, req), handlerOpts(method));
 
-  const list: grpc.handleServerStreamingCall<Req, object> = (call) => {
-    const run = async () => {
-      const sn = resolve(call.request.snapshotter ?? '');
-      const ctx = contextOf(call);
-      let batch: wire.snapshots.Info[] = [];
-      const flush = async () => {
-        const msg = { info: batch };
-        batch = [];
-        if (!call.write(msg)) {
-          await new Promise<void>((res, rej) => {
-            const onDrain = () => {
-              call.off('cancelled', onCancel);
-              res();
-            };
-            const onCancel = () => {
-              call.off('drain', onDrain);
-              rej(CANCELLED);
-            };
-            call.once('drain', onDrain);
-            call.once('cancelled', onCancel);
-          });
-        }
-      };
-      await sn.walk(
-        ctx,
-        async (info) => {
-          if (call.cancelled) throw CANCELLED;
-          batch.push(snapshotInfoToWire(info));
-          if (batch.length >= LIST_BATCH) await flush();
-        },
-        call.request.filters ?? [],
-      );
-      if (batch.length > 0) await flush();
+  const list = serverStream<Req, object>(async (ctx, req, call) => {
+    const sn = resolve(req.snapshotter ?? '');
+    let batch: wire.snapshots.Info[] = [];
+    const flush = async () => {
+      const msg = { info: batch };
+      batch = [];
+      if (!call.write(msg)) {
+        await new Promise<void>((res, rej) => {
+          const onDrain = () => {
+            call.off('cancelled', onCancel);
+            res();
+          };
+          const onCancel = () => {
+            call.off('drain', onDrain);
+            rej(CANCELLED);
+          };
+          call.once('drain', onDrain);
+          call.once('cancelled', onCancel);
+        });
+      }
     };
-    run().then(
-      () => {
-        if (!call.cancelled) call.end();
+    await sn.walk(
+      ctx,
+      async (info) => {
+        if (call.cancelled) throw CANCELLED;
+        batch.push(snapshotInfoToWire(info));
+        if (batch.length >= LIST_BATCH) await flush();
       },
-      (err) => {
-        if (!call.cancelled && !call.destroyed) call.emit('error', statusOf('List', err));
-      },
+      req.filters ?? [],
     );
-  };
+    if (batch.length > 0) await flush();
+  }, handlerOpts('List'));
 
   return {
     Prepare: unary('Prepare', async (sn, ctx, r) => ({
@@ -197,7 +163,7 @@ export function snapshotsServiceHandlers(
   };
 }
 
-/** The grpc-js definition of the Snapshots service (from @berth/api's protos). */
-export function snapshotsServiceDefinition(): grpc.ServiceDefinition {
+/** The definition of the Snapshots service (from @berth/api's protos). */
+export function snapshotsServiceDefinition(): ServiceDefinition {
   return grpcService(SNAPSHOTS_SERVICE);
 }

@@ -1,7 +1,6 @@
 import { type ContainerStore, containerFromWire, containerToWire, grpcService, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { send, serverStream, unary } from '../../server/handlers';
 
 export const CONTAINERS_SERVICE = 'containerd.services.containers.v1.Containers';
@@ -13,7 +12,7 @@ export class ContainersServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const store = this.containers;
     const opts = (method: string) => ({ log: this.log, method: `Containers/${method}` });
     server.addService(grpcService(CONTAINERS_SERVICE), {

@@ -17,7 +17,7 @@ import {
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
 import type { RawCall, RawHandler } from '../../server/fast-path';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { bidi, type HandlerOptions, send, serverStream, unary } from '../../server/handlers';
 import { StreamReader } from '../../server/stream-reader';
 import { readContent } from './read';
@@ -50,7 +50,7 @@ export class ContentServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const opts = (method: string): HandlerOptions => ({ log: this.log, method: `Content/${method}` });
     server.addService(grpcService(CONTENT_SERVICE), {
       Info: unary((ctx, req: wire.content.InfoRequest) => this.info(ctx, req.digest), opts('Info')),

@@ -1,7 +1,6 @@
 import { descriptorFromWire, descriptorToWire, grpcService, mountFromWire, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import type { Differ } from './walking';
 
@@ -14,7 +13,7 @@ export class DiffServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const opts = (method: string) => ({ log: this.log, method: `Diff/${method}` });
     server.addService(grpcService(DIFF_SERVICE), {
       // payloads (stream processor data) are accepted and unused: berth has no stream processors.

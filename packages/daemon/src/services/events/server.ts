@@ -11,10 +11,9 @@ import {
   requireNamespace,
   type wire,
 } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Exchange } from '../../events/exchange';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { send, serverStream, unary } from '../../server/handlers';
 
 export const EVENTS_SERVICE = 'containerd.services.events.v1.Events';
@@ -40,7 +39,7 @@ export class EventsServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const exchange = this.exchange;
     const opts = (method: string) => ({ log: this.log, method: `Events/${method}` });
     server.addService(grpcService(EVENTS_SERVICE), {

@@ -1,7 +1,6 @@
 import { grpcService, type ImageStore, imageFromWire, imageToWire, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 
 export const IMAGES_SERVICE = 'containerd.services.images.v1.Images';
@@ -13,7 +12,7 @@ export class ImagesServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const store = this.images;
     const opts = (method: string) => ({ log: this.log, method: `Images/${method}` });
     server.addService(grpcService(IMAGES_SERVICE), {

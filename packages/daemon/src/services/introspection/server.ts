@@ -1,7 +1,6 @@
 import { grpcService, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import { type IntrospectionLocal, pidNamespace } from './local';
 
@@ -14,7 +13,7 @@ export class IntrospectionServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const opts = (method: string) => ({ log: this.log, method: `Introspection/${method}` });
     server.addService(grpcService(INTROSPECTION_SERVICE), {
       Plugins: unary(

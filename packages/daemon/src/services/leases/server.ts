@@ -1,7 +1,6 @@
 import { grpcService, type LeaseManager, leaseResourceFromWire, leaseToWire, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 
 export const LEASES_SERVICE = 'containerd.services.leases.v1.Leases';
@@ -13,7 +12,7 @@ export class LeasesServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const lm = this.leases;
     const opts = (method: string) => ({ log: this.log, method: `Leases/${method}` });
     server.addService(grpcService(LEASES_SERVICE), {

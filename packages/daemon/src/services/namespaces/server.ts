@@ -1,7 +1,6 @@
 import { grpcService, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import type { Namespace, NamespacesLocal } from './local';
 
@@ -19,7 +18,7 @@ export class NamespacesServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const l = this.local;
     const opts = (method: string) => ({ log: this.log, method: `Namespaces/${method}` });
     server.addService(grpcService(NAMESPACES_SERVICE), {

@@ -1,7 +1,6 @@
 import { snapshotsServiceDefinition, snapshotsServiceHandlers } from '@berth/snapshotter';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import type { SnapshotsLocal } from './local';
 
 /** containerd.services.snapshots.v1.Snapshots: the snapshotter package's handlers over the service layer. */
@@ -11,7 +10,7 @@ export class SnapshotsServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     server.addService(
       snapshotsServiceDefinition(),
       snapshotsServiceHandlers((name) => this.local.get(name), {

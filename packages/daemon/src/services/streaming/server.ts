@@ -8,7 +8,7 @@ import {
 } from '@berth/api';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { bidi, send } from '../../server/handlers';
 import { QueuedStream, type StreamManager } from './manager';
 
@@ -32,7 +32,7 @@ export class StreamingServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const manager = this.manager;
     server.addService(grpcService(STREAMING_SERVICE), {
       Stream: bidi(

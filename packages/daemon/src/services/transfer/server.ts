@@ -1,7 +1,6 @@
 import { type AnyMessage, anyFromWire, grpcService, type wire } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 import type { TransferLocal } from './local';
 
@@ -17,7 +16,7 @@ export class TransferServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     const local = this.local;
     server.addService(grpcService(TRANSFER_SERVICE), {
       Transfer: unary(

@@ -1,7 +1,6 @@
 import { grpcService } from '@berth/api';
-import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { GrpcService } from '../../server/grpc-server';
+import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { unary } from '../../server/handlers';
 
 export const VERSION_SERVICE = 'containerd.services.version.v1.Version';
@@ -14,7 +13,7 @@ export class VersionServer implements GrpcService {
     private readonly log?: Logger,
   ) {}
 
-  register(server: grpc.Server): void {
+  register(server: ServiceRegistrar): void {
     server.addService(grpcService(VERSION_SERVICE), {
       Version: unary(() => ({ version: this.version, revision: this.revision }), {
         log: this.log,
