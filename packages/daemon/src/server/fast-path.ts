@@ -1,4 +1,3 @@
-import { CONVERSION_OPTIONS, InvalidArgumentError, protoType } from '@berth/api';
 import type { Call, RawHandler } from '@berth/grpc';
 
 /**
@@ -8,19 +7,3 @@ import type { Call, RawHandler } from '@berth/grpc';
  */
 export type { RawHandler };
 export type RawCall = Call;
-
-/**
- * A decoder for one message type with the loader's conversions (camelCase, int64 as
- * number); the type is looked up once.
- */
-export function messageDecoder<T>(typeName: string): (bytes: Buffer) => T {
-  let type: ReturnType<typeof protoType> | undefined;
-  return (bytes) => {
-    type ??= protoType(typeName);
-    try {
-      return type.toObject(type.decode(bytes), CONVERSION_OPTIONS) as T;
-    } catch (err) {
-      throw new InvalidArgumentError(`decode ${typeName}: ${(err as Error).message}`, { cause: err });
-    }
-  };
-}
