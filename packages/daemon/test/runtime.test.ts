@@ -11,6 +11,7 @@ import {
   type Envelope,
   encodeAny,
   encodeMessage,
+  envelopeToWire,
   FailedPreconditionError,
   InvalidArgumentError,
 } from '@berth/api';
@@ -20,7 +21,6 @@ import { resolveShimBinary, shimBinaryName } from '../src/runtime/binary';
 import { remappedGid } from '../src/runtime/bundle';
 import { ShimEventsServer, TTRPC_EVENTS_SERVICE, ttrpcAddressOf } from '../src/runtime/events-server';
 import { relayShimLogLine } from '../src/runtime/shim-log';
-import { envelopeToMsg } from '../src/services/events/server';
 
 let dir: string;
 beforeEach(() => {
@@ -243,7 +243,7 @@ describe('the ttrpc listener for shim events', () => {
     for (const env of seen.slice(0, 2)) {
       const wire = decodeMessage<{ topic: string; event: { typeUrl: string; value: Uint8Array } | null }>(
         typeName,
-        encodeMessage(typeName, envelopeToMsg(env)),
+        encodeMessage(typeName, envelopeToWire(env)),
       );
       expect(wire.topic).toBe(env.topic);
       expect(wire.event).not.toBeNull();
