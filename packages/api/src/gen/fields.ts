@@ -922,6 +922,12 @@ export const messageFields: Readonly<Record<string, Readonly<Record<string, stri
   "code": "",
   "message": "",
   "details": "*.google.protobuf.Any"
+ },
+ "grpc.health.v1.HealthCheckRequest": {
+  "service": ""
+ },
+ "grpc.health.v1.HealthCheckResponse": {
+  "status": "#grpc.health.v1.HealthCheckResponse.ServingStatus"
  }
 };
 
@@ -951,5 +957,11 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
   "STOPPED",
   "PAUSED",
   "PAUSING"
+ ],
+ "grpc.health.v1.HealthCheckResponse.ServingStatus": [
+  "UNKNOWN",
+  "SERVING",
+  "NOT_SERVING",
+  "SERVICE_UNKNOWN"
  ]
 };

@@ -14,12 +14,14 @@ import { TasksDefinition as s11 } from './containerd/services/tasks/v1/tasks';
 import { TransferDefinition as s12 } from './containerd/services/transfer/v1/transfer';
 import { VersionDefinition as s13 } from './containerd/services/version/v1/version';
 import { TaskDefinition as s14 } from './containerd/runtime/v2/task/shim';
+import { HealthDefinition as s15 } from './grpc/health/v1/health';
 
 export * as containers from './pkg/containers';
 export * as content from './pkg/content';
 export * as diff from './pkg/diff';
 export * as events from './pkg/events';
 export * as eventsService from './pkg/eventsService';
+export * as health from './pkg/health';
 export * as images from './pkg/images';
 export * as introspection from './pkg/introspection';
 export * as leases from './pkg/leases';
@@ -73,4 +75,5 @@ export const serviceDefinitions = {
   'containerd.services.transfer.v1.Transfer': s12,
   'containerd.services.version.v1.Version': s13,
   'containerd.task.v2.Task': s14,
+  'grpc.health.v1.Health': s15,
 } as const;
