@@ -1,3 +1,4 @@
+export * from './crash';
 export * from './daemons';
 export * from './images';
 export * from './processes';
