@@ -158,8 +158,10 @@ export function contentDigest(address: string, namespace: string, digest: string
 export interface ContentCheck {
   /** Blobs listed by `ctr content ls`. */
   checked: number;
-  /** Blobs whose content does not hash to their digest, or that could not be read. */
+  /** Blobs whose content does not hash to their digest. */
   bad: string[];
+  /** Blobs listed but not readable (`ctr content get` failed), with its error. */
+  unreadable: string[];
 }
 
 /** Reads every blob a namespace lists (`ctr content ls -q`) and hashes it. */
@@ -168,15 +170,20 @@ export async function checkContent(address: string, namespace: string): Promise<
   if (ls.code !== 0) throw new Error(`ctr content ls: exit ${ls.code}: ${ls.stderr}`);
   const digests = ls.stdout.split('\n').filter(Boolean);
   const bad: string[] = [];
+  const unreadable: string[] = [];
   for (let i = 0; i < digests.length; i += 4) {
     await Promise.all(
       digests.slice(i, i + 4).map(async (d) => {
-        const got = await contentDigest(address, namespace, d).catch((e: Error) => e.message);
-        if (got !== d) bad.push(`${d} (read ${got})`);
+        try {
+          const got = await contentDigest(address, namespace, d);
+          if (got !== d) bad.push(`${d} (read ${got})`);
+        } catch (err) {
+          unreadable.push(`${d}: ${(err as Error).message}`);
+        }
       }),
     );
   }
-  return { checked: digests.length, bad };
+  return { checked: digests.length, bad, unreadable };
 }
 
 /** The tasks `ctr tasks ls` lists in a namespace, id -> status. */
