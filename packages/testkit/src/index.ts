@@ -1,3 +1,4 @@
+export * from './crash';
 export * from './daemons';
 export * from './full-disk';
 export * from './images';

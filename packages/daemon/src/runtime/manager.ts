@@ -245,6 +245,7 @@ export class TaskManager {
         throw rewrap(err, `failed to create shim task: ${errMessage(err)}`);
       }
       task.phase = 'live';
+      task.onVanished = () => this.onVanished(task!);
       if (client.closed) this.onShimClosed(task);
       return { task, pid };
     } finally {
@@ -398,6 +399,37 @@ export class TaskManager {
     task.cleanedUp = done;
   }
 
+  /**
+   * The shim no longer has a task berthd holds as live: a delete berthd sent before it was
+   * killed finished in the shim afterwards (the shim outlives berthd's connection). Nobody
+   * can delete the task any more (every call answers NotFound), so berthd finishes the
+   * delete itself: shuts the shim down, removes the bundle, forgets the task, and publishes
+   * the /tasks/delete the lost caller never saw. Without this the bundle stays forever.
+   */
+  private onVanished(task: ShimTask): void {
+    if (this.closing || task.phase !== 'live' || this.tasks.get(key(task.namespace, task.id)) !== task)
+      return;
+    task.phase = 'deleting';
+    this.log
+      .with({ id: task.id, namespace: task.namespace })
+      .warn('the shim no longer has this task (a delete finished after a crash), removing its bundle');
+    const done = this.teardown(task, false).then(async () => {
+      const exit = task.exit ?? { pid: 0, exitStatus: 255, exitedAt: preciseNow() };
+      await this.publish(task.namespace, TASK_DELETE, 'containerd.events.TaskDelete', {
+        containerId: task.id,
+        pid: exit.pid,
+        exitStatus: exit.exitStatus,
+        exitedAt: toTimestamp(exit.exitedAt),
+        id: '',
+      });
+    });
+    const logged = done.catch((err) =>
+      this.log.with({ id: task.id, error: errMessage(err) }).error('removing a vanished task failed'),
+    );
+    this.cleanups.set(task, logged);
+    void logged.finally(() => this.cleanups.delete(task));
+  }
+
   /** `<shim> delete`, then the bundle and the shim's socket; the task stays, STOPPED. */
   private async cleanupDeadShim(task: ShimTask): Promise<void> {
     const sawExit = task.exit !== undefined;
@@ -524,6 +556,8 @@ export class TaskManager {
     }
     this.tasks.set(key(ns, id), task);
     loaded = true;
+    const loadedTask = task;
+    loadedTask.onVanished = () => this.onVanished(loadedTask);
     if (client.closed) this.onShimClosed(task);
     log.info('reconnected to shim');
   }

@@ -3,6 +3,7 @@ import {
   anyFromWire,
   type Context,
   FailedPreconditionError,
+  isNotFound,
   isUnavailable,
   type Mount,
   NotFoundError,
@@ -60,6 +61,11 @@ export class ShimTask {
   deathReason: string | undefined;
   /** Settles once berthd cleaned up after the dead shim: what a dead task reports waits for it. */
   cleanedUp: Promise<void> = Promise.resolve();
+  /**
+   * Called when the shim, asked for the init process of a task berthd holds as live, says
+   * it has no such task: the shim finished a delete whose caller berthd lost in a crash.
+   */
+  onVanished: (() => void) | undefined;
 
   constructor(
     readonly id: string,
@@ -145,7 +151,12 @@ export class ShimTask {
         execId: '',
       };
     }
-    return this.call('State', { id: this.id, execId }, ctx, timeoutMs);
+    try {
+      return await this.call<ProcessState>('State', { id: this.id, execId }, ctx, timeoutMs);
+    } catch (err) {
+      if (execId === '' && this.phase === 'live' && isNotFound(err)) this.onVanished?.();
+      throw err;
+    }
   }
 
   async start(ctx: Context, execId = ''): Promise<number> {
