@@ -349,6 +349,7 @@ export class Server implements ServiceRegistrar {
       socket.off('data', onData);
       socket.off('end', onEnd);
       socket.off('error', onEnd);
+      if (socket.destroyed) return;
       socket.pause();
       if (v.bytes.length > 0) socket.unshift(v.bytes);
       if (v.path === 'native') this.serveNative(socket);
@@ -369,7 +370,8 @@ export class Server implements ServiceRegistrar {
     socket.on('data', onData);
     socket.once('end', onEnd);
     socket.once('error', onEnd);
-    timer = setTimeout(() => decide(sniffer.filter()), SNIFF_MS);
+    timer = setTimeout(() => decide(sniffer.filter()), SNIFF_MS).unref();
+    socket.once('close', () => clearTimeout(timer));
     socket.write(this.settingsFrame);
   }
 

@@ -286,6 +286,26 @@ describe('the start of a connection (native handoff or frame layer)', () => {
     },
   );
 
+  test('a client that asks nothing within 1 s goes through the frame layer, and is served', async () => {
+    const before = server.connections.filtered;
+    const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
+    await new Promise((r) => setTimeout(r, 1300));
+    const reply = await new Promise<string>((resolve, reject) => {
+      const req = client.request({
+        ':method': 'POST',
+        ':path': testDef.Echo.path,
+        'content-type': 'application/grpc',
+      });
+      const parts: Buffer[] = [];
+      req.on('data', (d) => parts.push(d));
+      req.on('error', reject);
+      req.on('close', () => resolve(messages(Buffer.concat(parts))[0]?.toString() ?? `rst ${req.rstCode}`));
+      req.end(frame(Buffer.from('late')));
+    });
+    client.close();
+    expect({ reply, filtered: server.connections.filtered - before }).toEqual({ reply: 'late', filtered: 1 });
+  });
+
   test('a native connection idle past the liveness probe (a PING) stays open and serves calls', async () => {
     const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
     const pinged = new Promise((resolve) => client.once('ping', resolve));
