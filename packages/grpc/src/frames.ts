@@ -15,6 +15,8 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
 const HEADERS = 0x1;
 const RST_STREAM = 0x3;
+const SETTINGS = 0x4;
+const ACK = 0x1;
 const GOAWAY = 0x7;
 const CONTINUATION = 0x9;
 const END_STREAM = 0x1;
@@ -111,6 +113,13 @@ export interface FilterOptions {
    * has no such limit.
    */
   onReset?: (streamId: number, code: number) => void;
+  /**
+   * The server wrote a SETTINGS frame of its own before nghttp2 had the connection
+   * (handoff.ts) and the client's ACK of it has not been read yet: the first SETTINGS ACK
+   * is dropped (nghttp2 would take it for an ACK of its SETTINGS, then see the real one
+   * as a PROTOCOL_ERROR).
+   */
+  dropSettingsAck?: boolean;
 }
 
 /**
@@ -134,6 +143,7 @@ export class ClientFrameFilter {
   private decodeError: Error | undefined;
   private readonly maxFrameSize: number;
   private readonly onReset: ((streamId: number, code: number) => void) | undefined;
+  private dropSettingsAck: boolean;
   /** The highest stream id the client opened, for GOAWAY. */
   lastStreamId = 0;
   /** The first `:authority` replaced on this connection, for logs. */
@@ -142,6 +152,7 @@ export class ClientFrameFilter {
   constructor(opts: FilterOptions = {}) {
     this.maxFrameSize = opts.maxFrameSize ?? 16384;
     this.onReset = opts.onReset;
+    this.dropSettingsAck = opts.dropSettingsAck ?? false;
     this.decoder.on('error', (err: Error) => {
       this.decodeError ??= err;
     });
@@ -229,6 +240,12 @@ export class ClientFrameFilter {
         flush(start);
         rs = i;
         this.frame = { type, flags, streamId, remaining: length, parts: [] };
+        continue;
+      }
+      if (type === SETTINGS && flags & ACK && length === 0 && this.dropSettingsAck) {
+        this.dropSettingsAck = false;
+        flush(start);
+        rs = i;
         continue;
       }
       if (carried > 0) out(Buffer.from(h.subarray(0, carried)));

@@ -16,6 +16,7 @@ export {
   goawayFrame,
   REPLACEMENT_AUTHORITY,
 } from './frames';
+export { ConnectionSniffer, serverSettingsFrame, type Verdict } from './handoff';
 export { HEALTH_SERVICE, HealthService, type ServingStatus } from './health';
 export {
   bidi,

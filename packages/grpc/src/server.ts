@@ -13,6 +13,7 @@ import {
   StatusError,
 } from './call';
 import { FilteredSocket } from './frames';
+import { ConnectionSniffer, serverSettingsFrame, type Verdict } from './handoff';
 
 /** A method as grpc-js' ServiceDefinition (from @berth/api's grpcService) describes it. */
 export interface MethodDefinition<Req = any, Res = any> {
@@ -209,6 +210,19 @@ export interface ServiceRegistrar {
 
 /** How long a connection gets to close on its own after its session ended. */
 const SOCKET_LINGER_MS = 1000;
+/**
+ * How long a new connection has to show its first request and its ACK of the server's
+ * SETTINGS; one that does not (an idle client, a slow one) goes through the frame layer.
+ */
+const SNIFF_MS = 1000;
+/**
+ * A natively served session idle this long is probed with a PING. nghttp2 answers a client
+ * error with GOAWAY and then neither reads nor writes, but Node keeps the session and its
+ * socket open with no event to say so; a PING it never sends is how that shows.
+ */
+const IDLE_PROBE_MS = 3000;
+/** How long a probe PING has to come back before the session is taken for dead. */
+const PROBE_GRACE_MS = 1000;
 
 /**
  * gRPC over HTTP/2 on unix sockets. Connections are accepted on our own net.Server and
@@ -227,6 +241,10 @@ export class Server implements ServiceRegistrar {
   /** The streams of the connection being set up (see handleConnection). */
   private connecting: SessionStreams | undefined;
   private readonly streamsOf = new WeakMap<http2.ServerHttp2Session, SessionStreams>();
+  /** The SETTINGS frame nghttp2 sends first, written at accept (handoff.ts). */
+  private readonly settingsFrame: Buffer;
+  /** Connections given to nghttp2 natively and through the frame layer, for tests and logs. */
+  readonly connections = { native: 0, filtered: 0 };
 
   constructor(opts: ServerOptions = {}) {
     this.log = opts.log;
@@ -236,14 +254,17 @@ export class Server implements ServiceRegistrar {
       log: opts.log,
     };
     const window = opts.windowSize ?? 16 << 20;
+    const settings: http2.Settings = { initialWindowSize: window };
+    this.settingsFrame = serverSettingsFrame(http2.getPackedSettings(settings));
     this.h2 = http2.createServer({
-      settings: { initialWindowSize: window },
+      settings,
       // nghttp2 counts buffered request data against this (in MB); flow control already bounds it.
       maxSessionMemory: Number.MAX_SAFE_INTEGER,
     });
     this.h2.on('session', (session: http2.ServerHttp2Session) => {
       this.sessions.add(session);
       if (this.connecting) this.streamsOf.set(session, this.connecting);
+      else watchNative(session);
       session.once('close', () => this.sessions.delete(session));
       // A connection that broke HTTP/2 is gone for good: GOAWAY was sent, now free its socket.
       session.on('error', (err) => {
@@ -313,15 +334,60 @@ export class Server implements ServiceRegistrar {
     });
   }
 
-  /** Serves one accepted connection (what listen does for each). */
+  /**
+   * Serves one accepted connection (what listen does for each): its start is read here
+   * (handoff.ts), then the native socket goes to nghttp2 if its first request's
+   * `:authority` is one nghttp2 takes, the frame layer otherwise.
+   */
   handleConnection(socket: Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
+    const sniffer = new ConnectionSniffer();
+    let timer: NodeJS.Timeout | undefined;
+    const decide = (v: Verdict) => {
+      clearTimeout(timer);
+      socket.off('data', onData);
+      socket.off('end', onEnd);
+      socket.off('error', onEnd);
+      if (socket.destroyed) return;
+      socket.pause();
+      if (v.bytes.length > 0) socket.unshift(v.bytes);
+      if (v.path === 'native') this.serveNative(socket);
+      else {
+        this.log?.with({ authority: v.authority ?? '' }).debug('connection served through the frame layer');
+        this.serveFiltered(socket, v.ackPending);
+      }
+    };
+    const onData = (chunk: Buffer) => {
+      const v = sniffer.push(chunk);
+      if (v) decide(v);
+    };
+    // Nothing asked for before the client left: nothing to answer.
+    const onEnd = () => {
+      clearTimeout(timer);
+      socket.destroy();
+    };
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('error', onEnd);
+    timer = setTimeout(() => decide(sniffer.filter()), SNIFF_MS).unref();
+    socket.once('close', () => clearTimeout(timer));
+    socket.write(this.settingsFrame);
+  }
+
+  private serveNative(socket: Socket): void {
+    this.connections.native++;
+    this.h2.emit('connection', socket);
+  }
+
+  private serveFiltered(socket: Socket, dropSettingsAck: boolean): void {
+    this.connections.filtered++;
     const streams = new SessionStreams();
     const filtered = new FilteredSocket(socket, {
       onConnectionError: (err) =>
         this.log?.with({ error: err.message }).debug('closing a connection that broke HTTP/2'),
       onReset: (id, code) => streams.reset(id, code),
+      dropSettingsAck,
     });
     filtered.once('close', () => {
       if (!socket.destroyed) setTimeout(() => socket.destroy(), SOCKET_LINGER_MS).unref();
@@ -333,6 +399,7 @@ export class Server implements ServiceRegistrar {
     } finally {
       this.connecting = undefined;
     }
+    socket.resume();
   }
 
   private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
@@ -505,6 +572,31 @@ class SessionStreams {
     // A stream nghttp2 has not handed over yet (its HEADERS are still on the way up).
     else if (id > this.highest && this.early.size < 1000) this.early.set(id, code);
   }
+}
+
+/** Ends a natively served session that nghttp2 stopped serving (see IDLE_PROBE_MS). */
+function watchNative(session: http2.ServerHttp2Session): void {
+  session.setTimeout(IDLE_PROBE_MS, () => {
+    if (session.destroyed || session.closed) return;
+    const dead = () => {
+      session.destroy();
+      session.socket?.destroy();
+    };
+    const timer = setTimeout(dead, PROBE_GRACE_MS).unref();
+    let sent = false;
+    try {
+      sent = session.ping((err) => {
+        clearTimeout(timer);
+        if (err) dead();
+      });
+    } catch {
+      // a session past closing: nothing to probe
+    }
+    if (!sent) {
+      clearTimeout(timer);
+      dead();
+    }
+  });
 }
 
 /** grpc-go's words for a path it does not serve. */

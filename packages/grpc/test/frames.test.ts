@@ -1,5 +1,7 @@
+import { getPackedSettings } from 'node:http2';
 import hpack from 'hpack.js';
 import { acceptableAuthority, ClientFrameFilter, ConnectionError, encodeLiterals } from '../src/frames';
+import { ConnectionSniffer, serverSettingsFrame } from '../src/handoff';
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
@@ -178,5 +180,95 @@ describe('authority check and literal encoding', () => {
     const out: [string, string][] = [];
     for (let h = d.read(); h !== null; h = d.read()) out.push([h.name, h.value]);
     expect(out).toEqual(hs);
+  });
+});
+
+describe('ConnectionSniffer (the start of a connection)', () => {
+  const ACK = frame(4, 1, 0, Buffer.alloc(0));
+  const clientSettings = frame(4, 0, 0, Buffer.from([0, 3, 0, 0, 0, 100]));
+  const windowUpdate = frame(8, 0, 0, Buffer.from([0, 0x0f, 0, 0]));
+  const request = (authority: string, enc = encoder()) => {
+    const block = enc([
+      [':method', 'POST'],
+      [':path', '/x.Y/Z'],
+      [':authority', authority],
+    ]);
+    // Split into HEADERS + CONTINUATION, as a client may.
+    const cut = Math.floor(block.length / 2);
+    return Buffer.concat([frame(1, 0, 1, block.subarray(0, cut)), frame(9, 0x4, 1, block.subarray(cut))]);
+  };
+  const data = frame(0, 1, 1, Buffer.from([0, 0, 0, 0, 0]));
+
+  /** Feeds input by chunk until a verdict. */
+  function sniff(input: Buffer, chunk: number) {
+    const s = new ConnectionSniffer();
+    for (let i = 0; i < input.length; i += chunk) {
+      const v = s.push(Buffer.from(input.subarray(i, i + chunk)));
+      if (v) return { v, consumed: Math.min(i + chunk, input.length) };
+    }
+    return undefined;
+  }
+
+  test.each([1, 7, 1 << 20])(
+    'ACK then a localhost request (grpc-go): native, the ACK taken out, every other byte kept (chunks of %d)',
+    (chunk) => {
+      const before = Buffer.concat([PREFACE, clientSettings, windowUpdate]);
+      const after = Buffer.concat([request('localhost'), data]);
+      const r = sniff(Buffer.concat([before, ACK, after]), chunk)!;
+      expect(r.v.path).toBe('native');
+      // Bytes past the verdict stay in the socket; what was read comes back whole, less the ACK.
+      const read = Buffer.concat([before, ACK, after]).subarray(0, r.consumed);
+      expect(r.v.bytes.equals(Buffer.concat([before, read.subarray(before.length + ACK.length)]))).toBe(true);
+    },
+  );
+
+  test('a request before the ACK (Node client): the verdict waits for the ACK, which is taken out', () => {
+    const s = new ConnectionSniffer();
+    const head = Buffer.concat([PREFACE, clientSettings, request('localhost'), data]);
+    expect(s.push(head)).toBeUndefined();
+    expect(s.authority).toBe('localhost');
+    const v = s.push(Buffer.from(ACK))!;
+    expect(v.path).toBe('native');
+    expect(v.bytes.equals(head)).toBe(true);
+  });
+
+  test('a socket path as authority: the frame layer at once, the ACK still pending', () => {
+    const s = new ConnectionSniffer();
+    const head = Buffer.concat([PREFACE, clientSettings, request('/run/berth/berth.sock')]);
+    expect(s.push(head)).toEqual({
+      path: 'filter',
+      bytes: head,
+      ackPending: true,
+      authority: '/run/berth/berth.sock',
+    });
+  });
+
+  test.each([
+    ['garbage', Buffer.from('GET / HTTP/1.1\r\n\r\n')],
+    ['a PING first', Buffer.concat([PREFACE, frame(6, 0, 0, Buffer.alloc(8))])],
+    ['a GOAWAY first', Buffer.concat([PREFACE, frame(7, 0, 0, Buffer.alloc(8))])],
+    ['DATA on stream 0', Buffer.concat([PREFACE, frame(0, 0, 0, Buffer.alloc(3))])],
+    ['a second ACK', Buffer.concat([PREFACE, ACK, ACK])],
+  ])('%s: the frame layer, which handles it as for any connection', (_what, input) => {
+    expect(new ConnectionSniffer().push(input)?.path).toBe('filter');
+  });
+
+  test('the frame layer drops the first SETTINGS ACK when asked to, and only that one', () => {
+    const input = Buffer.concat([PREFACE, clientSettings, request('/s.sock'), ACK, data, ACK]);
+    for (const chunk of [1, 5, input.length]) {
+      const f = new ClientFrameFilter({ dropSettingsAck: true });
+      const out: Buffer[] = [];
+      for (let i = 0; i < input.length; i += chunk)
+        f.push(input.subarray(i, i + chunk), (b) => out.push(Buffer.from(b)));
+      const acks = parse(Buffer.concat(out).subarray(PREFACE.length)).filter(
+        (x) => x.type === 4 && x.flags & 1,
+      );
+      expect(acks).toHaveLength(1);
+    }
+  });
+
+  test('the injected SETTINGS frame carries what the http2 server is configured with', () => {
+    const f = serverSettingsFrame(getPackedSettings({ initialWindowSize: 16 << 20 }));
+    expect(f.toString('hex')).toBe('000006040000000000000401000000');
   });
 });

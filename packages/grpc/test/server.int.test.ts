@@ -16,6 +16,7 @@ import * as grpc from '@grpc/grpc-js';
 import {
   bidi,
   clientStream,
+  encodeLiterals,
   HealthService,
   Server,
   type ServerStreamCall,
@@ -151,32 +152,202 @@ describe(':authority', () => {
     });
   });
 
-  test('many requests on one connection (the client indexes its headers in HPACK) all get through', async () => {
+  test.each([
+    ['a socket path first (frame layer)', '/run/berth/berth.sock', 'filtered'],
+    ['localhost first (native)', 'localhost', 'native'],
+  ] as const)(
+    'many requests on one connection, %s, all get through (HPACK-indexed headers)',
+    async (_what, first, path) => {
+      const before = { ...server.connections };
+      const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
+      // A connection's path is chosen by its first request; a client keeps its authority.
+      const authority = (i: number) => (path === 'native' ? 'localhost' : i % 2 ? 'localhost' : first);
+      const one = (i: number) =>
+        new Promise<string>((resolve, reject) => {
+          const req = client.request({
+            ':method': 'POST',
+            ':path': testDef.Echo.path,
+            ':authority': authority(i),
+            'content-type': 'application/grpc',
+            'containerd-namespace': `ns-${i}`,
+            'x-big': 'v'.repeat(3000 + i),
+          });
+          const parts: Buffer[] = [];
+          req.on('data', (d) => parts.push(d));
+          req.on('error', reject);
+          req.on('close', () =>
+            resolve(messages(Buffer.concat(parts))[0]?.toString() ?? `rst ${req.rstCode}`),
+          );
+          req.end(frame(Buffer.from(`m${i}`)));
+        });
+      const out: string[] = [];
+      for (let i = 0; i < 30; i++) out.push(await one(i));
+      out.push(...(await Promise.all(Array.from({ length: 30 }, (_, i) => one(100 + i)))));
+      client.close();
+      expect(out).toEqual([
+        ...Array.from({ length: 30 }, (_, i) => `m${i}`),
+        ...Array.from({ length: 30 }, (_, i) => `m${100 + i}`),
+      ]);
+      expect(server.connections[path]).toBe(before[path] + 1);
+    },
+  );
+});
+
+describe('the start of a connection (native handoff or frame layer)', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const h2frame = (type: number, flags: number, id: number, payload: Buffer) => {
+    const h = Buffer.alloc(9);
+    h.writeUIntBE(payload.length, 0, 3);
+    h[3] = type;
+    h[4] = flags;
+    h.writeUInt32BE(id, 5);
+    return Buffer.concat([h, payload]);
+  };
+  const SETTINGS_ACK = h2frame(4, 1, 0, Buffer.alloc(0));
+  const echoHeaders = (authority: string) =>
+    h2frame(
+      1,
+      0x4,
+      1,
+      encodeLiterals([
+        [':method', 'POST'],
+        [':scheme', 'http'],
+        [':path', testDef.Echo.path],
+        [':authority', authority],
+        ['content-type', 'application/grpc'],
+      ]),
+    );
+
+  /**
+   * A client on a bare socket that sends its request before it has read anything, then
+   * ACKs every SETTINGS frame the server sends (the injected one and nghttp2's) as it
+   * reads them; the frames the server sent, until it ends the stream or closes.
+   */
+  function eagerClient(authority: string): Promise<{ type: number; flags: number; payload: Buffer }[]> {
+    return new Promise((resolve, reject) => {
+      const s = connect(sock);
+      const got: { type: number; flags: number; payload: Buffer }[] = [];
+      let buf = Buffer.alloc(0);
+      const done = () => {
+        s.destroy();
+        resolve(got);
+      };
+      s.on('error', reject);
+      s.on('close', () => resolve(got));
+      s.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+          const len = buf.readUIntBE(0, 3);
+          const f = { type: buf[3]!, flags: buf[4]!, payload: buf.subarray(9, 9 + len) };
+          buf = buf.subarray(9 + len);
+          got.push(f);
+          if (f.type === 4 && !(f.flags & 1)) s.write(SETTINGS_ACK);
+          if (f.type === 7 || (f.type === 1 && f.flags & 1)) return done();
+        }
+      });
+      s.write(
+        Buffer.concat([
+          preface,
+          h2frame(4, 0, 0, Buffer.alloc(0)),
+          echoHeaders(authority),
+          h2frame(0, 1, 1, frame(Buffer.from(`via ${authority}`))),
+        ]),
+      );
+      setTimeout(() => reject(new Error('no answer in 10 s')), 10_000).unref();
+    });
+  }
+
+  test.each([
+    ['localhost', 'native'],
+    ['/run/berth/berth.sock', 'filtered'],
+  ] as const)(
+    'a client that sends its request before reading SETTINGS, authority %s: answered, no GOAWAY (the injected SETTINGS ACK never reaches nghttp2)',
+    async (authority, path) => {
+      const before = { ...server.connections };
+      const frames = await eagerClient(authority);
+      const data = Buffer.concat(frames.filter((f) => f.type === 0).map((f) => f.payload));
+      const settings = frames.filter((f) => f.type === 4 && !(f.flags & 1));
+      expect({
+        goaway: frames.some((f) => f.type === 7),
+        reply: messages(data)[0]?.toString(),
+        trailers: frames.some((f) => f.type === 1 && f.flags & 1),
+        // The injected SETTINGS and nghttp2's carry the same settings.
+        settings: settings.map((f) => f.payload.toString('hex')),
+      }).toEqual({
+        goaway: false,
+        reply: `via ${authority}`,
+        trailers: true,
+        settings: [
+          http2.getPackedSettings({ initialWindowSize: 16 << 20 }).toString('hex'),
+          http2.getPackedSettings({ initialWindowSize: 16 << 20 }).toString('hex'),
+        ],
+      });
+      expect(server.connections[path]).toBe(before[path] + 1);
+    },
+  );
+
+  test('a client that asks nothing within 1 s goes through the frame layer, and is served', async () => {
+    const before = server.connections.filtered;
     const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
-    const one = (i: number) =>
+    await new Promise((r) => setTimeout(r, 1300));
+    const reply = await new Promise<string>((resolve, reject) => {
+      const req = client.request({
+        ':method': 'POST',
+        ':path': testDef.Echo.path,
+        'content-type': 'application/grpc',
+      });
+      const parts: Buffer[] = [];
+      req.on('data', (d) => parts.push(d));
+      req.on('error', reject);
+      req.on('close', () => resolve(messages(Buffer.concat(parts))[0]?.toString() ?? `rst ${req.rstCode}`));
+      req.end(frame(Buffer.from('late')));
+    });
+    client.close();
+    expect({ reply, filtered: server.connections.filtered - before }).toEqual({ reply: 'late', filtered: 1 });
+  });
+
+  test('a native connection idle past the liveness probe (a PING) stays open and serves calls', async () => {
+    const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
+    const pinged = new Promise((resolve) => client.once('ping', resolve));
+    const echo = (m: string) =>
       new Promise<string>((resolve, reject) => {
         const req = client.request({
           ':method': 'POST',
           ':path': testDef.Echo.path,
-          ':authority': i % 2 ? '/run/berth/berth.sock' : 'localhost',
           'content-type': 'application/grpc',
-          'containerd-namespace': `ns-${i}`,
-          'x-big': 'v'.repeat(3000 + i),
         });
         const parts: Buffer[] = [];
         req.on('data', (d) => parts.push(d));
         req.on('error', reject);
         req.on('close', () => resolve(messages(Buffer.concat(parts))[0]?.toString() ?? `rst ${req.rstCode}`));
-        req.end(frame(Buffer.from(`m${i}`)));
+        req.end(frame(Buffer.from(m)));
       });
-    const out: string[] = [];
-    for (let i = 0; i < 30; i++) out.push(await one(i));
-    out.push(...(await Promise.all(Array.from({ length: 30 }, (_, i) => one(100 + i)))));
+    expect(await echo('before')).toBe('before');
+    await pinged;
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = await echo('after');
+    const closed = client.closed || client.destroyed;
     client.close();
-    expect(out).toEqual([
-      ...Array.from({ length: 30 }, (_, i) => `m${i}`),
-      ...Array.from({ length: 30 }, (_, i) => `m${100 + i}`),
-    ]);
+    expect({ after, closed }).toEqual({ after: 'after', closed: false });
+  }, 15_000);
+
+  test('a grpc-js client (waits for SETTINGS, authority localhost) is served natively', async () => {
+    const before = server.connections.native;
+    const client = new grpc.Client(`unix:${sock}`, grpc.credentials.createInsecure());
+    const echo = (m: string) =>
+      new Promise<string>((resolve, reject) =>
+        client.makeUnaryRequest(
+          testDef.Echo.path,
+          (b: Buffer) => b,
+          (b: Buffer) => b,
+          Buffer.from(m),
+          (err, res) => (err ? reject(err) : resolve(res!.toString())),
+        ),
+      );
+    const out = await Promise.all(Array.from({ length: 50 }, (_, i) => echo(`g${i}`)));
+    client.close();
+    expect(out).toEqual(Array.from({ length: 50 }, (_, i) => `g${i}`));
+    expect(server.connections.native).toBe(before + 1);
   });
 });
 
@@ -245,13 +416,14 @@ describe('error paths', () => {
     expect((await res).rstCode).toBe(http2.constants.NGHTTP2_CANCEL);
   });
 
-  test('1500 calls cancelled while open on one connection do not end it (nghttp2 would past 1000)', async () => {
+  test('1500 calls cancelled while open on one frame-layer connection do not end it (nghttp2 would past 1000)', async () => {
     const client = http2.connect('http://localhost', { createConnection: () => connect(sock) });
     const goaway = new Promise((resolve) => client.once('goaway', resolve));
     for (let i = 0; i < 1500; i++) {
       const req = client.request({
         ':method': 'POST',
         ':path': testDef.Wait.path,
+        ':authority': '/run/berth/berth.sock',
         'content-type': 'application/grpc',
       });
       req.on('error', () => {});
@@ -477,6 +649,19 @@ describe('connections that break HTTP/2', () => {
 
   const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
   const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  const nativeBlock = encodeLiterals([
+    [':method', 'POST'],
+    [':scheme', 'http'],
+    [':path', testDef.Echo.path],
+    [':authority', 'localhost'],
+    ['content-type', 'application/grpc'],
+  ]);
+  /** A Version call (HEADERS then an empty message), authority localhost. */
+  const nativeRequest = Buffer.concat([
+    Buffer.from([0, 0, nativeBlock.length, 1, 0x4, 0, 0, 0, 1]),
+    nativeBlock,
+    Buffer.from([0, 0, 5, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0]),
+  ]);
   /** The GOAWAY error code in what the server sent, if it sent one. */
   const goawayCode = (b: Buffer): number | undefined => {
     let off = 0;
@@ -498,6 +683,17 @@ describe('connections that break HTTP/2', () => {
     [
       'DATA on stream 0 (nghttp2 finds it)',
       Buffer.concat([preface, settings, Buffer.from([0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 3])]),
+      http2.constants.NGHTTP2_PROTOCOL_ERROR,
+    ],
+    [
+      'DATA on stream 0 after a first request served natively',
+      Buffer.concat([
+        preface,
+        settings,
+        Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0]),
+        nativeRequest,
+        Buffer.from([0, 0, 3, 0, 0, 0, 0, 0, 0, 1, 2, 3]),
+      ]),
       http2.constants.NGHTTP2_PROTOCOL_ERROR,
     ],
   ])(
