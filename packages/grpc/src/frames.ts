@@ -1,6 +1,22 @@
 import type { Socket } from 'node:net';
 import { Duplex } from 'node:stream';
 import hpack from 'hpack.js';
+import {
+  ACK,
+  CONTINUATION,
+  END_HEADERS,
+  END_STREAM,
+  FRAME_HEADER,
+  FRAME_SIZE_ERROR,
+  GOAWAY,
+  HEADERS,
+  PADDED,
+  PREFACE,
+  PRIORITY,
+  PROTOCOL_ERROR,
+  RST_STREAM,
+  SETTINGS,
+} from './http2-frames';
 
 /**
  * A frame layer below Node's HTTP/2 session. gRPC-Go dialing a bare unix path, grpc-java
@@ -11,20 +27,6 @@ import hpack from 'hpack.js';
  * every server→client byte, passes untouched.
  */
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const FRAME_HEADER = 9;
-const HEADERS = 0x1;
-const RST_STREAM = 0x3;
-const SETTINGS = 0x4;
-const ACK = 0x1;
-const GOAWAY = 0x7;
-const CONTINUATION = 0x9;
-const END_STREAM = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY = 0x20;
-const PROTOCOL_ERROR = 0x1;
-const FRAME_SIZE_ERROR = 0x6;
 /** A compressed header block larger than this is an attack, not a gRPC call. */
 const MAX_HEADER_BLOCK = 1 << 20;
 /** HPACK's default dynamic table size, which nghttp2 advertises (SETTINGS_HEADER_TABLE_SIZE). */

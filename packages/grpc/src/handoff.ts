@@ -1,5 +1,18 @@
 import hpack from 'hpack.js';
 import { acceptableAuthority } from './frames';
+import {
+  ACK,
+  CONTINUATION,
+  END_HEADERS,
+  FRAME_HEADER,
+  HEADERS,
+  PADDED,
+  PREFACE,
+  PRIORITY,
+  PRIORITY_FRAME,
+  SETTINGS,
+  WINDOW_UPDATE,
+} from './http2-frames';
 
 /**
  * The start of a connection, read before nghttp2 gets it, to choose its path: the
@@ -15,17 +28,6 @@ import { acceptableAuthority } from './frames';
  * applying the same settings twice changes nothing.
  */
 
-const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-const FRAME_HEADER = 9;
-const HEADERS = 0x1;
-const PRIORITY_FRAME = 0x2;
-const SETTINGS = 0x4;
-const WINDOW_UPDATE = 0x8;
-const CONTINUATION = 0x9;
-const ACK = 0x1;
-const END_HEADERS = 0x4;
-const PADDED = 0x8;
-const PRIORITY = 0x20;
 /** More than this read before a decision: not a gRPC client's first request; the frame layer judges. */
 const MAX_SNIFF_BYTES = 1 << 20;
 
