@@ -14,9 +14,9 @@ import {
   validateDigest,
   type wire,
 } from '@berth/api';
+import type { Call as RawCall, RawHandler } from '@berth/grpc';
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../log';
-import type { RawCall, RawHandler } from '../../server/fast-path';
 import type { GrpcService, ServiceRegistrar } from '../../server/grpc-server';
 import { bidi, type HandlerOptions, send, serverStream, unary } from '../../server/handlers';
 import { StreamReader } from '../../server/stream-reader';
@@ -138,7 +138,11 @@ export class ContentServer implements GrpcService {
     });
   }
 
-  /** Read served from HTTP/2 directly (see server/fast-path.ts); same semantics as read(). */
+  /**
+   * Read served on @berth/grpc's raw call (request bytes in, encoded parts out): containerd's
+   * clients read a blob with one Read call per 32 KiB, so a stream object and per-message
+   * serialisation would dominate. Same semantics as read().
+   */
   fastPaths(): ReadonlyMap<string, RawHandler> {
     return new Map([[`/${CONTENT_SERVICE}/Read`, (call: RawCall) => this.rawRead(call)]]);
   }
