@@ -60,6 +60,7 @@ const PACKAGE_ALIASES = {
   'containerd.services.version.v1': 'version',
   'google.protobuf': 'protobuf',
   'google.rpc': 'rpc',
+  'runtime.v1': 'cri',
   'grpc.health.v1': 'health',
 };
 

@@ -50,8 +50,13 @@ function referenceFiles(): string[] {
   return [...REF_FILES_DIRS.flatMap(walkProtos), REF_SHIM, REF_RUNCTYPES].sort();
 }
 
-function loadReference(): { root: protobuf.Root; files: Set<string> } {
-  const files = referenceFiles();
+/**
+ * k8s.io/cri-api v0.26's runtime.v1 definition, which cri-tools 1.26 and the kubelet of that
+ * era speak; the shared kit beside the repository holds it (../shared/reference).
+ */
+const REF_CRI = path.resolve(__dirname, '../../../../shared/reference/cri-api/api.proto');
+
+function loadReference(files = referenceFiles()): { root: protobuf.Root; files: Set<string> } {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => resolveReferenceImport(target);
   root.loadSync(files, { keepCase: true });
@@ -332,5 +337,57 @@ describe('containerd wire compatibility', () => {
         'field containerd.services.snapshots.v1.PrepareSnapshotResponse.mounts: ours is "repeated containerd.types.v2.Mount = 1", reference is "repeated containerd.types.Mount = 1"',
       );
     });
+  });
+});
+
+describe('Kubernetes CRI (runtime.v1) wire compatibility', () => {
+  let reference: { root: protobuf.Root; files: Set<string> };
+  beforeAll(() => {
+    if (!fs.existsSync(REF_CRI)) {
+      throw new Error(`CRI reference ${REF_CRI} not found: the shared kit must sit beside the repository`);
+    }
+    reference = loadReference([REF_CRI]);
+  });
+
+  it('reads both CRI services of the reference', () => {
+    const services = declarations(reference.root, reference.files)
+      .filter((d) => d instanceof protobuf.Service)
+      .map(shortName);
+    expect(services.sort()).toEqual(['runtime.v1.ImageService', 'runtime.v1.RuntimeService']);
+    expect(declarations(reference.root, reference.files).length).toBeGreaterThan(150);
+  });
+
+  it('our runtime.v1 matches every service, method, message, field and enum of the reference', () => {
+    const problems = compareProtoRoots(reference, loadProtoRoot(PROTO_ROOT, { keepCase: true }));
+    expect(report(problems)).toBe('no differences');
+  });
+
+  it('catches a renumbered field, a changed enum value and a streaming flag', () => {
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-cri-compat-'));
+    try {
+      for (const rel of listProtoFiles()) {
+        fs.mkdirSync(path.dirname(path.join(tmp, rel)), { recursive: true });
+        fs.copyFileSync(path.join(PROTO_ROOT, rel), path.join(tmp, rel));
+      }
+      const file = path.join(tmp, 'k8s.io/cri-api/runtime/v1/api.proto');
+      let text = fs.readFileSync(file, 'utf8');
+      for (const [from, to] of [
+        ['  Int64Value run_as_group = 12;', '  Int64Value run_as_group = 17;'],
+        ['  SANDBOX_NOTREADY = 1;', '  SANDBOX_NOTREADY = 2;'],
+        ['returns (stream ContainerEventResponse)', 'returns (ContainerEventResponse)'],
+      ]) {
+        expect(text).toContain(from);
+        text = text.replace(from, to);
+      }
+      fs.writeFileSync(file, text);
+      const problems = compareProtoRoots(reference, loadProtoRoot(tmp, { keepCase: true }));
+      expect(problems.sort()).toEqual([
+        'enum runtime.v1.PodSandboxState.SANDBOX_NOTREADY: ours is 2, reference is 1',
+        'field runtime.v1.LinuxContainerSecurityContext.run_as_group: ours is "runtime.v1.Int64Value = 17", reference is "runtime.v1.Int64Value = 12"',
+        'rpc runtime.v1.RuntimeService.GetContainerEvents: server streaming is false, reference has true',
+      ]);
+    } finally {
+      fs.rmSync(tmp, { recursive: true, force: true });
+    }
   });
 });

@@ -928,6 +928,673 @@ export const messageFields: Readonly<Record<string, Readonly<Record<string, stri
  },
  "grpc.health.v1.HealthCheckResponse": {
   "status": "#grpc.health.v1.HealthCheckResponse.ServingStatus"
+ },
+ "runtime.v1.AttachRequest": {
+  "containerId": "",
+  "stdin": "",
+  "tty": "",
+  "stdout": "",
+  "stderr": ""
+ },
+ "runtime.v1.AttachResponse": {
+  "url": ""
+ },
+ "runtime.v1.AuthConfig": {
+  "username": "",
+  "password": "",
+  "auth": "",
+  "serverAddress": "",
+  "identityToken": "",
+  "registryToken": ""
+ },
+ "runtime.v1.Capability": {
+  "addCapabilities": "*",
+  "dropCapabilities": "*",
+  "addAmbientCapabilities": "*"
+ },
+ "runtime.v1.CheckpointContainerRequest": {
+  "containerId": "",
+  "location": "",
+  "timeout": ""
+ },
+ "runtime.v1.CheckpointContainerResponse": {},
+ "runtime.v1.Container": {
+  "id": "",
+  "podSandboxId": "",
+  "metadata": ".runtime.v1.ContainerMetadata",
+  "image": ".runtime.v1.ImageSpec",
+  "imageRef": "",
+  "state": "#runtime.v1.ContainerState",
+  "createdAt": "",
+  "labels": "{}",
+  "annotations": "{}"
+ },
+ "runtime.v1.ContainerAttributes": {
+  "id": "",
+  "metadata": ".runtime.v1.ContainerMetadata",
+  "labels": "{}",
+  "annotations": "{}"
+ },
+ "runtime.v1.ContainerConfig": {
+  "metadata": ".runtime.v1.ContainerMetadata",
+  "image": ".runtime.v1.ImageSpec",
+  "command": "*",
+  "args": "*",
+  "workingDir": "",
+  "envs": "*.runtime.v1.KeyValue",
+  "mounts": "*.runtime.v1.Mount",
+  "devices": "*.runtime.v1.Device",
+  "labels": "{}",
+  "annotations": "{}",
+  "logPath": "",
+  "stdin": "",
+  "stdinOnce": "",
+  "tty": "",
+  "linux": ".runtime.v1.LinuxContainerConfig",
+  "windows": ".runtime.v1.WindowsContainerConfig"
+ },
+ "runtime.v1.ContainerEventResponse": {
+  "containerId": "",
+  "containerEventType": "#runtime.v1.ContainerEventType",
+  "createdAt": "",
+  "podSandboxStatus": ".runtime.v1.PodSandboxStatus",
+  "containersStatuses": "*.runtime.v1.ContainerStatus"
+ },
+ "runtime.v1.ContainerFilter": {
+  "id": "",
+  "state": ".runtime.v1.ContainerStateValue",
+  "podSandboxId": "",
+  "labelSelector": "{}"
+ },
+ "runtime.v1.ContainerMetadata": {
+  "name": "",
+  "attempt": ""
+ },
+ "runtime.v1.ContainerMetrics": {
+  "containerId": "",
+  "metrics": "*.runtime.v1.Metric"
+ },
+ "runtime.v1.ContainerResources": {
+  "linux": ".runtime.v1.LinuxContainerResources",
+  "windows": ".runtime.v1.WindowsContainerResources"
+ },
+ "runtime.v1.ContainerStateValue": {
+  "state": "#runtime.v1.ContainerState"
+ },
+ "runtime.v1.ContainerStats": {
+  "attributes": ".runtime.v1.ContainerAttributes",
+  "cpu": ".runtime.v1.CpuUsage",
+  "memory": ".runtime.v1.MemoryUsage",
+  "writableLayer": ".runtime.v1.FilesystemUsage"
+ },
+ "runtime.v1.ContainerStatsFilter": {
+  "id": "",
+  "podSandboxId": "",
+  "labelSelector": "{}"
+ },
+ "runtime.v1.ContainerStatsRequest": {
+  "containerId": ""
+ },
+ "runtime.v1.ContainerStatsResponse": {
+  "stats": ".runtime.v1.ContainerStats"
+ },
+ "runtime.v1.ContainerStatus": {
+  "id": "",
+  "metadata": ".runtime.v1.ContainerMetadata",
+  "state": "#runtime.v1.ContainerState",
+  "createdAt": "",
+  "startedAt": "",
+  "finishedAt": "",
+  "exitCode": "",
+  "image": ".runtime.v1.ImageSpec",
+  "imageRef": "",
+  "reason": "",
+  "message": "",
+  "labels": "{}",
+  "annotations": "{}",
+  "mounts": "*.runtime.v1.Mount",
+  "logPath": "",
+  "resources": ".runtime.v1.ContainerResources"
+ },
+ "runtime.v1.ContainerStatusRequest": {
+  "containerId": "",
+  "verbose": ""
+ },
+ "runtime.v1.ContainerStatusResponse": {
+  "status": ".runtime.v1.ContainerStatus",
+  "info": "{}"
+ },
+ "runtime.v1.CpuUsage": {
+  "timestamp": "",
+  "usageCoreNanoSeconds": ".runtime.v1.UInt64Value",
+  "usageNanoCores": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.CreateContainerRequest": {
+  "podSandboxId": "",
+  "config": ".runtime.v1.ContainerConfig",
+  "sandboxConfig": ".runtime.v1.PodSandboxConfig"
+ },
+ "runtime.v1.CreateContainerResponse": {
+  "containerId": ""
+ },
+ "runtime.v1.DNSConfig": {
+  "servers": "*",
+  "searches": "*",
+  "options": "*"
+ },
+ "runtime.v1.Device": {
+  "containerPath": "",
+  "hostPath": "",
+  "permissions": ""
+ },
+ "runtime.v1.ExecRequest": {
+  "containerId": "",
+  "cmd": "*",
+  "tty": "",
+  "stdin": "",
+  "stdout": "",
+  "stderr": ""
+ },
+ "runtime.v1.ExecResponse": {
+  "url": ""
+ },
+ "runtime.v1.ExecSyncRequest": {
+  "containerId": "",
+  "cmd": "*",
+  "timeout": ""
+ },
+ "runtime.v1.ExecSyncResponse": {
+  "stdout": "",
+  "stderr": "",
+  "exitCode": ""
+ },
+ "runtime.v1.FilesystemIdentifier": {
+  "mountpoint": ""
+ },
+ "runtime.v1.FilesystemUsage": {
+  "timestamp": "",
+  "fsId": ".runtime.v1.FilesystemIdentifier",
+  "usedBytes": ".runtime.v1.UInt64Value",
+  "inodesUsed": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.GetEventsRequest": {},
+ "runtime.v1.HugepageLimit": {
+  "pageSize": "",
+  "limit": ""
+ },
+ "runtime.v1.IDMapping": {
+  "hostId": "",
+  "containerId": "",
+  "length": ""
+ },
+ "runtime.v1.Image": {
+  "id": "",
+  "repoTags": "*",
+  "repoDigests": "*",
+  "size": "",
+  "uid": ".runtime.v1.Int64Value",
+  "username": "",
+  "spec": ".runtime.v1.ImageSpec",
+  "pinned": ""
+ },
+ "runtime.v1.ImageFilter": {
+  "image": ".runtime.v1.ImageSpec"
+ },
+ "runtime.v1.ImageFsInfoRequest": {},
+ "runtime.v1.ImageFsInfoResponse": {
+  "imageFilesystems": "*.runtime.v1.FilesystemUsage"
+ },
+ "runtime.v1.ImageSpec": {
+  "image": "",
+  "annotations": "{}"
+ },
+ "runtime.v1.ImageStatusRequest": {
+  "image": ".runtime.v1.ImageSpec",
+  "verbose": ""
+ },
+ "runtime.v1.ImageStatusResponse": {
+  "image": ".runtime.v1.Image",
+  "info": "{}"
+ },
+ "runtime.v1.Int64Value": {
+  "value": ""
+ },
+ "runtime.v1.KeyValue": {
+  "key": "",
+  "value": ""
+ },
+ "runtime.v1.LinuxContainerConfig": {
+  "resources": ".runtime.v1.LinuxContainerResources",
+  "securityContext": ".runtime.v1.LinuxContainerSecurityContext"
+ },
+ "runtime.v1.LinuxContainerResources": {
+  "cpuPeriod": "",
+  "cpuQuota": "",
+  "cpuShares": "",
+  "memoryLimitInBytes": "",
+  "oomScoreAdj": "",
+  "cpusetCpus": "",
+  "cpusetMems": "",
+  "hugepageLimits": "*.runtime.v1.HugepageLimit",
+  "unified": "{}",
+  "memorySwapLimitInBytes": ""
+ },
+ "runtime.v1.LinuxContainerSecurityContext": {
+  "capabilities": ".runtime.v1.Capability",
+  "privileged": "",
+  "namespaceOptions": ".runtime.v1.NamespaceOption",
+  "selinuxOptions": ".runtime.v1.SELinuxOption",
+  "runAsUser": ".runtime.v1.Int64Value",
+  "runAsUsername": "",
+  "readonlyRootfs": "",
+  "supplementalGroups": "*",
+  "apparmorProfile": "",
+  "seccompProfilePath": "",
+  "noNewPrivs": "",
+  "runAsGroup": ".runtime.v1.Int64Value",
+  "maskedPaths": "*",
+  "readonlyPaths": "*",
+  "seccomp": ".runtime.v1.SecurityProfile",
+  "apparmor": ".runtime.v1.SecurityProfile"
+ },
+ "runtime.v1.LinuxPodSandboxConfig": {
+  "cgroupParent": "",
+  "securityContext": ".runtime.v1.LinuxSandboxSecurityContext",
+  "sysctls": "{}",
+  "overhead": ".runtime.v1.LinuxContainerResources",
+  "resources": ".runtime.v1.LinuxContainerResources"
+ },
+ "runtime.v1.LinuxPodSandboxStats": {
+  "cpu": ".runtime.v1.CpuUsage",
+  "memory": ".runtime.v1.MemoryUsage",
+  "network": ".runtime.v1.NetworkUsage",
+  "process": ".runtime.v1.ProcessUsage",
+  "containers": "*.runtime.v1.ContainerStats"
+ },
+ "runtime.v1.LinuxPodSandboxStatus": {
+  "namespaces": ".runtime.v1.Namespace"
+ },
+ "runtime.v1.LinuxSandboxSecurityContext": {
+  "namespaceOptions": ".runtime.v1.NamespaceOption",
+  "selinuxOptions": ".runtime.v1.SELinuxOption",
+  "runAsUser": ".runtime.v1.Int64Value",
+  "readonlyRootfs": "",
+  "supplementalGroups": "*",
+  "privileged": "",
+  "seccompProfilePath": "",
+  "runAsGroup": ".runtime.v1.Int64Value",
+  "seccomp": ".runtime.v1.SecurityProfile",
+  "apparmor": ".runtime.v1.SecurityProfile"
+ },
+ "runtime.v1.ListContainerStatsRequest": {
+  "filter": ".runtime.v1.ContainerStatsFilter"
+ },
+ "runtime.v1.ListContainerStatsResponse": {
+  "stats": "*.runtime.v1.ContainerStats"
+ },
+ "runtime.v1.ListContainersRequest": {
+  "filter": ".runtime.v1.ContainerFilter"
+ },
+ "runtime.v1.ListContainersResponse": {
+  "containers": "*.runtime.v1.Container"
+ },
+ "runtime.v1.ListImagesRequest": {
+  "filter": ".runtime.v1.ImageFilter"
+ },
+ "runtime.v1.ListImagesResponse": {
+  "images": "*.runtime.v1.Image"
+ },
+ "runtime.v1.ListMetricDescriptorsRequest": {},
+ "runtime.v1.ListMetricDescriptorsResponse": {
+  "descriptors": "*.runtime.v1.MetricDescriptor"
+ },
+ "runtime.v1.ListPodSandboxMetricsRequest": {},
+ "runtime.v1.ListPodSandboxMetricsResponse": {
+  "podMetrics": "*.runtime.v1.PodSandboxMetrics"
+ },
+ "runtime.v1.ListPodSandboxRequest": {
+  "filter": ".runtime.v1.PodSandboxFilter"
+ },
+ "runtime.v1.ListPodSandboxResponse": {
+  "items": "*.runtime.v1.PodSandbox"
+ },
+ "runtime.v1.ListPodSandboxStatsRequest": {
+  "filter": ".runtime.v1.PodSandboxStatsFilter"
+ },
+ "runtime.v1.ListPodSandboxStatsResponse": {
+  "stats": "*.runtime.v1.PodSandboxStats"
+ },
+ "runtime.v1.MemoryUsage": {
+  "timestamp": "",
+  "workingSetBytes": ".runtime.v1.UInt64Value",
+  "availableBytes": ".runtime.v1.UInt64Value",
+  "usageBytes": ".runtime.v1.UInt64Value",
+  "rssBytes": ".runtime.v1.UInt64Value",
+  "pageFaults": ".runtime.v1.UInt64Value",
+  "majorPageFaults": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.Metric": {
+  "name": "",
+  "timestamp": "",
+  "metricType": "#runtime.v1.MetricType",
+  "labelValues": "*",
+  "value": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.MetricDescriptor": {
+  "name": "",
+  "help": "",
+  "labelKeys": "*"
+ },
+ "runtime.v1.Mount": {
+  "containerPath": "",
+  "hostPath": "",
+  "readonly": "",
+  "selinuxRelabel": "",
+  "propagation": "#runtime.v1.MountPropagation"
+ },
+ "runtime.v1.Namespace": {
+  "options": ".runtime.v1.NamespaceOption"
+ },
+ "runtime.v1.NamespaceOption": {
+  "network": "#runtime.v1.NamespaceMode",
+  "pid": "#runtime.v1.NamespaceMode",
+  "ipc": "#runtime.v1.NamespaceMode",
+  "targetId": "",
+  "usernsOptions": ".runtime.v1.UserNamespace"
+ },
+ "runtime.v1.NetworkConfig": {
+  "podCidr": ""
+ },
+ "runtime.v1.NetworkInterfaceUsage": {
+  "name": "",
+  "rxBytes": ".runtime.v1.UInt64Value",
+  "rxErrors": ".runtime.v1.UInt64Value",
+  "txBytes": ".runtime.v1.UInt64Value",
+  "txErrors": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.NetworkUsage": {
+  "timestamp": "",
+  "defaultInterface": ".runtime.v1.NetworkInterfaceUsage",
+  "interfaces": "*.runtime.v1.NetworkInterfaceUsage"
+ },
+ "runtime.v1.PodIP": {
+  "ip": ""
+ },
+ "runtime.v1.PodSandbox": {
+  "id": "",
+  "metadata": ".runtime.v1.PodSandboxMetadata",
+  "state": "#runtime.v1.PodSandboxState",
+  "createdAt": "",
+  "labels": "{}",
+  "annotations": "{}",
+  "runtimeHandler": ""
+ },
+ "runtime.v1.PodSandboxAttributes": {
+  "id": "",
+  "metadata": ".runtime.v1.PodSandboxMetadata",
+  "labels": "{}",
+  "annotations": "{}"
+ },
+ "runtime.v1.PodSandboxConfig": {
+  "metadata": ".runtime.v1.PodSandboxMetadata",
+  "hostname": "",
+  "logDirectory": "",
+  "dnsConfig": ".runtime.v1.DNSConfig",
+  "portMappings": "*.runtime.v1.PortMapping",
+  "labels": "{}",
+  "annotations": "{}",
+  "linux": ".runtime.v1.LinuxPodSandboxConfig",
+  "windows": ".runtime.v1.WindowsPodSandboxConfig"
+ },
+ "runtime.v1.PodSandboxFilter": {
+  "id": "",
+  "state": ".runtime.v1.PodSandboxStateValue",
+  "labelSelector": "{}"
+ },
+ "runtime.v1.PodSandboxMetadata": {
+  "name": "",
+  "uid": "",
+  "namespace": "",
+  "attempt": ""
+ },
+ "runtime.v1.PodSandboxMetrics": {
+  "podSandboxId": "",
+  "metrics": "*.runtime.v1.Metric",
+  "containerMetrics": "*.runtime.v1.ContainerMetrics"
+ },
+ "runtime.v1.PodSandboxNetworkStatus": {
+  "ip": "",
+  "additionalIps": "*.runtime.v1.PodIP"
+ },
+ "runtime.v1.PodSandboxStateValue": {
+  "state": "#runtime.v1.PodSandboxState"
+ },
+ "runtime.v1.PodSandboxStats": {
+  "attributes": ".runtime.v1.PodSandboxAttributes",
+  "linux": ".runtime.v1.LinuxPodSandboxStats",
+  "windows": ".runtime.v1.WindowsPodSandboxStats"
+ },
+ "runtime.v1.PodSandboxStatsFilter": {
+  "id": "",
+  "labelSelector": "{}"
+ },
+ "runtime.v1.PodSandboxStatsRequest": {
+  "podSandboxId": ""
+ },
+ "runtime.v1.PodSandboxStatsResponse": {
+  "stats": ".runtime.v1.PodSandboxStats"
+ },
+ "runtime.v1.PodSandboxStatus": {
+  "id": "",
+  "metadata": ".runtime.v1.PodSandboxMetadata",
+  "state": "#runtime.v1.PodSandboxState",
+  "createdAt": "",
+  "network": ".runtime.v1.PodSandboxNetworkStatus",
+  "linux": ".runtime.v1.LinuxPodSandboxStatus",
+  "labels": "{}",
+  "annotations": "{}",
+  "runtimeHandler": ""
+ },
+ "runtime.v1.PodSandboxStatusRequest": {
+  "podSandboxId": "",
+  "verbose": ""
+ },
+ "runtime.v1.PodSandboxStatusResponse": {
+  "status": ".runtime.v1.PodSandboxStatus",
+  "info": "{}",
+  "containersStatuses": "*.runtime.v1.ContainerStatus",
+  "timestamp": ""
+ },
+ "runtime.v1.PortForwardRequest": {
+  "podSandboxId": "",
+  "port": "*"
+ },
+ "runtime.v1.PortForwardResponse": {
+  "url": ""
+ },
+ "runtime.v1.PortMapping": {
+  "protocol": "#runtime.v1.Protocol",
+  "containerPort": "",
+  "hostPort": "",
+  "hostIp": ""
+ },
+ "runtime.v1.ProcessUsage": {
+  "timestamp": "",
+  "processCount": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.PullImageRequest": {
+  "image": ".runtime.v1.ImageSpec",
+  "auth": ".runtime.v1.AuthConfig",
+  "sandboxConfig": ".runtime.v1.PodSandboxConfig"
+ },
+ "runtime.v1.PullImageResponse": {
+  "imageRef": ""
+ },
+ "runtime.v1.RemoveContainerRequest": {
+  "containerId": ""
+ },
+ "runtime.v1.RemoveContainerResponse": {},
+ "runtime.v1.RemoveImageRequest": {
+  "image": ".runtime.v1.ImageSpec"
+ },
+ "runtime.v1.RemoveImageResponse": {},
+ "runtime.v1.RemovePodSandboxRequest": {
+  "podSandboxId": ""
+ },
+ "runtime.v1.RemovePodSandboxResponse": {},
+ "runtime.v1.ReopenContainerLogRequest": {
+  "containerId": ""
+ },
+ "runtime.v1.ReopenContainerLogResponse": {},
+ "runtime.v1.RunPodSandboxRequest": {
+  "config": ".runtime.v1.PodSandboxConfig",
+  "runtimeHandler": ""
+ },
+ "runtime.v1.RunPodSandboxResponse": {
+  "podSandboxId": ""
+ },
+ "runtime.v1.RuntimeCondition": {
+  "type": "",
+  "status": "",
+  "reason": "",
+  "message": ""
+ },
+ "runtime.v1.RuntimeConfig": {
+  "networkConfig": ".runtime.v1.NetworkConfig"
+ },
+ "runtime.v1.RuntimeStatus": {
+  "conditions": "*.runtime.v1.RuntimeCondition"
+ },
+ "runtime.v1.SELinuxOption": {
+  "user": "",
+  "role": "",
+  "type": "",
+  "level": ""
+ },
+ "runtime.v1.SecurityProfile": {
+  "profileType": "#runtime.v1.SecurityProfile.ProfileType",
+  "localhostRef": ""
+ },
+ "runtime.v1.StartContainerRequest": {
+  "containerId": ""
+ },
+ "runtime.v1.StartContainerResponse": {},
+ "runtime.v1.StatusRequest": {
+  "verbose": ""
+ },
+ "runtime.v1.StatusResponse": {
+  "status": ".runtime.v1.RuntimeStatus",
+  "info": "{}"
+ },
+ "runtime.v1.StopContainerRequest": {
+  "containerId": "",
+  "timeout": ""
+ },
+ "runtime.v1.StopContainerResponse": {},
+ "runtime.v1.StopPodSandboxRequest": {
+  "podSandboxId": ""
+ },
+ "runtime.v1.StopPodSandboxResponse": {},
+ "runtime.v1.UInt64Value": {
+  "value": ""
+ },
+ "runtime.v1.UpdateContainerResourcesRequest": {
+  "containerId": "",
+  "linux": ".runtime.v1.LinuxContainerResources",
+  "windows": ".runtime.v1.WindowsContainerResources",
+  "annotations": "{}"
+ },
+ "runtime.v1.UpdateContainerResourcesResponse": {},
+ "runtime.v1.UpdateRuntimeConfigRequest": {
+  "runtimeConfig": ".runtime.v1.RuntimeConfig"
+ },
+ "runtime.v1.UpdateRuntimeConfigResponse": {},
+ "runtime.v1.UserNamespace": {
+  "mode": "#runtime.v1.NamespaceMode",
+  "uids": "*.runtime.v1.IDMapping",
+  "gids": "*.runtime.v1.IDMapping"
+ },
+ "runtime.v1.VersionRequest": {
+  "version": ""
+ },
+ "runtime.v1.VersionResponse": {
+  "version": "",
+  "runtimeName": "",
+  "runtimeVersion": "",
+  "runtimeApiVersion": ""
+ },
+ "runtime.v1.WindowsContainerConfig": {
+  "resources": ".runtime.v1.WindowsContainerResources",
+  "securityContext": ".runtime.v1.WindowsContainerSecurityContext"
+ },
+ "runtime.v1.WindowsContainerResources": {
+  "cpuShares": "",
+  "cpuCount": "",
+  "cpuMaximum": "",
+  "memoryLimitInBytes": "",
+  "rootfsSizeInBytes": ""
+ },
+ "runtime.v1.WindowsContainerSecurityContext": {
+  "runAsUsername": "",
+  "credentialSpec": "",
+  "hostProcess": ""
+ },
+ "runtime.v1.WindowsContainerStats": {
+  "attributes": ".runtime.v1.ContainerAttributes",
+  "cpu": ".runtime.v1.WindowsCpuUsage",
+  "memory": ".runtime.v1.WindowsMemoryUsage",
+  "writableLayer": ".runtime.v1.WindowsFilesystemUsage"
+ },
+ "runtime.v1.WindowsCpuUsage": {
+  "timestamp": "",
+  "usageCoreNanoSeconds": ".runtime.v1.UInt64Value",
+  "usageNanoCores": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.WindowsFilesystemUsage": {
+  "timestamp": "",
+  "fsId": ".runtime.v1.FilesystemIdentifier",
+  "usedBytes": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.WindowsMemoryUsage": {
+  "timestamp": "",
+  "workingSetBytes": ".runtime.v1.UInt64Value",
+  "availableBytes": ".runtime.v1.UInt64Value",
+  "pageFaults": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.WindowsNamespaceOption": {
+  "network": "#runtime.v1.NamespaceMode"
+ },
+ "runtime.v1.WindowsNetworkInterfaceUsage": {
+  "name": "",
+  "rxBytes": ".runtime.v1.UInt64Value",
+  "rxPacketsDropped": ".runtime.v1.UInt64Value",
+  "txBytes": ".runtime.v1.UInt64Value",
+  "txPacketsDropped": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.WindowsNetworkUsage": {
+  "timestamp": "",
+  "defaultInterface": ".runtime.v1.WindowsNetworkInterfaceUsage",
+  "interfaces": "*.runtime.v1.WindowsNetworkInterfaceUsage"
+ },
+ "runtime.v1.WindowsPodSandboxConfig": {
+  "securityContext": ".runtime.v1.WindowsSandboxSecurityContext"
+ },
+ "runtime.v1.WindowsPodSandboxStats": {
+  "cpu": ".runtime.v1.WindowsCpuUsage",
+  "memory": ".runtime.v1.WindowsMemoryUsage",
+  "network": ".runtime.v1.WindowsNetworkUsage",
+  "process": ".runtime.v1.WindowsProcessUsage",
+  "containers": "*.runtime.v1.WindowsContainerStats"
+ },
+ "runtime.v1.WindowsProcessUsage": {
+  "timestamp": "",
+  "processCount": ".runtime.v1.UInt64Value"
+ },
+ "runtime.v1.WindowsSandboxSecurityContext": {
+  "runAsUsername": "",
+  "credentialSpec": "",
+  "hostProcess": "",
+  "namespaceOptions": ".runtime.v1.WindowsNamespaceOption"
  }
 };
 
@@ -963,5 +1630,46 @@ export const enumValues: Readonly<Record<string, readonly string[]>> = {
   "SERVING",
   "NOT_SERVING",
   "SERVICE_UNKNOWN"
+ ],
+ "runtime.v1.ContainerEventType": [
+  "CONTAINER_CREATED_EVENT",
+  "CONTAINER_STARTED_EVENT",
+  "CONTAINER_STOPPED_EVENT",
+  "CONTAINER_DELETED_EVENT"
+ ],
+ "runtime.v1.ContainerState": [
+  "CONTAINER_CREATED",
+  "CONTAINER_RUNNING",
+  "CONTAINER_EXITED",
+  "CONTAINER_UNKNOWN"
+ ],
+ "runtime.v1.MetricType": [
+  "COUNTER",
+  "GAUGE"
+ ],
+ "runtime.v1.MountPropagation": [
+  "PROPAGATION_PRIVATE",
+  "PROPAGATION_HOST_TO_CONTAINER",
+  "PROPAGATION_BIDIRECTIONAL"
+ ],
+ "runtime.v1.NamespaceMode": [
+  "POD",
+  "CONTAINER",
+  "NODE",
+  "TARGET"
+ ],
+ "runtime.v1.PodSandboxState": [
+  "SANDBOX_READY",
+  "SANDBOX_NOTREADY"
+ ],
+ "runtime.v1.Protocol": [
+  "TCP",
+  "UDP",
+  "SCTP"
+ ],
+ "runtime.v1.SecurityProfile.ProfileType": [
+  "RuntimeDefault",
+  "Unconfined",
+  "Localhost"
  ]
 };

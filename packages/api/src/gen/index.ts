@@ -15,9 +15,12 @@ import { TransferDefinition as s12 } from './containerd/services/transfer/v1/tra
 import { VersionDefinition as s13 } from './containerd/services/version/v1/version';
 import { TaskDefinition as s14 } from './containerd/runtime/v2/task/shim';
 import { HealthDefinition as s15 } from './grpc/health/v1/health';
+import { ImageServiceDefinition as s16 } from './k8s.io/cri-api/runtime/v1/api';
+import { RuntimeServiceDefinition as s17 } from './k8s.io/cri-api/runtime/v1/api';
 
 export * as containers from './pkg/containers';
 export * as content from './pkg/content';
+export * as cri from './pkg/cri';
 export * as diff from './pkg/diff';
 export * as events from './pkg/events';
 export * as eventsService from './pkg/eventsService';
@@ -76,4 +79,6 @@ export const serviceDefinitions = {
   'containerd.services.version.v1.Version': s13,
   'containerd.task.v2.Task': s14,
   'grpc.health.v1.Health': s15,
+  'runtime.v1.ImageService': s16,
+  'runtime.v1.RuntimeService': s17,
 } as const;
