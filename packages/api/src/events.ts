@@ -30,3 +30,18 @@ export const Topics = {
   containerUpdate: '/containers/update',
   containerDelete: '/containers/delete',
 } as const;
+
+/** An envelope as an in-process subscriber receives it: the payload also decoded. */
+export interface ReceivedEnvelope extends Envelope {
+  readonly decoded?: Record<string, unknown>;
+}
+
+/** A live subscription: iterate it for envelopes; close() (or the signal) ends the iteration. */
+export interface EventSubscription extends AsyncIterable<ReceivedEnvelope> {
+  close(): void;
+}
+
+/** The daemon's event exchange as in-process plugins subscribe to it (filters as containerd's). */
+export interface EventSubscriber {
+  subscribe(filters?: readonly string[], signal?: AbortSignal): EventSubscription;
+}

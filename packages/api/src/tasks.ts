@@ -1,3 +1,6 @@
+import type { Context } from './context';
+import type * as wire from './gen';
+
 /** containerd.v1.types.Status: where a task or exec process is in its life. */
 export type ProcessStatus = 'UNKNOWN' | 'CREATED' | 'RUNNING' | 'STOPPED' | 'PAUSED' | 'PAUSING';
 
@@ -28,4 +31,25 @@ export interface ExitResult {
 export interface DeletedProcess extends ExitResult {
   id: string;
   pid: number;
+}
+
+/**
+ * The task service as the daemon holds it in-process (containerd.services.tasks.v1.Tasks,
+ * request and response messages as generated): what a plugin such as the CRI uses to run
+ * containers without going through a socket. Only the calls such plugins need are listed.
+ */
+export interface TaskService {
+  create(ctx: Context, req: wire.tasks.CreateTaskRequest): Promise<wire.tasks.CreateTaskResponse>;
+  start(ctx: Context, req: wire.tasks.StartRequest): Promise<wire.tasks.StartResponse>;
+  delete(ctx: Context, req: wire.tasks.DeleteTaskRequest): Promise<wire.tasks.DeleteResponse>;
+  deleteProcess(ctx: Context, req: wire.tasks.DeleteProcessRequest): Promise<wire.tasks.DeleteResponse>;
+  get(ctx: Context, req: wire.tasks.GetRequest): Promise<wire.tasks.GetResponse>;
+  kill(ctx: Context, req: wire.tasks.KillRequest): Promise<void>;
+  exec(ctx: Context, req: wire.tasks.ExecProcessRequest): Promise<void>;
+  resizePty(ctx: Context, req: wire.tasks.ResizePtyRequest): Promise<void>;
+  closeIO(ctx: Context, req: wire.tasks.CloseIORequest): Promise<void>;
+  listPids(ctx: Context, req: wire.tasks.ListPidsRequest): Promise<wire.tasks.ListPidsResponse>;
+  update(ctx: Context, req: wire.tasks.UpdateTaskRequest): Promise<void>;
+  metrics(ctx: Context, req: wire.tasks.MetricsRequest): Promise<wire.tasks.MetricsResponse>;
+  wait(ctx: Context, req: wire.tasks.WaitRequest): Promise<wire.tasks.WaitResponse>;
 }

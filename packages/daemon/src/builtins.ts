@@ -2,6 +2,7 @@ import type { Registration } from '@berth/api';
 import { exchangePlugin } from './events/plugin';
 import { gcSchedulerPlugin } from './gc/plugin';
 import { contentPlugin } from './plugins/content';
+import { criPlugin } from './plugins/cri';
 import { metadataPlugin } from './plugins/metadata';
 import { nativePlugin, overlayfsPlugin } from './plugins/snapshotters';
 import { tasksGrpcPlugin, tasksServicePlugin } from './plugins/tasks';
@@ -55,5 +56,6 @@ export function builtins(): Registration<any, any>[] {
     streamingGrpcPlugin,
     transferGrpcPlugin,
     tasksGrpcPlugin,
+    criPlugin,
   ];
 }

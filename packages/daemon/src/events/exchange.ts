@@ -2,6 +2,7 @@ import {
   type Context,
   decodeAny,
   type Envelope,
+  type EventSubscriber,
   encodeAny,
   FailedPreconditionError,
   type FieldAdaptor,
@@ -129,7 +130,7 @@ class Subscriber implements Subscription {
  * The in-process event bus (containerd's events/exchange): services publish typed events,
  * which are encoded as protobuf Any; subscribers receive every envelope their filters match.
  */
-export class Exchange implements Publisher {
+export class Exchange implements Publisher, EventSubscriber {
   private readonly subscribers = new Set<Subscriber>();
 
   constructor(private readonly log: Logger = nullLogger) {}

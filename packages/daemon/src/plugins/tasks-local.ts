@@ -11,6 +11,7 @@ import {
   parseFilters,
   preciseNow,
   requireNamespace,
+  type TaskService,
   toTimestamp,
   validateIdentifier,
   type wire,
@@ -32,7 +33,7 @@ const anyOrUndefined = (a: AnyValue | null | undefined): AnyValue | undefined =>
  * calls the task's shim. Events are the shims' own (forwarded over ttrpc); this layer
  * publishes none, so nothing is announced twice.
  */
-export class TasksLocal {
+export class TasksLocal implements TaskService {
   constructor(
     private readonly runtime: TaskManager,
     private readonly containers: ContainerStore,

@@ -30,6 +30,7 @@ import {
   parseReference,
   pull,
   push,
+  type RegistryClient,
   unpackImage,
 } from '@berth/images';
 import type { Logger } from '../../log';
@@ -165,10 +166,7 @@ export class TransferLocal {
       reference: name,
     });
     const unpack = dst.unpacks.length > 0;
-    const snapshotterName = unpack
-      ? dst.unpacks[0]!.snapshotter || this.deps.snapshots.defaultSnapshotter
-      : '';
-    const snapshotter = unpack ? this.deps.snapshots.get(snapshotterName) : undefined;
+    const snapshotterName = unpack ? dst.unpacks[0]!.snapshotter : undefined;
     const seen = new Set<string>();
     const onProgress = (e: PullEvent) => {
       if (!progress.active) return;
@@ -204,11 +202,44 @@ export class TransferLocal {
       }
     };
     progress.emit({ event: `Resolving from ${where}` });
+    const saved = await this.pullImage(ctx, ref, {
+      client,
+      snapshotter: snapshotterName,
+      platform: platformSpec(dst.platforms),
+      name: dst.name || undefined,
+      labels: { ...dst.labels },
+      onProgress,
+    });
+    if (saved) progress.emit({ event: 'saved', name: saved.name, total: saved.target.size });
+    progress.emit({ event: `Completed pull from ${where}` });
+  }
+
+  /**
+   * Pulls `ref` into the content store and saves the image record (replacing one of the same
+   * name), unpacking into `snapshotter` when one is named: the work of a registry -> image
+   * store transfer, for in-process callers such as the CRI plugin.
+   */
+  async pullImage(
+    ctx: Context,
+    ref: ReturnType<typeof parseReference>,
+    opts: {
+      client: RegistryClient;
+      snapshotter?: string;
+      platform?: PlatformSpec;
+      name?: string;
+      labels?: Record<string, string>;
+      onProgress?: (e: PullEvent) => void;
+    },
+  ): Promise<Image | undefined> {
+    requireNamespace(ctx);
+    const unpack = opts.snapshotter !== undefined;
+    const snapshotterName = unpack ? opts.snapshotter || this.deps.snapshots.defaultSnapshotter : '';
+    const snapshotter = unpack ? this.deps.snapshots.get(snapshotterName) : undefined;
     let saved: Image | undefined;
     await pull(ctx, ref, {
       content: this.deps.content,
-      client,
-      platform: platformSpec(dst.platforms),
+      client: opts.client,
+      platform: opts.platform,
       unpack,
       snapshotter,
       snapshotterName: snapshotterName || undefined,
@@ -217,17 +248,16 @@ export class TransferLocal {
       stageLayers: this.applier.stage !== undefined && snapshotterName === 'overlayfs',
       leases: this.deps.leases,
       maxConcurrentDownloads: this.deps.config.max_concurrent_downloads,
-      onProgress,
+      onProgress: opts.onProgress,
       saveImage: async (lctx, image) => {
         saved = await storeImage(lctx, this.deps.images, {
-          name: dst.name || image.name,
+          name: opts.name || image.name,
           target: image.target,
-          labels: { ...dst.labels },
+          labels: { ...opts.labels },
         });
       },
     });
-    if (saved) progress.emit({ event: 'saved', name: saved.name, total: saved.target.size });
-    progress.emit({ event: `Completed pull from ${where}` });
+    return saved;
   }
 
   private async push(

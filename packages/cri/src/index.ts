@@ -1,0 +1,26 @@
+export {
+  BERTH_RUNTIME_TYPE,
+  type CriConfig,
+  type CriPluginConfig,
+  defaultCriPluginConfig,
+  RUNC_RUNTIME_TYPE,
+  type RuntimeHandler,
+  resolveCriConfig,
+} from './config';
+export {
+  CRI_NAMESPACE,
+  type CriDeps,
+  type CriLog,
+  type ImagePuller,
+  nullLog,
+  type PullOptions,
+} from './deps';
+export { type ContainerRecord, containerName, type SandboxRecord, sandboxName } from './records';
+export {
+  CRI_API_VERSION,
+  CriService,
+  type CriServiceOptions,
+  IMAGE_SERVICE,
+  RUNTIME_SERVICE,
+} from './service';
+export { NameIndex, RecordIndex } from './store';

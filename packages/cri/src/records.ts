@@ -1,0 +1,51 @@
+import type { wire } from '@berth/api';
+
+/** A pod sandbox as the plugin keeps it (persisted by the sandbox manager; fields may grow). */
+export interface SandboxRecord {
+  id: string;
+  /** k8s_POD_<name>_<namespace>_<uid>_<attempt>: unique while the pod exists. */
+  name: string;
+  config: wire.cri.PodSandboxConfig;
+  runtimeHandler: string;
+  /** Nanoseconds since the epoch. */
+  createdAt: number;
+  state: 'SANDBOX_READY' | 'SANDBOX_NOTREADY';
+  /** The pinned network namespace ('' for a host-network pod). */
+  netnsPath: string;
+  ip: string;
+  additionalIps: string[];
+  /** The pause process (0 once it exited). */
+  pid: number;
+}
+
+/** A container as the plugin keeps it (persisted by the container manager; fields may grow). */
+export interface ContainerRecord {
+  id: string;
+  sandboxId: string;
+  /** k8s_<container>_<pod>_<namespace>_<uid>_<attempt>. */
+  name: string;
+  config: wire.cri.ContainerConfig;
+  /** The image's id (config digest), what ContainerStatus reports as image_ref's source. */
+  imageId: string;
+  imageRef: string;
+  /** The absolute log path ('' when the kubelet gave none). */
+  logPath: string;
+  state: 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
+  /** Nanoseconds since the epoch; 0 when not yet. */
+  createdAt: number;
+  startedAt: number;
+  finishedAt: number;
+  exitCode: number;
+  reason: string;
+  message: string;
+  pid: number;
+}
+
+/** Pod and container names as the kubelet's dockershim heritage spells them (containerd's makeSandboxName). */
+export function sandboxName(m: wire.cri.PodSandboxMetadata): string {
+  return ['k8s_POD', m.name, m.namespace, m.uid, String(m.attempt)].join('_');
+}
+
+export function containerName(c: wire.cri.ContainerMetadata, s: wire.cri.PodSandboxMetadata): string {
+  return ['k8s', c.name, s.name, s.namespace, s.uid, String(c.attempt)].join('_');
+}
