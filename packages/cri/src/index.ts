@@ -15,6 +15,7 @@ export {
   nullLog,
   type PullOptions,
 } from './deps';
+export { type ResolvedImage, type RuntimeImageConfig, readImage, resolveImage } from './image/resolve';
 export { type ContainerRecord, containerName, type SandboxRecord, sandboxName } from './records';
 export {
   CRI_API_VERSION,
