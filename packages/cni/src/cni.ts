@@ -184,32 +184,30 @@ export class Cni {
     const nets = this.withLoopback(this.nets);
     const args = argPairs(opts.args);
     const capabilityArgs = capabilities(opts);
-    const done: { net: Network; result: unknown }[] = [];
+    const done: { net: Network; result: unknown; started: number }[] = [];
     try {
       for (const net of nets) {
         const rt = { containerId, netns: netnsPath, ifName: net.ifName, args, capabilityArgs };
-        let partial: unknown;
+        const progress = { result: undefined as unknown, started: 0 };
         try {
-          const result = await this.addList(net.list, rt, (r) => {
-            partial = r;
-          });
-          done.push({ net, result });
+          const result = await this.addList(net.list, rt, progress);
+          done.push({ net, result, started: net.list.plugins.length });
         } catch (e) {
-          done.push({ net, result: partial });
+          done.push({ net, result: progress.result, started: progress.started });
           throw e;
         }
       }
     } catch (e) {
       const cleanup: string[] = [];
-      for (const { net, result } of done.reverse()) {
+      for (const { net, result, started } of done.reverse()) {
+        if (started === 0) continue;
         const rt = { containerId, netns: netnsPath, ifName: net.ifName, args, capabilityArgs };
         try {
-          await this.delList(net.list, rt, result);
+          // only the plugins that ran: a missing binary after them must not keep them from their DEL
+          await this.delList({ ...net.list, plugins: net.list.plugins.slice(0, started) }, rt, result);
           await removeCache(this.opts.cacheDir, net.list.name, containerId, net.ifName);
         } catch (ce) {
-          // a plugin that could not ADD (missing binary, broken config) cannot DEL either: say it once
-          const m = (ce as Error).message;
-          if (!(e instanceof Error && m === e.message)) cleanup.push(m);
+          cleanup.push((ce as Error).message);
         }
       }
       if (cleanup.length > 0 && e instanceof Error)
@@ -296,14 +294,16 @@ export class Cni {
   private async addList(
     list: NetworkConfigList,
     rt: RuntimeConf,
-    progress: (r: unknown) => void,
+    progress: { result: unknown; started: number },
   ): Promise<unknown> {
     let result: unknown;
     for (const p of list.plugins) {
-      result = await this.run('ADD', list, p, rt, result);
+      result = await this.run('ADD', list, p, rt, result, () => {
+        progress.started++;
+      });
       if (result === undefined)
         throw new CniPluginError(list.name, p.type, 'ADD', undefined, 'plugin printed no result');
-      progress(result);
+      progress.result = result;
     }
     await writeCache(this.opts.cacheDir, {
       network: list.name,
@@ -355,8 +355,10 @@ export class Cni {
     plugin: NetworkConfigList['plugins'][number],
     rt: RuntimeConf,
     prevResult: unknown,
+    onStart?: () => void,
   ): Promise<unknown> {
     const path = await findPlugin(plugin.type, this.opts.binDirs, list.name);
+    onStart?.();
     return execPlugin(path, {
       command,
       containerId: rt.containerId,

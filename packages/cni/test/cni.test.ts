@@ -378,6 +378,30 @@ describe('calling plugins', () => {
     });
   });
 
+  test("loopback: lo is brought up last with go-cni's cni-loopback network, and taken down with the rest", async () => {
+    await plugin(
+      'loopback',
+      `case "$CNI_COMMAND" in ADD) echo '{"cniVersion":"0.3.1","interfaces":[{"name":"lo"}]}';; esac`,
+    );
+    await writeConf('10.conflist', { cniVersion: '1.0.0', name: 'n', plugins: [{ type: 'first' }] });
+    const cni = newCni({ loopback: true });
+    await cni.load();
+    expect(cni.networks().map((n) => n.name)).toEqual(['n']);
+    const att = await cni.setup('lo1', '/proc/self/ns/net');
+    expect(att.map((a) => [a.network, a.ifName])).toEqual([
+      ['n', 'eth0'],
+      ['cni-loopback', 'lo'],
+    ]);
+    expect(att[1]!.interfaces).toEqual([{ name: 'lo' }]);
+    await rm(log);
+    await cni.remove('lo1', '/proc/self/ns/net');
+    expect((await calls()).map((c) => `${c.cmd} ${c.plugin} ${c.ifname}`).sort()).toEqual([
+      'DEL first eth0',
+      'DEL loopback lo',
+    ]);
+    expect(await readdir(join(cache, 'results'))).toEqual([]);
+  });
+
   test('bad arguments are refused before any plugin runs', async () => {
     await writeConf('10.conflist', LIST);
     const cni = newCni();
