@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError } from '@berth/api';
+import { BerthError, DeadlineExceededError, FailedPreconditionError, InvalidArgumentError } from '@berth/api';
 import { type CniCommand, CniPluginError } from './errors';
 
 /** What a plugin is run with: the CNI_* environment of the spec and its config on stdin. */
@@ -48,6 +48,12 @@ export async function execPlugin(path: string, call: PluginCall): Promise<unknow
         await new Promise((r) => setTimeout(r, 1000));
         continue;
       }
+      // the binary exists but cannot be run (EACCES: not executable, ENOEXEC: not a program)
+      if (!(e instanceof BerthError))
+        throw new FailedPreconditionError(
+          `network "${call.network}": plugin ${path} could not be run: ${(e as Error).message}`,
+          { cause: e },
+        );
       throw e;
     }
   }

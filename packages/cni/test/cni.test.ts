@@ -367,6 +367,18 @@ describe('calling plugins', () => {
     });
   });
 
+  test('a plugin file that is not executable is named', async () => {
+    await writeFile(join(bin, 'noexec'), '#!/bin/sh\n');
+    await chmod(join(bin, 'noexec'), 0o644);
+    await writeConf('10.conflist', { cniVersion: '1.0.0', name: 'ne', plugins: [{ type: 'noexec' }] });
+    const cni = newCni();
+    await cni.load();
+    await expect(cni.setup('x', '/proc/self/ns/net')).rejects.toMatchObject({
+      code: 'ERR_FAILED_PRECONDITION',
+      message: expect.stringContaining(`network "ne": plugin ${join(bin, 'noexec')} could not be run:`),
+    });
+  });
+
   test('a plugin that hangs is killed after the timeout', async () => {
     await plugin('hang', 'exec sleep 30');
     await writeConf('10.conflist', { cniVersion: '1.0.0', name: 'h', plugins: [{ type: 'hang' }] });
