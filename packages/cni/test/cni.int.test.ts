@@ -135,10 +135,18 @@ afterAll(async () => {
     const m = /^-A (CNI-DN-[0-9a-f]+) .*/.exec(line);
     if (m && line.includes(`${subnet}.`)) chains.add(m[1]!);
   }
-  for (const line of rules.split('\n')) {
-    const m = /^-A (\S+) (.*-j (CNI-DN-[0-9a-f]+).*)$/.exec(line);
-    if (m && chains.has(m[3]!))
-      await run('iptables', ['-w', '-t', 'nat', '-D', m[1]!, ...m[2]!.split(' ')]).catch(() => {});
+  for (const parent of ['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-SETMARK', 'CNI-HOSTPORT-MASQ']) {
+    const list = await sh('iptables', '-w', '-t', 'nat', '-L', parent, '-n', '--line-numbers').catch(
+      () => '',
+    );
+    // by rule number, highest first, so the numbers still left stay valid
+    const nums = list
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => chains.has(f[1]!))
+      .map((f) => Number(f[0]))
+      .sort((a, b) => b - a);
+    for (const n of nums) await run('iptables', ['-w', '-t', 'nat', '-D', parent, String(n)]).catch(() => {});
   }
   for (const c of chains) {
     await run('iptables', ['-w', '-t', 'nat', '-F', c]).catch(() => {});
