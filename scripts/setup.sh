@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Installs everything berth needs on Debian 12 (run as root) and builds it:
 # the real parts (runc, containerd + ctr, the containerd API reference, docker-registry,
-# busybox-static), pnpm 12, the workspace dependencies (better-sqlite3 compiles from source
-# against Node's own headers, so no download is needed) and every package.
+# busybox-static, the CNI plugins with the iptables and iproute2 they drive), pnpm 12, the
+# workspace dependencies (better-sqlite3 compiles from source against Node's own headers, so
+# no download is needed) and every package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-APT_PACKAGES=(runc containerd golang-github-containerd-containerd-dev golang-go docker-registry busybox-static tmux openssl zstd protobuf-compiler)
+APT_PACKAGES=(runc containerd containernetworking-plugins iptables iproute2 golang-github-containerd-containerd-dev golang-go docker-registry busybox-static tmux openssl zstd protobuf-compiler)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
