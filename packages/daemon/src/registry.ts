@@ -4,6 +4,8 @@ import {
   FailedPreconditionError,
   type InitContext,
   type InterfaceAdapter,
+  type InterfaceVersion,
+  InterfaceVersions,
   InvalidArgumentError,
   NotFoundError,
   type Platform,
@@ -79,9 +81,10 @@ export interface RegistryOptions {
 export function checkInterfaceVersions(
   registrations: readonly Registration<any, any>[],
   adapters: readonly InterfaceAdapter<any, any>[] = [],
+  offered: Readonly<Record<string, InterfaceVersion>> = InterfaceVersions,
 ): Registration<any, any>[] {
   return registrations.map((r) => {
-    const { id, adapt } = resolveInterface(pluginUri(r), r.type, adapters);
+    const { id, adapt } = resolveInterface(pluginUri(r), r.type, adapters, offered);
     if (id === r.type) return r;
     return { ...r, type: id, init: async (ic: InitContext<any>) => adapt(await r.init(ic)) };
   });
