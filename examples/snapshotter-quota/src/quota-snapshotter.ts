@@ -19,8 +19,12 @@ import {
 import { diskUsage, isMountPoint, run } from './run';
 import { type Record, Store, toInfo } from './store';
 
-/** A label on prepare that gives one snapshot its own quota, in bytes. */
-export const QUOTA_LABEL = 'quota.berth.dev/size';
+/**
+ * A label on prepare that gives one snapshot its own quota, in bytes. Under
+ * `containerd.io/snapshot/`, the prefix containerd's (and berthd's) metadata layer passes on
+ * to snapshotters: `ctr run --snapshotter-label containerd.io/snapshot/berth-quota.size=…`.
+ */
+export const QUOTA_LABEL = 'containerd.io/snapshot/berth-quota.size';
 
 export interface QuotaOptions {
   /** Bytes a writable layer may hold unless its QUOTA_LABEL says otherwise. */

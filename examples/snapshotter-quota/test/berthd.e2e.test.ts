@@ -17,6 +17,7 @@ import {
   startBerthd,
   writeOciLayout,
 } from '@berth/testkit';
+import { QUOTA_LABEL } from '../src';
 import { mountsUnder } from './helpers';
 
 const URI = 'io.containerd.snapshotter.v1.quota';
@@ -97,6 +98,25 @@ function cleanup(dir: string): void {
     expect(r.code).toBe(0);
     expect(r.stdout).toContain('No space left on device');
     expect(r.stdout).toMatch(/exit=1\n$/);
+    // 8 MiB fit in the configured 16 MiB, not in the 2 MiB one container's label asks for.
+    const dd8 = ['sh', '-c', 'dd if=/dev/zero of=/big bs=1M count=8 2>&1; echo exit=$?'];
+    expect((await c('run', '--snapshotter', 'quota', '--rm', image, 'q3', ...dd8)).stdout).toMatch(
+      /exit=0\n$/,
+    );
+    const label = `${QUOTA_LABEL}=${2 << 20}`;
+    const small = await c(
+      'run',
+      '--snapshotter',
+      'quota',
+      '--snapshotter-label',
+      label,
+      '--rm',
+      image,
+      'q4',
+      ...dd8,
+    );
+    expect(small.stdout).toContain('No space left on device');
+    expect(small.stdout).toMatch(/exit=1\n$/);
     // The image's layer went to root_path; once --rm removed the containers, the garbage
     // collector removes their snapshots from the quota snapshotter, and with them the mounts.
     expect(existsSync(join(layers(), 'layers'))).toBe(true);
