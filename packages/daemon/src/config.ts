@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { InvalidArgumentError, type Registration } from '@berth/api';
 import { parseLogLevel } from './log';
 import { pluginUri } from './registry';
@@ -27,6 +28,8 @@ export interface ProxyPluginConfig {
 /** config.toml, in containerd's version 2 shape (the TOML keys are noted where they differ). */
 export interface DaemonConfig {
   version: number;
+  /** The file this config was read from ('' for defaults): module plugins resolve beside it. */
+  configFile: string;
   root: string;
   state: string;
   /** `disabled_plugins`: `<type>.<id>` of plugins not to load. */
@@ -53,6 +56,7 @@ export interface DaemonConfig {
 export function defaultConfig(): DaemonConfig {
   return {
     version: CONFIG_VERSION,
+    configFile: '',
     root: DEFAULT_ROOT,
     state: DEFAULT_STATE,
     disabledPlugins: [],
@@ -370,7 +374,9 @@ export function loadConfig(path: string, explicit: boolean): LoadedConfig {
       cause: err,
     });
   }
-  return parseConfig(text, path);
+  const loaded = parseConfig(text, path);
+  loaded.config.configFile = resolve(path);
+  return loaded;
 }
 
 function typeName(v: unknown): string {

@@ -1,9 +1,15 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { FailedPreconditionError, InvalidArgumentError, type Registration } from '@berth/api';
+import {
+  FailedPreconditionError,
+  type InterfaceAdapter,
+  InvalidArgumentError,
+  type Registration,
+} from '@berth/api';
 import { builtins } from './builtins';
 import { type DaemonConfig, mergePluginConfig } from './config';
 import { type Logger, nullLogger } from './log';
+import { moduleOptions, moduleRegistrations } from './plugins/module-snapshotters';
 import { isProxyType, proxyRegistrations } from './plugins/proxy';
 import { PluginRegistry } from './registry';
 import { GrpcServer, isGrpcService, socketPath } from './server/grpc-server';
@@ -27,6 +33,13 @@ export interface Daemon {
   /** Stops accepting calls, finishes in-flight ones, closes plugins, removes the socket. */
   stop(): Promise<void>;
 }
+
+/**
+ * Adapters that let plugins built for an older interface version load into this berthd. Every
+ * interface is at its first version, so there are none; a v2 of an interface adds its
+ * adapter from v1 here (see @berth/api's README, "Interface versions").
+ */
+export const interfaceAdapters: readonly InterfaceAdapter<any, any>[] = [];
 
 /** containerd's CreateTopLevelDirectories: root 0700, state 0711, and they must differ. */
 export function createTopLevelDirectories(config: DaemonConfig): void {
@@ -53,13 +66,18 @@ export async function startDaemon(config: DaemonConfig, opts: DaemonOptions = {}
     if (!isProxyType(pp.type)) log.with({ name, type: pp.type }).warn('unknown proxy plugin type, ignored');
   }
 
-  const registrations = [...(opts.registrations ?? builtins()), ...proxyRegistrations(config.proxyPlugins)];
+  const registrations = [
+    ...(opts.registrations ?? builtins()),
+    ...proxyRegistrations(config.proxyPlugins),
+    ...moduleRegistrations(config, interfaceAdapters),
+  ];
   const registry = new PluginRegistry(registrations, {
     root: config.root,
     state: config.state,
     address: path,
     disabled: config.disabledPlugins,
-    pluginConfig: (uri) => config.plugins[uri],
+    adapters: interfaceAdapters,
+    pluginConfig: (uri) => moduleOptions(config.plugins[uri]),
     mergeConfig: (uri, defaults, table) => mergePluginConfig(uri, defaults, table, (msg) => log.warn(msg)),
     log,
   });

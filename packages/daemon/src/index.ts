@@ -16,7 +16,13 @@ export {
   type ProxyPluginConfig,
   parseConfig,
 } from './config';
-export { createTopLevelDirectories, type Daemon, type DaemonOptions, startDaemon } from './daemon';
+export {
+  createTopLevelDirectories,
+  type Daemon,
+  type DaemonOptions,
+  interfaceAdapters,
+  startDaemon,
+} from './daemon';
 export { Exchange, type ExchangeEnvelope, type Subscription, validateTopic } from './events/exchange';
 export {
   type Clock,
@@ -38,12 +44,20 @@ export {
 } from './log';
 export { type Flags, main, parseFlags, resolveConfig, startFailure, USAGE } from './main';
 export {
+  loadSnapshotterModule,
+  MODULE_KEY,
+  moduleOptions,
+  moduleRegistrations,
+  moduleSearchPaths,
+} from './plugins/module-snapshotters';
+export {
   FileReaderAt,
   type ReaderCacheOptions,
   ReaderCacheStore,
   SYNC_READ_MAX,
 } from './plugins/reader-cache';
 export {
+  checkInterfaceVersions,
   type DaemonRegistration,
   mergeDeep,
   type PluginInitContext,

@@ -3,11 +3,15 @@ import {
   type Context,
   FailedPreconditionError,
   type InitContext,
+  type InterfaceAdapter,
+  type InterfaceVersion,
+  InterfaceVersions,
   InvalidArgumentError,
   NotFoundError,
   type Platform,
   type PluginTypeId,
   type Registration,
+  resolveInterface,
   SkipPluginError,
 } from '@berth/api';
 import { type Logger, nullLogger } from './log';
@@ -64,6 +68,26 @@ export interface RegistryOptions {
   mergeConfig?: (uri: string, defaults: unknown, table: Record<string, unknown>) => unknown;
   ctx?: Context;
   log?: Logger;
+  /** Adapters from older interface versions (none yet: see berthInterfaceAdapters). */
+  adapters?: readonly InterfaceAdapter<any, any>[];
+}
+
+/**
+ * Checks each registration's interface version against the ones berthd offers: the same
+ * version passes as is, an older one with an adapter is registered under the offered type
+ * with its instance adapted, anything else throws InterfaceVersionError naming the plugin
+ * and both versions (before any plugin starts, as a missing dependency does).
+ */
+export function checkInterfaceVersions(
+  registrations: readonly Registration<any, any>[],
+  adapters: readonly InterfaceAdapter<any, any>[] = [],
+  offered: Readonly<Record<string, InterfaceVersion>> = InterfaceVersions,
+): Registration<any, any>[] {
+  return registrations.map((r) => {
+    const { id, adapt } = resolveInterface(pluginUri(r), r.type, adapters, offered);
+    if (id === r.type) return r;
+    return { ...r, type: id, init: async (ic: InitContext<any>) => adapt(await r.init(ic)) };
+  });
 }
 
 const ANY = '*';
@@ -159,7 +183,7 @@ export class PluginRegistry {
   ) {
     this.log = opts.log ?? nullLogger;
     this.disabled = new Set(opts.disabled ?? []);
-    this.ordered = sortRegistrations(registrations).filter((r) => {
+    this.ordered = sortRegistrations(checkInterfaceVersions(registrations, opts.adapters)).filter((r) => {
       if (!this.disabled.has(pluginUri(r))) return true;
       const list = this.disabledTypes.get(r.type) ?? [];
       list.push(pluginUri(r));
