@@ -296,25 +296,31 @@ suite('CRI ImageService through crictl', () => {
   });
 
   it('reports the snapshotter directory as the image filesystem', async () => {
+    for (const [, d] of daemons()) {
+      const theirs = JSON.parse(await ok(d, ['imagefsinfo', '-o', 'json'])).status;
+      expect(theirs.fsId.mountpoint).toBe(join(d.root, 'io.containerd.snapshotter.v1.overlayfs'));
+    }
     const fs = JSON.parse(await ok(berthd, ['imagefsinfo', '-o', 'json'])).status;
-    expect(fs.fsId.mountpoint).toBe(join(berthd.root, 'io.containerd.snapshotter.v1.overlayfs'));
     // Three images of busybox and a small layer: a few MB and hundreds of inodes.
     expect(Number(fs.usedBytes.value)).toBeGreaterThan(1_000_000);
     expect(Number(fs.inodesUsed.value)).toBeGreaterThan(100);
   });
 
   it('removes every record of an image by tag, id or digest reference; removing an absent one is no error', async () => {
-    await ok(berthd, ['rmi', `${reg()}/e2e/app:v2`]);
-    let recs = await records(berthd);
-    expect([...recs.keys()].filter((n) => n.includes('e2e/app') || n === app.config.digest)).toEqual([]);
-    expect((await images(berthd)).map((i) => i.id)).not.toContain(app.config.digest);
-    await ok(berthd, ['rmi', named.config.digest.slice(7)]);
-    await ok(berthd, ['rmi', `${reg()}/e2e/indexed@${indexed.target.digest}`]);
-    recs = await records(berthd);
-    expect(recs.size).toBe(0);
-    // The content went with the last record (the synchronous garbage collection).
-    const content = await ctr(berthd.address, ['-n', 'k8s.io', 'content', 'ls', '-q']);
-    expect(content.stdout.trim()).toBe('');
+    for (const [, d] of daemons()) {
+      await ok(d, ['rmi', `${reg()}/e2e/app:v2`]);
+      const recs = await records(d);
+      expect([...recs.keys()].filter((n) => n.includes('e2e/app') || n === app.config.digest)).toEqual([]);
+      expect((await images(d)).map((i) => i.id)).not.toContain(app.config.digest);
+      await ok(d, ['rmi', named.config.digest.slice(7)]);
+      await ok(d, ['rmi', `${reg()}/e2e/indexed@${indexed.target.digest}`]);
+      expect((await records(d)).size).toBe(0);
+      // The content and snapshots went with the last record (the synchronous garbage collection).
+      const content = await ctr(d.address, ['-n', 'k8s.io', 'content', 'ls', '-q']);
+      expect(content.stdout.trim()).toBe('');
+      const snapshots = await ctr(d.address, ['-n', 'k8s.io', 'snapshots', 'ls']);
+      expect(snapshots.stdout.trim().split('\n').slice(1)).toEqual([]);
+    }
     // crictl rmi of an absent image fails on the client side (its ImageStatus finds none);
     // RemoveImage itself is idempotent, which critest's removal checks exercise.
     const again = await crictl(berthd, ['rmi', `${reg()}/e2e/app:v2`]);
