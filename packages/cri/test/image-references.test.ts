@@ -2,6 +2,7 @@ import { isInvalidArgument, isNotFound, type wire } from '@berth/api';
 import { parseReference } from '@berth/images';
 import {
   authCredentials,
+  goTime,
   imageSpecJson,
   isDigest,
   lookupId,
@@ -201,5 +202,16 @@ describe('imageSpecJson (verbose ImageStatus)', () => {
         history: [{ created_by: 'x' }],
       }),
     );
+  });
+});
+
+describe('goTime', () => {
+  it.each([
+    ['2020-09-13T12:26:40Z', '2020-09-13T12:26:40Z'],
+    ['2020-09-13T12:26:40.000000000Z', '2020-09-13T12:26:40Z'],
+    ['2020-09-13T12:26:40.123400Z', '2020-09-13T12:26:40.1234Z'],
+    ['2020-09-13T12:26:40.5+02:00', '2020-09-13T12:26:40.5+02:00'],
+  ])('%s', (input, want) => {
+    expect(goTime(input)).toBe(want);
   });
 });

@@ -176,12 +176,21 @@ function empty(v: unknown): boolean {
   return false;
 }
 
+/** A time as Go's RFC3339Nano marshals it: trailing zeros of the fraction dropped. */
+export function goTime(v: unknown): unknown {
+  if (typeof v !== 'string') return v;
+  return v.replace(/\.(\d+)(?=Z|[+-]\d\d:\d\d$)/, (_m, frac: string) => {
+    const t = frac.replace(/0+$/, '');
+    return t ? `.${t}` : '';
+  });
+}
+
 function pick(src: Record<string, unknown>, keys: string[], always: Set<string>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const k of keys) {
     const v = src[k];
     if (always.has(k)) out[k] = v ?? '';
-    else if (!empty(v)) out[k] = v;
+    else if (!empty(v)) out[k] = k === 'created' ? goTime(v) : v;
   }
   return out;
 }
