@@ -62,6 +62,11 @@ export interface CriDeps {
   tasks: TaskService;
   events: EventSubscriber & Publisher;
   puller: ImagePuller;
+  /**
+   * The directory a snapshotter keeps its snapshots in (`<root>/io.containerd.snapshotter.v1.<name>`):
+   * the image filesystem ImageFsInfo reports.
+   */
+  snapshotterRoot(name: string): string;
   /** `<root>/io.containerd.grpc.v1.cri`: records that outlive a reboot. */
   root: string;
   /** `<state>/io.containerd.grpc.v1.cri`: runtime files (sandboxes, netns mounts). */

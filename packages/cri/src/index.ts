@@ -15,7 +15,15 @@ export {
   nullLog,
   type PullOptions,
 } from './deps';
-export { type ResolvedImage, type RuntimeImageConfig, readImage, resolveImage } from './image/resolve';
+export { CRI_IMAGE_LABEL, CRI_IMAGE_LABEL_VALUE, splitReferences } from './image/references';
+export {
+  listCriImages,
+  type ResolvedImage,
+  type RuntimeImageConfig,
+  readImage,
+  resolveImage,
+} from './image/resolve';
+export { toCriImage } from './image/service';
 export { type ContainerRecord, containerName, type SandboxRecord, sandboxName } from './records';
 export {
   CRI_API_VERSION,

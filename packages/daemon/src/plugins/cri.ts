@@ -1,3 +1,4 @@
+import { dirname, join } from 'node:path';
 import {
   type ContainerStore,
   type ContentStore,
@@ -48,6 +49,11 @@ export const criPlugin: DaemonRegistration<CriPluginConfig, CriGrpc> = {
         containers: await ic.getById<ContainerStore>(PluginType.Service, 'containers-service'),
         leases: await ic.getById<LeaseManager>(PluginType.Service, 'leases-service'),
         snapshotter: (name) => snapshots.get(name),
+        snapshotterRoot: (name) => {
+          const uri = `${PluginType.Snapshot}.${name}`;
+          const p = ic.plugins().find((r) => r.uri === uri);
+          return p?.exports.root ?? join(dirname(ic.root), uri);
+        },
         tasks: await ic.getById<TaskService>(PluginType.Service, 'tasks-service'),
         events: await ic.getById<Exchange>(PluginType.Event, 'exchange'),
         puller: {
