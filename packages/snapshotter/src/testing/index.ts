@@ -1,3 +1,4 @@
+import { afterEach, beforeEach, describe, expect, it, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { access, chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
