@@ -80,3 +80,19 @@ export async function lintTarball(tarball) {
   if (r.status !== 0 && problems.length === 0) problems.push(`attw exited ${r.status}: ${r.stderr.trim()}`);
   return problems;
 }
+
+// node scripts/packages.mjs pack DIR        -> JSON [{ name, version, tarball }] on stdout
+// node scripts/packages.mjs lint TARBALL... -> JSON { [tarball]: [problem...] } on stdout
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [cmd, ...rest] = process.argv.slice(2);
+  if (cmd === 'pack' && rest.length === 1) {
+    process.stdout.write(`${JSON.stringify(packAll(rest[0]))}\n`);
+  } else if (cmd === 'lint' && rest.length > 0) {
+    const out = {};
+    for (const tarball of rest) out[tarball] = await lintTarball(tarball);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    console.error('usage: packages.mjs pack DIR | lint TARBALL...');
+    process.exit(2);
+  }
+}
