@@ -40,7 +40,8 @@ export function packAll(dest) {
   run('pnpm', ['run', '--silent', 'build']);
   return publishedPackages().map((pkg) => {
     const out = run('pnpm', ['pack', '--json', '--pack-destination', dest], { cwd: pkg.dir });
-    const { filename } = JSON.parse(out.slice(out.indexOf('{')));
+    // the prepack build's output comes first; pnpm's JSON starts on a line of its own
+    const { filename } = JSON.parse(out.slice(out.search(/^\{$/m)));
     return { name: pkg.name, version: pkg.version, tarball: filename };
   });
 }

@@ -1,10 +1,10 @@
-import { afterEach, beforeEach, describe, expect, it, test } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { access, chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Context, ErrorCode, Mount, SnapshotInfo, SnapshotOptions, Snapshotter } from '@berth/api';
 import { MNT, mountAll, unmountAll } from '@berth/sys';
+import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import {
   type Applier,
   apply,
