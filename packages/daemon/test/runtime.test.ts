@@ -60,6 +60,14 @@ describe('runtime names and shim binaries', () => {
     );
   });
 
+  it("finds berth's shim through the @berth/shim dependency, with nothing on PATH", () => {
+    const shimPackage = path.dirname(require.resolve('@berth/shim/package.json'));
+    expect(resolveShimBinary('io.containerd.berth.v1', { path: '' })).toBe(
+      path.join(shimPackage, 'bin', 'containerd-shim-berth-v1'),
+    );
+    expect(() => resolveShimBinary('io.containerd.other.v1', { path: '' })).toThrow(FailedPreconditionError);
+  });
+
   it('takes an absolute path as the binary itself', () => {
     const bin = executable(path.join(dir, 'my-shim'));
     expect(resolveShimBinary(bin, { path: '', extraDirs: [] })).toBe(bin);

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
-// Compiles native/sys.c into build/sys.node with the system C compiler against the
-// running Node's headers (no node-gyp, nothing downloaded). Skips when up to date.
+// Compiles native/sys.c into build/Release/sys.node (where node-gyp puts it when the published package
+// installs) with the system C compiler against the running Node's headers: the workspace build skips
+// node-gyp's configure step and does nothing when the addon is up to date.
 const { execFileSync } = require('node:child_process');
 const { existsSync, mkdirSync, statSync } = require('node:fs');
 const { dirname, join } = require('node:path');
 
 const pkg = join(__dirname, '..');
 const src = join(pkg, 'native', 'sys.c');
-const out = join(pkg, 'build', 'sys.node');
+const out = join(pkg, 'build', 'Release', 'sys.node');
 const include = [join(dirname(process.execPath), '..', 'include', 'node'), '/usr/include/node'].find((d) =>
   existsSync(join(d, 'node_api.h')),
 );

@@ -35,12 +35,12 @@ export interface NativeSys {
   getWinsize(fd: number): [number, number];
 }
 
-const addonPath = join(__dirname, '..', 'build', 'sys.node');
+const addonPath = join(__dirname, '..', 'build', 'Release', 'sys.node');
 
 function load(): NativeSys {
   if (!existsSync(addonPath)) {
     throw new Error(
-      `@berth/sys native addon missing at ${addonPath}: run \`pnpm build\` (it compiles native/sys.c with cc)`,
+      `@berth/sys native addon missing at ${addonPath}: reinstall @berth/sys (its install step compiles native/sys.c with node-gyp), or run \`pnpm build\` in the workspace`,
     );
   }
   // eslint-disable-next-line @typescript-eslint/no-require-imports

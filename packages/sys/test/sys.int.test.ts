@@ -99,7 +99,7 @@ test('mknod makes the 0/0 character device overlay uses as a whiteout', () => {
 
 test('a subreaper adopts and reaps an orphaned grandchild with its exit status', () => {
   // In a separate Node process, so the test runner's own children are never reaped by us.
-  const addon = join(__dirname, '..', 'build', 'sys.node');
+  const addon = join(__dirname, '..', 'build', 'Release', 'sys.node');
   const child = spawnSync(
     process.execPath,
     [

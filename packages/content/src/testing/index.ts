@@ -15,6 +15,7 @@
  * - reading at or past the end of a blob is an empty read, not an error;
  * - times are checked to within TIME_SLACK_MS of the client's clock.
  */
+
 import { randomBytes } from 'node:crypto';
 import {
   type ContentInfo,
@@ -28,6 +29,7 @@ import {
   type Writer,
   type WriterOptions,
 } from '@berth/api';
+import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
 
 export interface ContentStoreFixture {
   store: ContentStore;

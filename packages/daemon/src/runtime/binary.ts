@@ -1,6 +1,7 @@
-import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync, realpathSync, statSync } from 'node:fs';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { FailedPreconditionError, InvalidArgumentError } from '@berth/api';
+import { BERTH_SHIM_BINARY } from './berth-shim';
 
 /** The runtime berth's own shim serves; the one berth's CLI picks by default. */
 export const BERTH_RUNTIME = 'io.containerd.berth.v1';
@@ -32,7 +33,9 @@ function isExecutableFile(path: string): boolean {
 
 /**
  * The directories searched after PATH: the one holding the berthd launcher that runs this
- * process (so a checkout's bin/ works without installing) and the repository's bin/.
+ * process, then the bin/ of the @berth/shim package berthd depends on, found as Node finds
+ * the dependency (node_modules of an npm install or the workspace's link), so an installed
+ * berthd runs berth's shim without anything on PATH.
  */
 export function defaultShimDirs(): string[] {
   const dirs: string[] = [];
@@ -44,9 +47,22 @@ export function defaultShimDirs(): string[] {
       // the launcher went away: nothing to add
     }
   }
-  // packages/daemon/{src,dist}/runtime -> <repo>/bin
-  dirs.push(resolve(__dirname, '..', '..', '..', '..', 'bin'));
+  const shimDir = berthShimBinDir();
+  if (shimDir !== undefined) dirs.push(shimDir);
   return [...new Set(dirs)];
+}
+
+/** The directory of @berth/shim's containerd-shim-berth-v1 launcher, if the package is installed. */
+export function berthShimBinDir(): string | undefined {
+  let manifest: string;
+  try {
+    manifest = require.resolve('@berth/shim/package.json');
+  } catch {
+    return undefined;
+  }
+  const { bin } = JSON.parse(readFileSync(manifest, 'utf8')) as { bin?: Record<string, string> };
+  const launcher = bin?.[BERTH_SHIM_BINARY];
+  return launcher === undefined ? undefined : dirname(resolve(dirname(manifest), launcher));
 }
 
 export interface ResolveOptions {

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Context, ErrorCode, Mount, SnapshotInfo, SnapshotOptions, Snapshotter } from '@berth/api';
 import { MNT, mountAll, unmountAll } from '@berth/sys';
+import { afterEach, beforeEach, describe, expect, test } from '@jest/globals';
 import {
   type Applier,
   apply,

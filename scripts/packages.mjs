@@ -1,0 +1,99 @@
+// The workspace's published packages, found rather than listed: every packages/*/package.json
+// without "private": true. The release script and the tarball test both pack through here,
+// so a new package needs only a package.json written like the others.
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** { name, version, dir, manifest } of each published package, by name. */
+export function publishedPackages() {
+  const out = [];
+  for (const entry of readdirSync(join(root, 'packages'))) {
+    const file = join(root, 'packages', entry, 'package.json');
+    if (!existsSync(file)) continue;
+    const manifest = JSON.parse(readFileSync(file, 'utf8'));
+    if (manifest.private === true) continue;
+    out.push({ name: manifest.name, version: manifest.version, dir: dirname(file), manifest });
+  }
+  return out.sort((a, b) => a.name.localeCompare(b.name));
+}
+
+function run(cmd, args, opts = {}) {
+  const r = spawnSync(cmd, args, { cwd: root, encoding: 'utf8', maxBuffer: 64 << 20, ...opts });
+  if (r.status !== 0) {
+    throw new Error(
+      `${cmd} ${args.join(' ')} (in ${opts.cwd ?? root}) exited ${r.status ?? r.signal}:\n${r.stdout}${r.stderr}`,
+    );
+  }
+  return r.stdout;
+}
+
+/**
+ * Packs every published package into dest with `pnpm pack` (its prepack builds it; pnpm turns
+ * `workspace:^` into `^<version>`). Returns [{ name, version, tarball }].
+ */
+export function packAll(dest) {
+  run('pnpm', ['run', '--silent', 'build']);
+  return publishedPackages().map((pkg) => {
+    const out = run('pnpm', ['pack', '--json', '--pack-destination', dest], { cwd: pkg.dir });
+    // the prepack build's output comes first; pnpm's JSON starts on a line of its own
+    const { filename } = JSON.parse(out.slice(out.search(/^\{$/m)));
+    return { name: pkg.name, version: pkg.version, tarball: filename };
+  });
+}
+
+const require = createRequire(import.meta.url);
+
+/**
+ * What publint (at suggestion level, on the tarball's own files) and arethetypeswrong (node16
+ * profile: Node >= 20 and TypeScript's node16/bundler resolution, which read "exports") say of a
+ * packed package: a list of lines, empty when both are clean.
+ */
+export async function lintTarball(tarball) {
+  const { publint } = await import('publint');
+  const { formatMessage } = await import('publint/utils');
+  const data = readFileSync(tarball);
+  const bytes = data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+  const { messages, pkg } = await publint({ pack: { tarball: bytes }, level: 'suggestion', strict: true });
+  const problems = messages.map((m) => `publint ${m.type}: ${formatMessage(m, pkg, { color: false })}`);
+  const attw = join(dirname(require.resolve('@arethetypeswrong/cli/package.json')), 'dist', 'index.js');
+  const r = spawnSync(process.execPath, [attw, tarball, '--format', 'json', '--profile', 'node16'], {
+    encoding: 'utf8',
+    maxBuffer: 64 << 20,
+  });
+  let analysis;
+  try {
+    analysis = JSON.parse(r.stdout).analysis;
+  } catch {
+    problems.push(`attw exited ${r.status}: ${r.stderr.trim() || r.stdout.trim()}`);
+    return problems;
+  }
+  // The node16 profile leaves out node10 resolution (it cannot read "exports" subpaths such as
+  // ./testing); attw's JSON lists those problems anyway, so they are dropped here as its exit code does.
+  for (const p of analysis.problems ?? []) {
+    if (p.resolutionKind === 'node10') continue;
+    problems.push(`attw ${p.kind}: ${[p.entrypoint, p.resolutionKind].filter(Boolean).join(' ')}`);
+  }
+  if (r.status !== 0 && problems.length === 0) problems.push(`attw exited ${r.status}: ${r.stderr.trim()}`);
+  return problems;
+}
+
+// node scripts/packages.mjs pack DIR        -> JSON [{ name, version, tarball }] on stdout
+// node scripts/packages.mjs lint TARBALL... -> JSON { [tarball]: [problem...] } on stdout
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const [cmd, ...rest] = process.argv.slice(2);
+  if (cmd === 'pack' && rest.length === 1) {
+    process.stdout.write(`${JSON.stringify(packAll(rest[0]))}\n`);
+  } else if (cmd === 'lint' && rest.length > 0) {
+    const out = {};
+    for (const tarball of rest) out[tarball] = await lintTarball(tarball);
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+  } else {
+    console.error('usage: packages.mjs pack DIR | lint TARBALL...');
+    process.exit(2);
+  }
+}
