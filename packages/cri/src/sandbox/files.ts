@@ -46,7 +46,10 @@ export function resolvConfFromDns(dns: wire.cri.DNSConfig): string {
  * pod that names none), a copy of the host's /etc/hosts, and resolv.conf from the DNSConfig
  * (a copy of the host's when the pod gives none).
  */
-export async function writeSandboxFiles(rootDir: string, config: wire.cri.PodSandboxConfig): Promise<SandboxFiles> {
+export async function writeSandboxFiles(
+  rootDir: string,
+  config: wire.cri.PodSandboxConfig,
+): Promise<SandboxFiles> {
   await mkdir(rootDir, { recursive: true, mode: 0o755 });
   const files = sandboxFiles(rootDir);
   await writeAtomic(files.hostname, `${config.hostname || osHostname()}\n`);

@@ -11,11 +11,18 @@ import {
   UnavailableError,
   type wire,
 } from '@berth/api';
-import { Cni, createNetns, type NetworkAttachment, type PortMapping, removeNetns } from '@berth/cni';
 import { oci } from '@berth/client';
+import {
+  Cni,
+  createNetns,
+  type NetworkAttachment,
+  type PortMapping,
+  readCacheEntries,
+  removeNetns,
+} from '@berth/cni';
 import type { RuntimeHandler } from '../config';
-import type { CriService } from '../service';
 import { type SandboxRecord, sandboxName } from '../records';
+import type { CriService } from '../service';
 import { mountShm, unmountShm, writeAtomic, writeSandboxFiles } from './files';
 import { runtimeOptions, systemdCgroup } from './runtime-options';
 import { cgroupsPath as makeCgroupsPath, sandboxSpec } from './spec';
@@ -196,7 +203,12 @@ export class SandboxManager {
   }
 
   /** NetworkReady for Status: the CNI config is loaded again, as containerd's conf dir watch would. */
-  async networkStatus(): Promise<{ ready: boolean; reason: string; message: string; lastLoadStatus: string }> {
+  async networkStatus(): Promise<{
+    ready: boolean;
+    reason: string;
+    message: string;
+    lastLoadStatus: string;
+  }> {
     await this.cni.load().catch(() => {});
     return this.cni.status();
   }
@@ -255,7 +267,8 @@ export class SandboxManager {
       undo.push(() => removeNetns(netnsPath));
       if (!this.cni.status().ready) await this.cni.load();
       const net = this.cni.status();
-      if (!net.ready) throw new UnavailableError(`failed to setup network for sandbox "${id}": ${net.message}`);
+      if (!net.ready)
+        throw new UnavailableError(`failed to setup network for sandbox "${id}": ${net.message}`);
       const opts = { args: this.cniArgs({ id, config }), portMappings: portMappings(config) };
       undo.push(() => this.cni.remove(id, netnsPath, opts));
       attachments = await this.cni.setup(id, netnsPath, opts);
@@ -311,8 +324,16 @@ export class SandboxManager {
       exitedAt: 0,
       networkClosed: hostNetwork,
     };
-    const { state: _s, pid: _p, ip: _i, additionalIps: _a, exitCode: _e, exitedAt: _x, networkClosed: _n, ...meta } =
-      rec;
+    const {
+      state: _s,
+      pid: _p,
+      ip: _i,
+      additionalIps: _a,
+      exitCode: _e,
+      exitedAt: _x,
+      networkClosed: _n,
+      ...meta
+    } = rec;
     const options = runtimeOptions(handler);
     const extension: AnyValue = { typeUrl: SANDBOX_METADATA_TYPE, value: Buffer.from(JSON.stringify(meta)) };
     undo.push(() => deps.containers.delete(ctx, id));
@@ -335,7 +356,12 @@ export class SandboxManager {
     });
     const created = await deps.tasks.create(ctx, {
       containerId: id,
-      rootfs: rootfs.map((m) => ({ type: m.type, source: m.source, target: m.target ?? '', options: m.options })),
+      rootfs: rootfs.map((m) => ({
+        type: m.type,
+        source: m.source,
+        target: m.target ?? '',
+        options: m.options,
+      })),
       stdin: '',
       stdout: '',
       stderr: '',
@@ -508,7 +534,6 @@ export class SandboxManager {
       const handler = this.cri.config.runtimes.get(rec.runtimeHandler);
       let cniResult: unknown = null;
       if (!rec.networkClosed && rec.netnsPath) {
-        const { readCacheEntries } = await import('@berth/cni');
         const entries = await readCacheEntries(join(this.deps.root, 'cni-cache'), rec.id).catch(() => []);
         cniResult = Object.fromEntries(entries.map((e) => [e.ifName, e.result]));
       }

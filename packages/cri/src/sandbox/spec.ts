@@ -74,7 +74,6 @@ export async function sandboxSpec(input: SandboxSpecInput): Promise<oci.Spec> {
   process.args = args;
   process.env = [...(image.config.Env ?? [])];
   if (image.config.WorkingDir) process.cwd = image.config.WorkingDir;
-  if (config.hostname) spec.hostname = config.hostname;
 
   const sec = config.linux?.securityContext;
   if (sec?.runAsUser) process.user.uid = sec.runAsUser.value;
@@ -83,9 +82,11 @@ export async function sandboxSpec(input: SandboxSpecInput): Promise<oci.Spec> {
 
   const ns = sec?.namespaceOptions;
   if (ns?.network === 'NODE') {
+    // The host's UTS namespace too, whose hostname a pod must not change (runc refuses to).
     removeNamespace(spec, 'network');
     removeNamespace(spec, 'uts');
   } else {
+    if (config.hostname) spec.hostname = config.hostname;
     linux.namespaces = (linux.namespaces ?? []).map((n) =>
       n.type === 'network' ? { type: 'network', path: input.netnsPath } : n,
     );
