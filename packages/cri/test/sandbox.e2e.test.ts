@@ -23,6 +23,8 @@ const run = promisify(execFile);
 const CRICTL = '/work/shared/tools/crictl';
 const BRIDGE = `bsbx${process.pid % 100000}`;
 const NET = `berth-sbx-${process.pid}`;
+// the cgroup parent of a pod in the runc test, removed (in every hierarchy) in afterAll
+const CGROUP_PARENT = `/berth-sbx-e2e-${process.pid}`;
 
 let root: string;
 let subnet: string; // "10.98.N"
@@ -172,6 +174,10 @@ beforeAll(async () => {
     '  netns_mounts_under_state_dir = true',
     // this host may withhold CAP_SYS_RESOURCE: then -998 cannot be set, the daemon's own score is the floor
     '  restrict_oom_score_adj = true',
+    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+    '  runtime_type = "io.containerd.runc.v2"',
+    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+    `  Root = "${join(root, 'runc')}"`,
     '[plugins."io.containerd.grpc.v1.cri".cni]',
     '  bin_dir = "/usr/lib/cni"',
     `  conf_dir = "${join(root, 'net.d')}"`,
@@ -219,6 +225,12 @@ afterAll(async () => {
   for (const c of chains) {
     await run('iptables', ['-w', '-t', 'nat', '-F', c]).catch(() => {});
     await run('iptables', ['-w', '-t', 'nat', '-X', c]).catch(() => {});
+  }
+  for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    const dir = join('/sys/fs/cgroup', h, CGROUP_PARENT);
+    const v2 = join('/sys/fs/cgroup', CGROUP_PARENT);
+    for (const d of [dir, v2])
+      if (existsSync(d)) await run('find', [d, '-depth', '-type', 'd', '-delete']).catch(() => {});
   }
   if (ipForward) await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward).catch(() => {});
   await rm(root, { recursive: true, force: true });
@@ -356,6 +368,27 @@ describe('pod sandboxes through crictl', () => {
     expect(JSON.parse(await ok('pods', '-o', 'json', '--state', 'notready')).items).toHaveLength(1);
     await ok('rmp', id);
   }, 120_000);
+
+  test("runtime handler runc: containerd-shim-runc-v2 with the handler's options (runc root)", async () => {
+    const id = await ok(
+      'runp',
+      '--runtime',
+      'runc',
+      await podConfig({ linux: { cgroup_parent: CGROUP_PARENT } }),
+    );
+    const st = await inspect(id);
+    expect(st.status.state).toBe('SANDBOX_READY');
+    expect(st.info.runtimeHandler).toBe('runc');
+    // runc keeps its state under the configured Root, per namespace
+    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(true);
+    const spec = st.info.runtimeSpec as { linux: { cgroupsPath: string } };
+    expect(spec.linux.cgroupsPath).toBe(`${CGROUP_PARENT}/${id}`);
+    const cgroup = await readFile(`/proc/${st.info.pid}/cgroup`, 'utf8');
+    expect(cgroup).toContain(`${CGROUP_PARENT}/${id}`);
+    await ok('stopp', id);
+    await ok('rmp', id);
+    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(false);
+  }, 60_000);
 
   test('a host-network pod has no netns and reports no IP', async () => {
     const id = await ok(

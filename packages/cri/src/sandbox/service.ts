@@ -381,12 +381,14 @@ export class SandboxManager {
   }
 
   /** Waits for the pause process's exit; the pod is NOTREADY then (containerd's handleSandboxExit). */
-  private watch(ctx: Context, rec: SandboxRecord): void {
+  private watch(callCtx: Context, rec: SandboxRecord): void {
     const signal = this.closing.signal;
+    // Not the RunPodSandbox call's cancellation: the watch outlives the call, until the daemon closes.
+    const ctx: Context = { namespace: callCtx.namespace, signal };
     const p = (async () => {
       let res: wire.tasks.WaitResponse;
       try {
-        res = await this.deps.tasks.wait({ ...ctx, signal }, { containerId: rec.id, execId: '' });
+        res = await this.deps.tasks.wait(ctx, { containerId: rec.id, execId: '' });
       } catch {
         return; // the daemon is closing, or the task is gone (stop/remove handle it)
       }
