@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Client } from '@berth/client';
 import {
   buildImage,
   type Daemon,
@@ -60,6 +61,22 @@ async function ok(...args: string[]): Promise<string> {
   const r = await crictl(...args);
   if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
   return r.stdout.trim();
+}
+
+/** One RuntimeService call straight over gRPC, for what crictl checks before calling (e.g. rmp looks the pod up first). */
+async function call(method: string, request: object): Promise<unknown> {
+  const client = new Client(berthd.address);
+  try {
+    const stub = client.stubFor('runtime.v1.RuntimeService') as unknown as Record<
+      string,
+      (req: object, cb: (err: Error | null, res: unknown) => void) => void
+    >;
+    return await new Promise((resolve, reject) =>
+      stub[method]!.call(stub, request, (err, res) => (err ? reject(err) : resolve(res))),
+    );
+  } finally {
+    client.close();
+  }
 }
 
 let podSeq = 0;
@@ -365,6 +382,9 @@ describe('pod sandboxes through crictl', () => {
     expect(existsSync(criRoot)).toBe(false);
     const ctr = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
     expect(ctr.stdout).not.toContain(id);
+    // removing a pod that is gone is no error, as containerd answers; stopping one is NotFound
+    await expect(call('RemovePodSandbox', { podSandboxId: id })).resolves.toEqual({});
+    await expect(call('StopPodSandbox', { podSandboxId: id })).rejects.toThrow(/not found/);
   }, 120_000);
 
   test('error paths: unknown id NotFound, a name in use AlreadyExists naming the holder, bad metadata, unknown handler', async () => {
@@ -431,6 +451,36 @@ describe('pod sandboxes through crictl', () => {
     await ok('stopp', id);
     await ok('rmp', id);
     expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(false);
+  }, 60_000);
+
+  test('a run that fails at task create undoes every earlier step (network, netns, shm, record, snapshot, name)', async () => {
+    const podsBefore = JSON.parse(await ok('pods', '-o', 'json')).items.length;
+    const netnsDir = join(berthd.state, 'io.containerd.grpc.v1.cri', 'netns');
+    const pinsBefore = await readdir(netnsDir).catch(() => [] as string[]);
+    // runc refuses a sysctl the kernel does not have: the pause task cannot be created
+    const cfg = await podConfig({ linux: { sysctls: { 'net.ipv4.berth_no_such_sysctl': '1' } } });
+    const failed = await crictl('runp', cfg);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toMatch(/berth_no_such_sysctl/);
+    expect(JSON.parse(await ok('pods', '-o', 'json')).items).toHaveLength(podsBefore);
+    expect(await readdir(netnsDir)).toEqual(pinsBefore);
+    expect(await vethsOnBridge()).toBe('');
+    expect(await leases()).toEqual([]);
+    expect(await mounts()).not.toMatch(/io\.containerd\.grpc\.v1\.cri\/sandboxes\/[0-9a-f]{64}\/shm/);
+    const ctr = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
+    expect(ctr.stdout.trim()).toBe('');
+    const snaps = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'snapshots', 'ls']);
+    expect(snaps.stdout).not.toMatch(/^[0-9a-f]{64}\s/m);
+    const sandboxes = await readdir(join(berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes')).catch(
+      () => [],
+    );
+    expect(sandboxes).toEqual([]);
+    // the name is free again
+    const fixed = JSON.parse(await readFile(cfg, 'utf8'));
+    fixed.linux = {};
+    await writeFile(cfg, JSON.stringify(fixed));
+    const id = await ok('runp', cfg);
+    await ok('rmp', '--force', id);
   }, 60_000);
 
   test('a host-network pod has no netns and reports no IP', async () => {
