@@ -6,7 +6,7 @@
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -267,10 +267,26 @@ afterAll(async () => {
 }, 120_000);
 
 describe('pod sandboxes through crictl', () => {
-  test('Status reports NetworkReady from the CNI conf dir', async () => {
-    const info = JSON.parse(await ok('info'));
-    const net = info.status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
-    expect(net.status).toBe(true);
+  test('Status reports NetworkReady from the CNI conf dir, read again as it changes', async () => {
+    const networkReady = async () =>
+      JSON.parse(await ok('info')).status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
+    expect((await networkReady()).status).toBe(true);
+    const conf = join(root, 'net.d', '10-sbx.conflist');
+    await rename(conf, `${conf}.off`);
+    try {
+      expect(await networkReady()).toMatchObject({
+        status: false,
+        reason: 'NetworkPluginNotReady',
+        message: 'Network plugin returns error: cni plugin not initialized',
+      });
+      const failed = await crictl('runp', await podConfig());
+      expect(failed.stderr).toMatch(
+        /code = Unknown desc = failed to setup network for sandbox .*cni plugin not initialized/,
+      );
+    } finally {
+      await rename(`${conf}.off`, conf);
+    }
+    expect((await networkReady()).status).toBe(true);
   });
 
   test('runp: a READY pod with an IP on the bridge, its own netns, shm and hostPort; stopp/rmp leave nothing', async () => {
