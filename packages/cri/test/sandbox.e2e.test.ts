@@ -300,6 +300,13 @@ describe('pod sandboxes through crictl', () => {
       }),
     );
     expect(id).toMatch(/^[0-9a-f]{64}$/);
+    // the pause container's record and snapshot in k8s.io; the lease that held the snapshot meanwhile is gone
+    const ctrArgs = ['--address', berthd.address, '-n', 'k8s.io'];
+    expect((await run('ctr', [...ctrArgs, 'containers', 'ls', '-q'])).stdout.split('\n')).toContain(id);
+    expect((await run('ctr', [...ctrArgs, 'snapshots', 'ls'])).stdout).toMatch(new RegExp(`^${id}\\s`, 'm'));
+    expect((await run('ctr', [...ctrArgs, 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
+    const labels = JSON.parse((await run('ctr', [...ctrArgs, 'containers', 'info', id])).stdout).Labels;
+    expect(labels).toMatchObject({ 'io.cri-containerd.kind': 'sandbox', app: 'sandbox-e2e' });
 
     const pods = JSON.parse(await ok('pods', '-o', 'json')).items;
     expect(pods.map((p: { id: string }) => p.id)).toContain(id);

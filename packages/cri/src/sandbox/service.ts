@@ -7,15 +7,17 @@ import {
   type Context,
   InvalidArgumentError,
   isNotFound,
+  LEASE_EXPIRE_LABEL,
   UnknownError,
   type wire,
 } from '@berth/api';
 import { oci } from '@berth/client';
 import { Cni, createNetns, type NetworkAttachment, type PortMapping, removeNetns } from '@berth/cni';
 import type { RuntimeHandler } from '../config';
+import type { ResolvedImage } from '../image/resolve';
 import { type SandboxRecord, sandboxName } from '../records';
 import type { CriService } from '../service';
-import { mountShm, unmountShm, writeAtomic, writeSandboxFiles } from './files';
+import { mountShm, type SandboxFiles, unmountShm, writeAtomic, writeSandboxFiles } from './files';
 import { goCniResult, goJson } from './info';
 import { runtimeOptions, systemdCgroup } from './runtime-options';
 import { cgroupsPath as makeCgroupsPath, sandboxSpec } from './spec';
@@ -274,7 +276,6 @@ export class SandboxManager {
       undo.push(() => this.cni.remove(id, netnsPath, opts));
       attachments = await this.cni.setup(id, netnsPath, opts);
     }
-    const ips = podIps(attachments);
 
     const files = await writeSandboxFiles(rootDir, config);
     const shmPath = hostIpc ? '' : join(stateDir, 'shm');
@@ -283,9 +284,62 @@ export class SandboxManager {
       await mountShm(shmPath);
     }
 
+    // The snapshot is held by a lease until the container record references it, as
+    // containerd's client does, so a garbage collection in between cannot take it.
+    const lease = await deps.leases.create(ctx, {
+      labels: { [LEASE_EXPIRE_LABEL]: new Date(Date.now() + 3600_000).toISOString() },
+    });
+    const leased: Context = { ...ctx, lease: lease.id };
+    try {
+      return await this.createLeased(
+        ctx,
+        leased,
+        id,
+        name,
+        config,
+        handlerName,
+        handler,
+        image,
+        {
+          hostNetwork,
+          netnsPath,
+          attachments,
+          rootDir,
+          files,
+          shmPath,
+        },
+        undo,
+      );
+    } finally {
+      await deps.leases.delete(ctx, lease.id).catch(() => {});
+    }
+  }
+
+  private async createLeased(
+    ctx: Context,
+    leased: Context,
+    id: string,
+    name: string,
+    config: wire.cri.PodSandboxConfig,
+    handlerName: string,
+    handler: RuntimeHandler,
+    image: ResolvedImage,
+    net: {
+      hostNetwork: boolean;
+      netnsPath: string;
+      attachments: NetworkAttachment[];
+      rootDir: string;
+      files: SandboxFiles;
+      shmPath: string;
+    },
+    undo: (() => Promise<unknown>)[],
+  ): Promise<wire.cri.RunPodSandboxResponse> {
+    const { deps } = this;
+    const { hostNetwork, netnsPath, attachments, files, shmPath } = net;
+    const ips = podIps(attachments);
     const snapshotter = deps.snapshotter(this.cri.config.snapshotter);
     undo.push(() => snapshotter.remove(ctx, id));
-    const rootfs = await snapshotter.prepare(ctx, id, image.chainId);
+    const rootfs = await snapshotter.prepare(leased, id, image.chainId);
 
     const cgroupParent = config.linux?.cgroupParent ?? '';
     const spec = await sandboxSpec({
@@ -341,7 +395,7 @@ export class SandboxManager {
     const options = runtimeOptions(handler);
     const extension: AnyValue = { typeUrl: SANDBOX_METADATA_TYPE, value: Buffer.from(JSON.stringify(meta)) };
     undo.push(() => deps.containers.delete(ctx, id));
-    await deps.containers.create(ctx, {
+    await deps.containers.create(leased, {
       id,
       labels: { ...(image.config.config?.Labels ?? {}), ...config.labels, [KIND_LABEL]: 'sandbox' },
       image: image.record.name,
