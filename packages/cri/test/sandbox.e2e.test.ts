@@ -519,18 +519,27 @@ describe('pod sandboxes through crictl', () => {
   }, 60_000);
 
   test('after SIGKILL and a restart the pod is listed as before, and stop tears its network down', async () => {
-    const id = await ok('runp', await podConfig());
+    const cfg = await podConfig();
+    const id = await ok('runp', cfg);
+    const other = await ok('runp', await podConfig());
     const before = await inspect(id);
     expect(await vethsOnBridge()).not.toBe('');
     await berthd.stop('SIGKILL');
     berthd = await startBerthd({ dir: daemonDir, config });
+    // the restarted daemon watches the pause processes again
+    process.kill((await inspect(other)).info.pid, 'SIGKILL');
+    await until(
+      'NOTREADY after restart',
+      async () => (await inspect(other)).status.state === 'SANDBOX_NOTREADY',
+    );
+    await ok('rmp', other);
     const after = await inspect(id);
     expect(after.status.state).toBe('SANDBOX_READY');
     expect(after.status.network.ip).toBe(before.status.network.ip);
     expect(after.info.pid).toBe(before.info.pid);
     expect(JSON.parse(await ok('pods', '-o', 'json')).items.map((p: { id: string }) => p.id)).toContain(id);
     // the name stays reserved
-    const dup = await crictl('runp', join(root, `pod${podSeq}.json`));
+    const dup = await crictl('runp', cfg);
     expect(dup.stderr).toMatch(/AlreadyExists/);
 
     await ok('stopp', id);
