@@ -52,5 +52,11 @@ export class ContainerManager {
     throw new NotImplementedError('ExecSync: not implemented');
   }
 
+  /** Stops every container of the pod (StopPodSandbox's first step). A stub until containers exist. */
+  async stopAllInSandbox(_ctx: Context, _sandboxId: string): Promise<void> {}
+
+  /** Removes every container of the pod (RemovePodSandbox's). A stub until containers exist. */
+  async removeAllInSandbox(_ctx: Context, _sandboxId: string): Promise<void> {}
+
   async close(): Promise<void> {}
 }
