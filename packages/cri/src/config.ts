@@ -120,6 +120,24 @@ const UNUSED_KEYS = [
   'cni.ip_pref',
 ] as const;
 
+/**
+ * runc's options (containerd.runc.v1.Options) in the Go field names config.toml spells them
+ * in, with the message's field each sets; berth's shim reads the same message.
+ */
+export const RUNC_OPTION_FIELDS: Readonly<Record<string, string>> = {
+  NoPivotRoot: 'noPivotRoot',
+  NoNewKeyring: 'noNewKeyring',
+  ShimCgroup: 'shimCgroup',
+  IoUid: 'ioUid',
+  IoGid: 'ioGid',
+  BinaryName: 'binaryName',
+  Root: 'root',
+  CriuPath: 'criuPath',
+  SystemdCgroup: 'systemdCgroup',
+  CriuImagePath: 'criuImagePath',
+  CriuWorkPath: 'criuWorkPath',
+};
+
 /** One runtime handler: what RunPodSandbox's runtime_handler names. */
 export interface RuntimeHandler {
   name: string;
@@ -216,6 +234,11 @@ export function resolveCriConfig(raw: CriPluginConfig, warn: (msg: string) => vo
     if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options)))
       throw bad(`${at}.options`, options, 'expected a table');
     for (const k of Object.keys(rest)) warn(`config key ${KEY}.${at}.${k} is not used by berth, ignored`);
+    for (const k of Object.keys((options as Record<string, unknown> | undefined) ?? {}))
+      if (!Object.hasOwn(RUNC_OPTION_FIELDS, k))
+        warn(
+          `config key ${KEY}.${at}.options.${k} is not a runc option (${Object.keys(RUNC_OPTION_FIELDS).join(', ')}), ignored`,
+        );
     runtimes.set(name, {
       name,
       type: runtime_type,

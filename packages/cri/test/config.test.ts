@@ -32,13 +32,20 @@ describe('resolveCriConfig', () => {
     const raw = defaultCriPluginConfig();
     raw.enable_tls_streaming = true;
     raw.containerd.runtimes = {
-      runc: { runtime_type: 'io.containerd.runc.v2', privileged_without_host_devices: true },
+      runc: {
+        runtime_type: 'io.containerd.runc.v2',
+        privileged_without_host_devices: true,
+        options: { Rooot: '/x' },
+      },
     };
     const warnings: string[] = [];
     resolveCriConfig(raw, (m) => warnings.push(m));
     expect(warnings).toEqual([
       'config key plugins."io.containerd.grpc.v1.cri".enable_tls_streaming = true is not used by berth, ignored',
       'config key plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.privileged_without_host_devices is not used by berth, ignored',
+      expect.stringMatching(
+        /^config key plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options.Rooot is not a runc option \(NoPivotRoot, .*Root.*\), ignored$/,
+      ),
     ]);
   });
 

@@ -1,25 +1,9 @@
 import type { AnyValue } from '@berth/api';
 import { encodeShimMessage } from '@berth/shim';
-import type { RuntimeHandler } from '../config';
+import { RUNC_OPTION_FIELDS, type RuntimeHandler } from '../config';
 
 /** The runc shim's options message (containerd.runc.v1.Options), as containerd 1.6's runtimeoptions. */
 const RUNC_OPTIONS_TYPE = 'containerd.runc.v1.Options';
-
-// config.toml spells runc's options in Go's field names (SystemdCgroup, BinaryName, ...);
-// the message's fields are the protobuf ones.
-const RUNC_OPTION_FIELDS: Record<string, string> = {
-  NoPivotRoot: 'noPivotRoot',
-  NoNewKeyring: 'noNewKeyring',
-  ShimCgroup: 'shimCgroup',
-  IoUid: 'ioUid',
-  IoGid: 'ioGid',
-  BinaryName: 'binaryName',
-  Root: 'root',
-  CriuPath: 'criuPath',
-  SystemdCgroup: 'systemdCgroup',
-  CriuImagePath: 'criuImagePath',
-  CriuWorkPath: 'criuWorkPath',
-};
 
 /**
  * What a container record's runtime.options (and so the shim's `start` stdin and the task's
@@ -33,7 +17,8 @@ export function runtimeOptions(handler: RuntimeHandler): AnyValue | undefined {
   const msg: Record<string, unknown> = {};
   for (const [k, v] of entries) {
     const field = RUNC_OPTION_FIELDS[k];
-    // Unknown keys are dropped as containerd's toml decoding into runc's Options drops them.
+    // Unknown keys are dropped, as containerd's toml decoding into runc's Options drops them
+    // (resolveCriConfig warned about them at start).
     if (field) msg[field] = v;
   }
   return { typeUrl: RUNC_OPTIONS_TYPE, value: Buffer.from(encodeShimMessage(RUNC_OPTIONS_TYPE, msg)) };
