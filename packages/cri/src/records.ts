@@ -16,6 +16,12 @@ export interface SandboxRecord {
   additionalIps: string[];
   /** The pause process (0 once it exited). */
   pid: number;
+  /** The pod's files its containers bind ('' or absent when the pod has none). */
+  resolvConfPath?: string;
+  hostsPath?: string;
+  hostnamePath?: string;
+  /** The pod's /dev/shm (a tmpfs of the pod's; '' when its IPC namespace is the host's). */
+  shmPath?: string;
 }
 
 /** A container as the plugin keeps it (persisted by the container manager; fields may grow). */
@@ -28,6 +34,10 @@ export interface ContainerRecord {
   /** The image's id (config digest), what ContainerStatus reports as image_ref's source. */
   imageId: string;
   imageRef: string;
+  /** The image's normalized name (ContainerStatus.image). */
+  imageName: string;
+  /** The image's StopSignal ('' for SIGTERM). */
+  stopSignal: string;
   /** The absolute log path ('' when the kubelet gave none). */
   logPath: string;
   state: 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
