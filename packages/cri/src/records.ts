@@ -16,12 +16,24 @@ export interface SandboxRecord {
   additionalIps: string[];
   /** The pause process (0 once it exited). */
   pid: number;
-  /** The pod's files its containers bind ('' or absent when the pod has none). */
-  resolvConfPath?: string;
-  hostsPath?: string;
-  hostnamePath?: string;
-  /** The pod's /dev/shm (a tmpfs of the pod's; '' when its IPC namespace is the host's). */
-  shmPath?: string;
+  /** The runtime handler's containerd runtime type (its containers run under the same). */
+  runtimeType: string;
+  /** The sandbox image as configured, and its id (config digest). */
+  image: string;
+  imageId: string;
+  /** Files the pod's containers bind-mount: `<cri root>/sandboxes/<id>/{hostname,hosts,resolv.conf}`. */
+  hostnamePath: string;
+  hostsPath: string;
+  resolvConfPath: string;
+  /** The pod's /dev/shm: a tmpfs at `<cri state>/sandboxes/<id>/shm`; '' for a host-IPC pod (the host's /dev/shm). */
+  shmPath: string;
+  /** The pause container's cgroups path (`<cgroup_parent>/<id>`, or the default `/k8s.io/<id>`). */
+  cgroupsPath: string;
+  /** Exit status of the pause process once it exited, and when (ns since the epoch; 0: not yet). */
+  exitCode: number;
+  exitedAt: number;
+  /** True once the pod's network was torn down (CNI DEL done, netns removed): its IP is no longer reported. */
+  networkClosed: boolean;
 }
 
 /** A container as the plugin keeps it (persisted by the container manager; fields may grow). */

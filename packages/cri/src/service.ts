@@ -69,8 +69,8 @@ export class CriService {
     };
   }
 
-  status(req: wire.cri.StatusRequest): wire.cri.StatusResponse {
-    const net = this.sandboxManager.networkStatus();
+  async status(req: wire.cri.StatusRequest): Promise<wire.cri.StatusResponse> {
+    const net = await this.sandboxManager.networkStatus();
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.config = JSON.stringify({
@@ -78,7 +78,7 @@ export class CriService {
         runtimes: Object.fromEntries(this.config.runtimes),
         podCidr: this.podCidr,
       });
-      info.lastCNILoadStatus = net.ready ? 'OK' : net.message;
+      info.lastCNILoadStatus = net.lastLoadStatus;
     }
     return {
       status: {

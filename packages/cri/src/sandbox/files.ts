@@ -1,0 +1,89 @@
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { hostname as osHostname } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { wire } from '@berth/api';
+
+const run = promisify(execFile);
+
+/** containerd's defaultShmSize: 64 MiB. */
+export const SHM_SIZE = 64 * 1024 * 1024;
+
+/** The files a pod's containers bind-mount from the host, under the sandbox's root directory. */
+export interface SandboxFiles {
+  hostname: string;
+  hosts: string;
+  resolvConf: string;
+}
+
+export function sandboxFiles(rootDir: string): SandboxFiles {
+  return {
+    hostname: join(rootDir, 'hostname'),
+    hosts: join(rootDir, 'hosts'),
+    resolvConf: join(rootDir, 'resolv.conf'),
+  };
+}
+
+/** Writes a file by rename so a reader never sees half of it. */
+export async function writeAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data, { mode });
+  await rename(tmp, path);
+}
+
+/** resolv.conf from the pod's DNSConfig, worded as containerd's parseDNSOptions writes it. */
+export function resolvConfFromDns(dns: wire.cri.DNSConfig): string {
+  let out = '';
+  if (dns.searches.length > 0) out += `search ${dns.searches.join(' ')}\n`;
+  for (const s of dns.servers) out += `nameserver ${s}\n`;
+  if (dns.options.length > 0) out += `options ${dns.options.join(' ')}\n`;
+  return out;
+}
+
+/**
+ * containerd's setupSandboxFiles: the hostname file (the pod's hostname, or the host's for a
+ * pod that names none), a copy of the host's /etc/hosts, and resolv.conf from the DNSConfig
+ * (a copy of the host's when the pod gives none).
+ */
+export async function writeSandboxFiles(
+  rootDir: string,
+  config: wire.cri.PodSandboxConfig,
+): Promise<SandboxFiles> {
+  await mkdir(rootDir, { recursive: true, mode: 0o755 });
+  const files = sandboxFiles(rootDir);
+  await writeAtomic(files.hostname, `${config.hostname || osHostname()}\n`);
+  await copyFile('/etc/hosts', files.hosts).catch(async (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ENOENT') throw e;
+    await writeAtomic(files.hosts, '');
+  });
+  const dns = config.dnsConfig;
+  if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) {
+    await writeAtomic(files.resolvConf, resolvConfFromDns(dns));
+  } else {
+    await copyFile('/etc/resolv.conf', files.resolvConf).catch(async (e: NodeJS.ErrnoException) => {
+      if (e.code !== 'ENOENT') throw e;
+      await writeAtomic(files.resolvConf, '');
+    });
+  }
+  return files;
+}
+
+/** The mount point of the pod's /dev/shm, true when something is mounted there. */
+export async function isMounted(path: string): Promise<boolean> {
+  const mounts = await readFile('/proc/self/mountinfo', 'utf8');
+  return mounts.split('\n').some((l) => l.split(' ')[4] === path);
+}
+
+/** The pod's own /dev/shm: a 64 MiB tmpfs the pod's containers share (not for host-IPC pods). */
+export async function mountShm(path: string): Promise<void> {
+  await mkdir(path, { recursive: true, mode: 0o700 });
+  if (await isMounted(path)) return;
+  await run('mount', ['-t', 'tmpfs', '-o', `nodev,noexec,nosuid,mode=1777,size=${SHM_SIZE}`, 'shm', path]);
+}
+
+/** Unmounts the pod's /dev/shm (every stacked mount, lazily: a container may still hold it) and removes the directory. */
+export async function unmountShm(path: string): Promise<void> {
+  for (let i = 0; i < 8 && (await isMounted(path)); i++) await run('umount', ['-l', path]);
+  await rm(path, { recursive: true, force: true });
+}

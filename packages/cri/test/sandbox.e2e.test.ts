@@ -1,0 +1,397 @@
+/**
+ * Pod sandboxes end to end: berthd with a CNI conf dir (bridge with a name of its own,
+ * host-local on a random 10.98.N.0/24, portmap) and a pause image (static busybox sleep)
+ * from a loopback registry, driven by crictl. Everything made here (bridge, DNAT chains,
+ * netns pins, shm mounts) is removed in afterAll.
+ */
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import {
+  buildImage,
+  type Daemon,
+  pushToRegistry,
+  type Registry,
+  startBerthd,
+  startRegistry,
+} from '@berth/testkit';
+
+const run = promisify(execFile);
+const CRICTL = '/work/shared/tools/crictl';
+const BRIDGE = `bsbx${process.pid % 100000}`;
+const NET = `berth-sbx-${process.pid}`;
+
+let root: string;
+let subnet: string; // "10.98.N"
+let ipForward = '';
+let registry: Registry;
+let berthd: Daemon;
+let daemonDir: string;
+let config: string;
+const servers: ChildProcess[] = [];
+
+interface Crictl {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function crictl(...args: string[]): Promise<Crictl> {
+  const endpoint = `unix://${berthd.address}`;
+  try {
+    const { stdout, stderr } = await run(
+      CRICTL,
+      ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', '60s', ...args],
+      { maxBuffer: 16 << 20 },
+    );
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+async function ok(...args: string[]): Promise<string> {
+  const r = await crictl(...args);
+  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
+  return r.stdout.trim();
+}
+
+let podSeq = 0;
+async function podConfig(over: Record<string, unknown> = {}): Promise<string> {
+  const n = ++podSeq;
+  const cfg = {
+    metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
+    hostname: `pod${n}-host`,
+    log_directory: join(root, 'logs', `pod${n}`),
+    labels: { app: 'sandbox-e2e', n: String(n) },
+    annotations: { 'e2e.berth/n': String(n) },
+    linux: {},
+    ...over,
+  };
+  const path = join(root, `pod${n}.json`);
+  await writeFile(path, JSON.stringify(cfg));
+  return path;
+}
+
+interface Inspect {
+  status: {
+    id: string;
+    state: string;
+    network: { ip: string };
+    linux: { namespaces: { options: { network: string; pid: string; ipc: string } } };
+    labels: Record<string, string>;
+  };
+  info: { pid: number; netns: string; runtimeSpec: Record<string, unknown>; runtimeHandler: string };
+}
+
+const inspect = async (id: string): Promise<Inspect> => JSON.parse(await ok('inspectp', id));
+const natRules = async () => (await run('iptables', ['-w', '-t', 'nat', '-S'])).stdout;
+const mounts = () => readFile('/proc/self/mountinfo', 'utf8');
+const vethsOnBridge = async () =>
+  (await run('ip', ['-o', 'link', 'show', 'master', BRIDGE]).catch(() => ({ stdout: '' }))).stdout.trim();
+const leases = async () =>
+  (await readdir(join(root, 'ipam', NET)).catch(() => [] as string[])).filter((f) =>
+    f.startsWith(`${subnet}.`),
+  );
+
+async function until(what: string, fn: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function get(url: string): Promise<string> {
+  let last: unknown;
+  for (let i = 0; i < 100; i++) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      return await res.text();
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`GET ${url}: ${(last as Error)?.message}`);
+}
+
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'berth-cri-sbx-'));
+  daemonDir = join(root, 'daemon');
+  await mkdir(join(root, 'net.d'), { recursive: true });
+  ipForward = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
+  const routes = (await run('ip', ['-4', 'route'])).stdout;
+  for (;;) {
+    const n = 1 + Math.floor(Math.random() * 254);
+    if (!routes.includes(`10.98.${n}.`)) {
+      subnet = `10.98.${n}`;
+      break;
+    }
+  }
+  await writeFile(
+    join(root, 'net.d', '10-sbx.conflist'),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: NET,
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: BRIDGE,
+          isGateway: true,
+          ipMasq: false,
+          hairpinMode: true,
+          ipam: {
+            type: 'host-local',
+            dataDir: join(root, 'ipam'),
+            ranges: [[{ subnet: `${subnet}.0/24` }]],
+            routes: [{ dst: '0.0.0.0/0' }],
+          },
+        },
+        { type: 'portmap', capabilities: { portMappings: true } },
+      ],
+    }),
+  );
+  registry = await startRegistry();
+  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
+  await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
+  const hostsDir = join(root, 'certs.d');
+  await mkdir(join(hostsDir, registry.host), { recursive: true });
+  await writeFile(
+    join(hostsDir, registry.host, 'hosts.toml'),
+    `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
+  config = [
+    'version = 2',
+    '[plugins."io.containerd.grpc.v1.cri"]',
+    `  sandbox_image = "${registry.host}/e2e/pause:v1"`,
+    '  netns_mounts_under_state_dir = true',
+    // this host may withhold CAP_SYS_RESOURCE: then -998 cannot be set, the daemon's own score is the floor
+    '  restrict_oom_score_adj = true',
+    '[plugins."io.containerd.grpc.v1.cri".cni]',
+    '  bin_dir = "/usr/lib/cni"',
+    `  conf_dir = "${join(root, 'net.d')}"`,
+    '[plugins."io.containerd.grpc.v1.cri".registry]',
+    `  config_path = "${hostsDir}"`,
+    '',
+  ].join('\n');
+  await mkdir(daemonDir, { recursive: true });
+  berthd = await startBerthd({ dir: daemonDir, config });
+}, 120_000);
+
+afterAll(async () => {
+  for (const s of servers) s.kill('SIGKILL');
+  if (berthd) {
+    await crictl('rmp', '--all', '--force').catch(() => {});
+    await berthd.stop();
+  }
+  await registry?.stop();
+  // whatever a failed test left: shm mounts and netns pins under the daemon's state, the bridge, DNAT chains
+  for (const line of (await mounts()).split('\n').reverse()) {
+    const mp = line.split(' ')[4];
+    if (mp?.startsWith(daemonDir)) await run('umount', ['-l', mp]).catch(() => {});
+  }
+  await run('ip', ['link', 'del', BRIDGE]).catch(() => {});
+  const rules = await natRules().catch(() => '');
+  const chains = new Set<string>();
+  for (const line of rules.split('\n')) {
+    const m = /^-A (CNI-DN-[0-9a-f]+) .*/.exec(line);
+    if (m && line.includes(`${subnet}.`)) chains.add(m[1]!);
+  }
+  for (const parent of ['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-SETMARK', 'CNI-HOSTPORT-MASQ']) {
+    const list = (
+      await run('iptables', ['-w', '-t', 'nat', '-L', parent, '-n', '--line-numbers']).catch(() => ({
+        stdout: '',
+      }))
+    ).stdout;
+    const nums = list
+      .split('\n')
+      .map((l) => l.trim().split(/\s+/))
+      .filter((f) => chains.has(f[1]!))
+      .map((f) => Number(f[0]))
+      .sort((a, b) => b - a);
+    for (const n of nums) await run('iptables', ['-w', '-t', 'nat', '-D', parent, String(n)]).catch(() => {});
+  }
+  for (const c of chains) {
+    await run('iptables', ['-w', '-t', 'nat', '-F', c]).catch(() => {});
+    await run('iptables', ['-w', '-t', 'nat', '-X', c]).catch(() => {});
+  }
+  if (ipForward) await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward).catch(() => {});
+  await rm(root, { recursive: true, force: true });
+}, 120_000);
+
+describe('pod sandboxes through crictl', () => {
+  test('Status reports NetworkReady from the CNI conf dir', async () => {
+    const info = JSON.parse(await ok('info'));
+    const net = info.status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
+    expect(net.status).toBe(true);
+  });
+
+  test('runp: a READY pod with an IP on the bridge, its own netns, shm and hostPort; stopp/rmp leave nothing', async () => {
+    const hostPort = 20000 + (process.pid % 20000);
+    const id = await ok(
+      'runp',
+      await podConfig({
+        port_mappings: [{ protocol: 0, container_port: 80, host_port: hostPort }],
+        dns_config: { servers: ['10.0.0.10'], searches: ['e2e.svc'], options: ['ndots:5'] },
+        linux: { sysctls: { 'net.ipv4.ip_forward': '1' } },
+      }),
+    );
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+
+    const pods = JSON.parse(await ok('pods', '-o', 'json')).items;
+    expect(pods.map((p: { id: string }) => p.id)).toContain(id);
+    const st = await inspect(id);
+    expect(st.status.state).toBe('SANDBOX_READY');
+    expect(st.status.network.ip.startsWith(`${subnet}.`)).toBe(true);
+    expect(st.status.linux.namespaces.options).toMatchObject({ network: 'POD', pid: 'POD', ipc: 'POD' });
+    expect(st.info.runtimeHandler).toBe('berth');
+    const ip = st.status.network.ip;
+
+    // the pause process lives in the pinned netns, which is under the state dir
+    const netns = st.info.netns;
+    expect(netns.startsWith(join(berthd.state, 'io.containerd.grpc.v1.cri', 'netns'))).toBe(true);
+    expect((await stat(`/proc/${st.info.pid}/ns/net`)).ino).toBe((await stat(netns)).ino);
+    const own = Number((await readFile(`/proc/${berthd.pid}/oom_score_adj`, 'utf8')).trim());
+    expect(Number((await readFile(`/proc/${st.info.pid}/oom_score_adj`, 'utf8')).trim())).toBe(
+      Math.max(-998, own),
+    );
+    const spec = st.info.runtimeSpec as {
+      hostname: string;
+      annotations: Record<string, string>;
+      linux: { sysctl: Record<string, string>; namespaces: { type: string; path?: string }[] };
+      root: { readonly: boolean };
+    };
+    expect(spec.hostname).toBe(`pod${podSeq}-host`);
+    expect(spec.root.readonly).toBe(true);
+    expect(spec.linux.sysctl).toEqual({ 'net.ipv4.ip_forward': '1' });
+    expect(spec.annotations['io.kubernetes.cri.container-type']).toBe('sandbox');
+    expect(spec.annotations['io.kubernetes.cri.sandbox-id']).toBe(id);
+    expect(spec.linux.namespaces).toContainEqual({ type: 'network', path: netns });
+
+    // files for the pod's containers, and its /dev/shm
+    const criRoot = join(berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes', id);
+    expect(await readFile(join(criRoot, 'resolv.conf'), 'utf8')).toBe(
+      'search e2e.svc\nnameserver 10.0.0.10\noptions ndots:5\n',
+    );
+    expect(await readFile(join(criRoot, 'hostname'), 'utf8')).toBe(`pod${podSeq}-host\n`);
+    const shm = join(berthd.state, 'io.containerd.grpc.v1.cri', 'sandboxes', id, 'shm');
+    expect(await mounts()).toContain(` ${shm} `);
+
+    // reachable from the host, and through the hostPort on the bridge's gateway
+    await run('/bin/busybox', ['ping', '-c', '1', '-W', '5', ip]);
+    const www = join(root, 'www');
+    await mkdir(www, { recursive: true });
+    await writeFile(join(www, 'index.html'), 'hello from the pod');
+    servers.push(
+      spawn('nsenter', [`--net=${netns}`, '/bin/busybox', 'httpd', '-f', '-p', '80', '-h', www], {
+        stdio: 'ignore',
+      }),
+    );
+    expect(await get(`http://${ip}/`)).toBe('hello from the pod');
+    expect(await get(`http://${subnet}.1:${hostPort}/`)).toBe('hello from the pod');
+    expect(await natRules()).toContain(`--dport ${hostPort}`);
+    expect(await leases()).toContain(ip);
+    expect(await vethsOnBridge()).not.toBe('');
+    servers.pop()?.kill('SIGKILL');
+
+    await ok('stopp', id);
+    const stopped = await inspect(id);
+    expect(stopped.status.state).toBe('SANDBOX_NOTREADY');
+    expect(stopped.status.network.ip).toBe('');
+    expect(existsSync(netns)).toBe(false);
+    expect(await vethsOnBridge()).toBe('');
+    expect(await leases()).not.toContain(ip);
+    expect(await natRules()).not.toContain(`--dport ${hostPort}`);
+    expect(await mounts()).not.toContain(` ${shm} `);
+    await ok('stopp', id); // a second stop is fine
+
+    await ok('rmp', id);
+    expect(JSON.parse(await ok('pods', '-o', 'json')).items).toEqual([]);
+    expect(existsSync(criRoot)).toBe(false);
+    const ctr = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
+    expect(ctr.stdout).not.toContain(id);
+  }, 120_000);
+
+  test('error paths: unknown id NotFound, a name in use AlreadyExists naming the holder, bad metadata, unknown handler', async () => {
+    const unknown = await crictl('inspectp', 'f00dfeed');
+    expect(unknown.code).not.toBe(0);
+    expect(unknown.stderr).toMatch(/code = NotFound desc = .*f00dfeed/);
+    const stopUnknown = await crictl('stopp', 'f00dfeed');
+    expect(stopUnknown.stderr).toMatch(/code = NotFound/);
+
+    const cfg = await podConfig();
+    const id = await ok('runp', cfg);
+    const again = await crictl('runp', cfg);
+    expect(again.code).not.toBe(0);
+    expect(again.stderr).toMatch(/code = AlreadyExists desc = .*reserved for \\?"[0-9a-f]{64}/);
+    expect(again.stderr).toContain(id);
+
+    const noUid = join(root, 'nouid.json');
+    await writeFile(noUid, JSON.stringify({ metadata: { name: 'nouid', namespace: 'e2e' } }));
+    const bad = await crictl('runp', noUid);
+    expect(bad.stderr).toMatch(/code = InvalidArgument desc = .*uid/);
+
+    const handler = await crictl('runp', '--runtime', 'nosuch', await podConfig());
+    expect(handler.code).not.toBe(0);
+    expect(handler.stderr).toMatch(/code = NotFound desc = no runtime for \\?"nosuch\\?" is configured/);
+    // the failed runs left no pod and no name behind
+    const items = JSON.parse(await ok('pods', '-o', 'json')).items;
+    expect(items.map((p: { id: string }) => p.id)).toEqual([id]);
+
+    // filters: by state, label, id prefix
+    expect(JSON.parse(await ok('pods', '-o', 'json', '--label', `n=${podSeq - 1}`)).items).toHaveLength(1);
+    expect(JSON.parse(await ok('pods', '-o', 'json', '--label', 'n=nosuch')).items).toHaveLength(0);
+    expect(JSON.parse(await ok('pods', '-o', 'json', '--id', id.slice(0, 12))).items).toHaveLength(1);
+    expect(JSON.parse(await ok('pods', '-o', 'json', '--state', 'notready')).items).toHaveLength(0);
+
+    // the pause process dying makes the pod NOTREADY
+    const { info } = await inspect(id);
+    process.kill(info.pid, 'SIGKILL');
+    await until('NOTREADY', async () => (await inspect(id)).status.state === 'SANDBOX_NOTREADY');
+    expect(JSON.parse(await ok('pods', '-o', 'json', '--state', 'notready')).items).toHaveLength(1);
+    await ok('rmp', id);
+  }, 120_000);
+
+  test('a host-network pod has no netns and reports no IP', async () => {
+    const id = await ok(
+      'runp',
+      await podConfig({ linux: { security_context: { namespace_options: { network: 2, ipc: 2 } } } }),
+    );
+    const st = await inspect(id);
+    expect(st.status.network.ip).toBe('');
+    expect(st.status.linux.namespaces.options.network).toBe('NODE');
+    expect((await stat(`/proc/${st.info.pid}/ns/net`)).ino).toBe((await stat('/proc/self/ns/net')).ino);
+    await ok('rmp', '--force', id);
+  }, 60_000);
+
+  test('after SIGKILL and a restart the pod is listed as before, and stop tears its network down', async () => {
+    const id = await ok('runp', await podConfig());
+    const before = await inspect(id);
+    expect(await vethsOnBridge()).not.toBe('');
+    await berthd.stop('SIGKILL');
+    berthd = await startBerthd({ dir: daemonDir, config });
+    const after = await inspect(id);
+    expect(after.status.state).toBe('SANDBOX_READY');
+    expect(after.status.network.ip).toBe(before.status.network.ip);
+    expect(after.info.pid).toBe(before.info.pid);
+    expect(JSON.parse(await ok('pods', '-o', 'json')).items.map((p: { id: string }) => p.id)).toContain(id);
+    // the name stays reserved
+    const dup = await crictl('runp', join(root, `pod${podSeq}.json`));
+    expect(dup.stderr).toMatch(/AlreadyExists/);
+
+    await ok('stopp', id);
+    expect(await vethsOnBridge()).toBe('');
+    expect(await leases()).not.toContain(before.status.network.ip);
+    expect(existsSync(before.info.netns)).toBe(false);
+    expect(existsSync(`/proc/${before.info.pid}`)).toBe(false);
+    await ok('rmp', id);
+    expect(JSON.parse(await ok('pods', '-o', 'json')).items.map((p: { id: string }) => p.id)).not.toContain(
+      id,
+    );
+  }, 180_000);
+});
