@@ -412,12 +412,6 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
     });
   }
   opts.push(withPodNamespaces(s, input.sandboxPid, input.targetPid ?? input.sandboxPid));
-  const supplemental = s?.supplementalGroups ?? [];
-  opts.push((spec) => {
-    const p = ensureProcess(spec);
-    const merged = mergeGids(p.user.additionalGids ?? [], supplemental);
-    if (merged.length > 0) p.user.additionalGids = merged;
-  });
   opts.push(
     oci.withAnnotations({
       [ANNOTATIONS.containerType]: 'container',
@@ -440,6 +434,13 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
     const before = p.user.additionalGids ?? [];
     await oci.withAdditionalGIDs(gidsUser)(spec, ctx);
     p.user.additionalGids = mergeGids(p.user.additionalGids ?? [], before);
+  });
+  // After the user's, which resets the additional groups.
+  const supplemental = s?.supplementalGroups ?? [];
+  opts.push((spec) => {
+    const p = ensureProcess(spec);
+    const merged = mergeGids(p.user.additionalGids ?? [], supplemental);
+    if (merged.length > 0) p.user.additionalGids = merged;
   });
   return opts;
 }
