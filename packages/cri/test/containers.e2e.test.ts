@@ -11,7 +11,6 @@ import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { grpcService, protoType, type wire } from '@berth/api';
-import * as grpc from '@grpc/grpc-js';
 import {
   buildImage,
   ctr,
@@ -21,6 +20,7 @@ import {
   startBerthd,
   startRegistry,
 } from '@berth/testkit';
+import * as grpc from '@grpc/grpc-js';
 
 const run = promisify(execFile);
 const CRICTL = '/work/shared/tools/crictl';
