@@ -446,7 +446,7 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
 }
 
 /** The OCI spec of a container (root.path `rootfs`, relative to the bundle, as containerd's CRI writes it). */
-export function containerSpec(input: ContainerSpecInput): Promise<Spec> {
+export async function containerSpec(input: ContainerSpecInput): Promise<Spec> {
   return oci.generateSpec(
     { namespace: 'k8s.io', id: input.id, rootfs: input.rootfs },
     ...containerSpecOpts(input),
