@@ -3,9 +3,10 @@ import type { wire } from '@berth/api';
 /** A pod sandbox as the plugin keeps it (persisted by the sandbox manager; fields may grow). */
 export interface SandboxRecord {
   id: string;
-  /** k8s_POD_<name>_<namespace>_<uid>_<attempt>: unique while the pod exists. */
+  /** <name>_<namespace>_<uid>_<attempt> (sandboxName()): unique while the pod exists. */
   name: string;
   config: wire.cri.PodSandboxConfig;
+  /** As RunPodSandbox named it ('' for the default: `config.runtimes.get(h || config.defaultRuntimeName)`). */
   runtimeHandler: string;
   /** Nanoseconds since the epoch. */
   createdAt: number;
@@ -34,6 +35,8 @@ export interface SandboxRecord {
   exitedAt: number;
   /** True once the pod's network was torn down (CNI DEL done, netns removed): its IP is no longer reported. */
   networkClosed: boolean;
+  /** go-cni's Result of the pod's CNI ADD (verbose PodSandboxStatus' `cniResult`); null for host network. */
+  cniResult: unknown;
 }
 
 /** A container as the plugin keeps it (persisted by the container manager; fields may grow). */
@@ -63,9 +66,9 @@ export interface ContainerRecord {
   pid: number;
 }
 
-/** Pod and container names as the kubelet's dockershim heritage spells them (containerd's makeSandboxName). */
+/** A pod's name as containerd 1.6's makeSandboxName spells it: `<name>_<namespace>_<uid>_<attempt>`. */
 export function sandboxName(m: wire.cri.PodSandboxMetadata): string {
-  return ['k8s_POD', m.name, m.namespace, m.uid, String(m.attempt)].join('_');
+  return [m.name, m.namespace, m.uid, String(m.attempt)].join('_');
 }
 
 export function containerName(c: wire.cri.ContainerMetadata, s: wire.cri.PodSandboxMetadata): string {

@@ -23,6 +23,8 @@ const run = promisify(execFile);
 const CRICTL = '/work/shared/tools/crictl';
 const BRIDGE = `bsbx${process.pid % 100000}`;
 const NET = `berth-sbx-${process.pid}`;
+// the cgroup parent of a pod in the runc test, removed (in every hierarchy) in afterAll
+const CGROUP_PARENT = `/berth-sbx-e2e-${process.pid}`;
 
 let root: string;
 let subnet: string; // "10.98.N"
@@ -85,10 +87,23 @@ interface Inspect {
     linux: { namespaces: { options: { network: string; pid: string; ipc: string } } };
     labels: Record<string, string>;
   };
-  info: { pid: number; netns: string; runtimeSpec: Record<string, unknown>; runtimeHandler: string };
+  info: {
+    pid: number;
+    processStatus: string;
+    netns: string;
+    runtimeSpec: { linux: { namespaces: { type: string; path?: string }[] } };
+    runtimeHandler: string;
+    config: Record<string, unknown>;
+    cniResult: { Interfaces: Record<string, { IPConfigs: { IP: string; Gateway: string }[] | null }> } | null;
+  };
 }
 
-const inspect = async (id: string): Promise<Inspect> => JSON.parse(await ok('inspectp', id));
+/** crictl inspectp; `info.netns` is the network namespace the pause container joined ('' for the host's). */
+async function inspect(id: string): Promise<Inspect> {
+  const out = JSON.parse(await ok('inspectp', id)) as Inspect;
+  out.info.netns = out.info.runtimeSpec?.linux.namespaces.find((n) => n.type === 'network')?.path ?? '';
+  return out;
+}
 const natRules = async () => (await run('iptables', ['-w', '-t', 'nat', '-S'])).stdout;
 const mounts = () => readFile('/proc/self/mountinfo', 'utf8');
 const vethsOnBridge = async () =>
@@ -172,6 +187,10 @@ beforeAll(async () => {
     '  netns_mounts_under_state_dir = true',
     // this host may withhold CAP_SYS_RESOURCE: then -998 cannot be set, the daemon's own score is the floor
     '  restrict_oom_score_adj = true',
+    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
+    '  runtime_type = "io.containerd.runc.v2"',
+    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
+    `  Root = "${join(root, 'runc')}"`,
     '[plugins."io.containerd.grpc.v1.cri".cni]',
     '  bin_dir = "/usr/lib/cni"',
     `  conf_dir = "${join(root, 'net.d')}"`,
@@ -220,6 +239,12 @@ afterAll(async () => {
     await run('iptables', ['-w', '-t', 'nat', '-F', c]).catch(() => {});
     await run('iptables', ['-w', '-t', 'nat', '-X', c]).catch(() => {});
   }
+  for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
+    const dir = join('/sys/fs/cgroup', h, CGROUP_PARENT);
+    const v2 = join('/sys/fs/cgroup', CGROUP_PARENT);
+    for (const d of [dir, v2])
+      if (existsSync(d)) await run('find', [d, '-depth', '-type', 'd', '-delete']).catch(() => {});
+  }
   if (ipForward) await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward).catch(() => {});
   await rm(root, { recursive: true, force: true });
 }, 120_000);
@@ -249,8 +274,18 @@ describe('pod sandboxes through crictl', () => {
     expect(st.status.state).toBe('SANDBOX_READY');
     expect(st.status.network.ip.startsWith(`${subnet}.`)).toBe(true);
     expect(st.status.linux.namespaces.options).toMatchObject({ network: 'POD', pid: 'POD', ipc: 'POD' });
-    expect(st.info.runtimeHandler).toBe('berth');
+    // the default handler (berth) is reported as the request named it: '', as containerd does
+    expect(st.info.runtimeHandler).toBe('');
     const ip = st.status.network.ip;
+    // verbose info as containerd's: the config in Go's JSON, go-cni's result
+    expect(st.info.config).toMatchObject({
+      metadata: { name: `pod${podSeq}`, namespace: 'e2e', uid: `uid-${podSeq}` },
+      hostname: `pod${podSeq}-host`,
+      port_mappings: [{ container_port: 80, host_port: hostPort }],
+      linux: { sysctls: { 'net.ipv4.ip_forward': '1' } },
+    });
+    expect(st.info.cniResult?.Interfaces.eth0?.IPConfigs).toEqual([{ IP: ip, Gateway: `${subnet}.1` }]);
+    expect(st.info.cniResult?.Interfaces.lo?.IPConfigs?.[0]?.IP).toBe('127.0.0.1');
 
     // the pause process lives in the pinned netns, which is under the state dir
     const netns = st.info.netns;
@@ -265,6 +300,7 @@ describe('pod sandboxes through crictl', () => {
       annotations: Record<string, string>;
       linux: { sysctl: Record<string, string>; namespaces: { type: string; path?: string }[] };
       root: { readonly: boolean };
+      mounts: { destination: string; source: string; options: string[] }[];
     };
     expect(spec.hostname).toBe(`pod${podSeq}-host`);
     expect(spec.root.readonly).toBe(true);
@@ -281,6 +317,18 @@ describe('pod sandboxes through crictl', () => {
     expect(await readFile(join(criRoot, 'hostname'), 'utf8')).toBe(`pod${podSeq}-host\n`);
     const shm = join(berthd.state, 'io.containerd.grpc.v1.cri', 'sandboxes', id, 'shm');
     expect(await mounts()).toContain(` ${shm} `);
+    expect(spec.mounts).toContainEqual({
+      destination: '/dev/shm',
+      type: 'bind',
+      source: shm,
+      options: ['rbind', 'ro'],
+    });
+    expect(spec.mounts).toContainEqual({
+      destination: '/etc/resolv.conf',
+      type: 'bind',
+      source: join(criRoot, 'resolv.conf'),
+      options: ['rbind', 'ro'],
+    });
 
     // reachable from the host, and through the hostPort on the bridge's gateway
     await run('/bin/busybox', ['ping', '-c', '1', '-W', '5', ip]);
@@ -303,6 +351,8 @@ describe('pod sandboxes through crictl', () => {
     const stopped = await inspect(id);
     expect(stopped.status.state).toBe('SANDBOX_NOTREADY');
     expect(stopped.status.network.ip).toBe('');
+    expect(stopped.info.pid).toBe(0);
+    expect(stopped.info.processStatus).toBe('deleted');
     expect(existsSync(netns)).toBe(false);
     expect(await vethsOnBridge()).toBe('');
     expect(await leases()).not.toContain(ip);
@@ -328,7 +378,9 @@ describe('pod sandboxes through crictl', () => {
     const id = await ok('runp', cfg);
     const again = await crictl('runp', cfg);
     expect(again.code).not.toBe(0);
-    expect(again.stderr).toMatch(/code = AlreadyExists desc = .*reserved for \\?"[0-9a-f]{64}/);
+    expect(again.stderr).toMatch(
+      /code = AlreadyExists desc = failed to reserve sandbox name \\?"pod\d+_e2e_uid-\d+_0\\?": .*reserved for \\?"[0-9a-f]{64}/,
+    );
     expect(again.stderr).toContain(id);
 
     const noUid = join(root, 'nouid.json');
@@ -338,7 +390,9 @@ describe('pod sandboxes through crictl', () => {
 
     const handler = await crictl('runp', '--runtime', 'nosuch', await podConfig());
     expect(handler.code).not.toBe(0);
-    expect(handler.stderr).toMatch(/code = NotFound desc = no runtime for \\?"nosuch\\?" is configured/);
+    expect(handler.stderr).toMatch(
+      /code = Unknown desc = failed to get sandbox runtime: no runtime for \\?"nosuch\\?" is configured/,
+    );
     // the failed runs left no pod and no name behind
     const items = JSON.parse(await ok('pods', '-o', 'json')).items;
     expect(items.map((p: { id: string }) => p.id)).toEqual([id]);
@@ -356,6 +410,28 @@ describe('pod sandboxes through crictl', () => {
     expect(JSON.parse(await ok('pods', '-o', 'json', '--state', 'notready')).items).toHaveLength(1);
     await ok('rmp', id);
   }, 120_000);
+
+  test("runtime handler runc: containerd-shim-runc-v2 with the handler's options (runc root)", async () => {
+    const id = await ok(
+      'runp',
+      '--runtime',
+      'runc',
+      await podConfig({ linux: { cgroup_parent: CGROUP_PARENT } }),
+    );
+    const st = await inspect(id);
+    expect(st.status.state).toBe('SANDBOX_READY');
+    expect(st.info.runtimeHandler).toBe('runc');
+    expect(st.status.network.ip.startsWith(`${subnet}.`)).toBe(true);
+    // runc keeps its state under the configured Root, per namespace
+    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(true);
+    const spec = st.info.runtimeSpec as { linux: { cgroupsPath: string } };
+    expect(spec.linux.cgroupsPath).toBe(`${CGROUP_PARENT}/${id}`);
+    const cgroup = await readFile(`/proc/${st.info.pid}/cgroup`, 'utf8');
+    expect(cgroup).toContain(`${CGROUP_PARENT}/${id}`);
+    await ok('stopp', id);
+    await ok('rmp', id);
+    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(false);
+  }, 60_000);
 
   test('a host-network pod has no netns and reports no IP', async () => {
     const id = await ok(

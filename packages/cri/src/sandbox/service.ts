@@ -7,23 +7,16 @@ import {
   type Context,
   InvalidArgumentError,
   isNotFound,
-  NotFoundError,
-  UnavailableError,
+  UnknownError,
   type wire,
 } from '@berth/api';
 import { oci } from '@berth/client';
-import {
-  Cni,
-  createNetns,
-  type NetworkAttachment,
-  type PortMapping,
-  readCacheEntries,
-  removeNetns,
-} from '@berth/cni';
+import { Cni, createNetns, type NetworkAttachment, type PortMapping, removeNetns } from '@berth/cni';
 import type { RuntimeHandler } from '../config';
 import { type SandboxRecord, sandboxName } from '../records';
 import type { CriService } from '../service';
 import { mountShm, unmountShm, writeAtomic, writeSandboxFiles } from './files';
+import { goCniResult, goJson } from './info';
 import { runtimeOptions, systemdCgroup } from './runtime-options';
 import { cgroupsPath as makeCgroupsPath, sandboxSpec } from './spec';
 
@@ -40,12 +33,12 @@ const SIGKILL = 9;
 /** What of a record never changes: kept in the container record's extension. */
 type SandboxMetadata = Omit<
   SandboxRecord,
-  'state' | 'pid' | 'ip' | 'additionalIps' | 'exitCode' | 'exitedAt' | 'networkClosed'
+  'state' | 'pid' | 'ip' | 'additionalIps' | 'exitCode' | 'exitedAt' | 'networkClosed' | 'cniResult'
 >;
 /** What changes: kept in `<cri root>/sandboxes/<id>/status.json`. */
 type SandboxStatusFile = Pick<
   SandboxRecord,
-  'state' | 'pid' | 'ip' | 'additionalIps' | 'exitCode' | 'exitedAt' | 'networkClosed'
+  'state' | 'pid' | 'ip' | 'additionalIps' | 'exitCode' | 'exitedAt' | 'networkClosed' | 'cniResult'
 >;
 
 const nowNs = (): number => Date.now() * 1_000_000;
@@ -146,6 +139,7 @@ export class SandboxManager {
       exitCode: rec.exitCode,
       exitedAt: rec.exitedAt,
       networkClosed: rec.networkClosed,
+      cniResult: rec.cniResult,
     };
     await mkdir(this.rootDir(rec.id), { recursive: true });
     await writeAtomic(join(this.rootDir(rec.id), 'status.json'), JSON.stringify(status));
@@ -179,6 +173,7 @@ export class SandboxManager {
           exitCode: status?.exitCode ?? 0,
           exitedAt: status?.exitedAt ?? 0,
           networkClosed: status?.networkClosed ?? meta.netnsPath === '',
+          cniResult: status?.cniResult ?? null,
         };
       } catch (e) {
         this.deps.log.warn(`sandbox ${c.id}: unreadable metadata, skipped: ${(e as Error).message}`);
@@ -213,10 +208,10 @@ export class SandboxManager {
     return this.cni.status();
   }
 
+  /** The handler RunPodSandbox names ('' is the default); Unknown otherwise, worded and coded as containerd's. */
   private handler(name: string): RuntimeHandler {
-    const handlerName = name || this.cri.config.defaultRuntimeName;
-    const h = this.cri.config.runtimes.get(handlerName);
-    if (!h) throw new NotFoundError(`no runtime for "${handlerName}" is configured`);
+    const h = this.cri.config.runtimes.get(name || this.cri.config.defaultRuntimeName);
+    if (!h) throw new UnknownError(`failed to get sandbox runtime: no runtime for "${name}" is configured`);
     return h;
   }
 
@@ -224,7 +219,12 @@ export class SandboxManager {
     const config = requireConfig(req.config);
     const id = randomBytes(32).toString('hex');
     const name = sandboxName(config.metadata!);
-    this.cri.sandboxNames.reserve(name, id);
+    try {
+      this.cri.sandboxNames.reserve(name, id);
+    } catch (e) {
+      (e as Error).message = `failed to reserve sandbox name "${name}": ${(e as Error).message}`;
+      throw e;
+    }
     const undo: (() => Promise<unknown>)[] = [async () => this.cri.sandboxNames.release(name)];
     try {
       return await this.locked(id, () => this.create(ctx, id, name, config, req.runtimeHandler, undo));
@@ -268,7 +268,8 @@ export class SandboxManager {
       if (!this.cni.status().ready) await this.cni.load();
       const net = this.cni.status();
       if (!net.ready)
-        throw new UnavailableError(`failed to setup network for sandbox "${id}": ${net.message}`);
+        // containerd's words and code (Unknown) for a node whose CNI config is not there yet
+        throw new UnknownError(`failed to setup network for sandbox "${id}": cni plugin not initialized`);
       const opts = { args: this.cniArgs({ id, config }), portMappings: portMappings(config) };
       undo.push(() => this.cni.remove(id, netnsPath, opts));
       attachments = await this.cni.setup(id, netnsPath, opts);
@@ -294,6 +295,7 @@ export class SandboxManager {
       image: { name: image.record.name, config: image.config.config ?? {} },
       netnsPath,
       shmPath,
+      resolvConfPath: files.resolvConf,
       systemdCgroup: systemdCgroup(handler),
       restrictOomScoreAdj: this.cri.config.restrictOomScoreAdj,
       disableCgroup: this.cri.config.disableCgroup,
@@ -303,7 +305,7 @@ export class SandboxManager {
       id,
       name,
       config,
-      runtimeHandler: handler.name,
+      runtimeHandler: handlerName,
       runtimeType: handler.type,
       createdAt: nowNs(),
       state: 'SANDBOX_NOTREADY',
@@ -323,6 +325,7 @@ export class SandboxManager {
       exitCode: 0,
       exitedAt: 0,
       networkClosed: hostNetwork,
+      cniResult: hostNetwork ? null : goCniResult(attachments),
     };
     const {
       state: _s,
@@ -332,6 +335,7 @@ export class SandboxManager {
       exitCode: _e,
       exitedAt: _x,
       networkClosed: _n,
+      cniResult: _c,
       ...meta
     } = rec;
     const options = runtimeOptions(handler);
@@ -381,12 +385,14 @@ export class SandboxManager {
   }
 
   /** Waits for the pause process's exit; the pod is NOTREADY then (containerd's handleSandboxExit). */
-  private watch(ctx: Context, rec: SandboxRecord): void {
+  private watch(callCtx: Context, rec: SandboxRecord): void {
     const signal = this.closing.signal;
+    // Not the RunPodSandbox call's cancellation: the watch outlives the call, until the daemon closes.
+    const ctx: Context = { namespace: callCtx.namespace, signal };
     const p = (async () => {
       let res: wire.tasks.WaitResponse;
       try {
-        res = await this.deps.tasks.wait({ ...ctx, signal }, { containerId: rec.id, execId: '' });
+        res = await this.deps.tasks.wait(ctx, { containerId: rec.id, execId: '' });
       } catch {
         return; // the daemon is closing, or the task is gone (stop/remove handle it)
       }
@@ -531,26 +537,22 @@ export class SandboxManager {
       } catch (e) {
         if (!isNotFound(e)) throw e;
       }
-      const handler = this.cri.config.runtimes.get(rec.runtimeHandler);
-      let cniResult: unknown = null;
-      if (!rec.networkClosed && rec.netnsPath) {
-        const entries = await readCacheEntries(join(this.deps.root, 'cni-cache'), rec.id).catch(() => []);
-        cniResult = Object.fromEntries(entries.map((e) => [e.ifName, e.result]));
-      }
+      const handler = this.cri.config.runtimes.get(rec.runtimeHandler || this.cri.config.defaultRuntimeName);
+      // containerd's sandboxInfo, key for key
       info.info = JSON.stringify({
         pid: rec.pid,
-        processStatus: rec.state === 'SANDBOX_READY' ? 'running' : 'stopped',
+        // the task is deleted as soon as the pause process exits
+        processStatus: rec.state === 'SANDBOX_READY' ? 'running' : 'deleted',
         netNamespaceClosed: rec.networkClosed,
-        netns: rec.netnsPath,
         image: rec.image,
         snapshotKey: rec.id,
         snapshotter: this.cri.config.snapshotter,
         runtimeHandler: rec.runtimeHandler,
         runtimeType: rec.runtimeType,
-        runtimeOptions: handler?.options ?? null,
-        config: rec.config,
+        runtimeOptions: handler && Object.keys(handler.options).length > 0 ? handler.options : null,
+        config: goJson(rec.config),
         runtimeSpec: container?.spec ? JSON.parse(container.spec.value.toString()) : null,
-        cniResult,
+        cniResult: rec.cniResult,
       });
     }
     return { status: this.toStatus(rec), info, containersStatuses: [], timestamp: 0 };
