@@ -375,6 +375,46 @@ describe('containers through crictl', () => {
     await ok('rmp', '-f', p.id);
   }, 180_000);
 
+  test('a container over its memory limit exits OOMKilled; UpdateContainerResources reaches its cgroup', async () => {
+    const p = await pod();
+    const hog = await ok(
+      'create',
+      p.id,
+      await ctrConfig('hog', {
+        command: ['/bin/sh', '-c', 'sleep 1; x=aaaaaaaa; while true; do x=$x$x; done'],
+        linux: { resources: { memory_limit_in_bytes: 32 << 20 } },
+      }),
+      p.path,
+    );
+    expect((await inspect(hog)).info.runtimeSpec.linux).toMatchObject({
+      resources: { memory: { limit: 32 << 20 } },
+    });
+    await ok('start', hog);
+    await until('the OOM kill', async () => (await inspect(hog)).status.state === 'CONTAINER_EXITED');
+    const st = await inspect(hog);
+    expect(st.status.exitCode).toBe(137);
+    expect(st.status.reason).toBe('OOMKilled');
+
+    const idle = await ok(
+      'create',
+      p.id,
+      await ctrConfig('resized', { command: ['sleep', '100000'] }),
+      p.path,
+    );
+    await ok('start', idle);
+    await ok('update', '--memory', String(48 << 20), idle);
+    const cg = (await inspect(idle)).info.runtimeSpec.linux.cgroupsPath;
+    expect((await inspect(idle)).info.runtimeSpec.linux).toMatchObject({
+      resources: { memory: { limit: 48 << 20 } },
+    });
+    expect(Number((await readFile(`/sys/fs/cgroup/memory${cg}/memory.limit_in_bytes`, 'utf8')).trim())).toBe(
+      48 << 20,
+    );
+    await ok('rm', '-f', idle);
+    await ok('rm', hog);
+    await ok('rmp', '-f', p.id);
+  }, 120_000);
+
   test('errors: unknown pod, name in use, missing image, unknown container', async () => {
     const p = await pod();
     const cfg = await ctrConfig('dup');

@@ -462,6 +462,8 @@ export class ContainerManager {
           if (!rec || rec.id !== id) continue;
           this.liveOf(id).oom = true;
           rec.reason = 'OOMKilled';
+          // The event may come after the exit was recorded (containerd sets the reason whenever it comes).
+          if (rec.state === 'CONTAINER_EXITED') await this.persist(rec).catch(() => {});
         }
       } catch {
         // The exchange closed with the daemon.
