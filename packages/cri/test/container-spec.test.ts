@@ -338,6 +338,41 @@ describe('containerSpec', () => {
     expect(m.find((x) => x.containerPath === '/etc/hosts')?.readonly).toBe(true);
   });
 
+  test('seccomp: a localhost profile is loaded; a path without localhost/ is refused; none when privileged', async () => {
+    const profile = {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO' }],
+    };
+    const file = join(rootfs, 'profile.json');
+    await writeFile(file, JSON.stringify(profile));
+    const sc = (over: Sc) => config({ linux: linux(over) });
+    const local = await containerSpec(
+      input(sc({ seccomp: { profileType: 'Localhost', localhostRef: file } })),
+    );
+    expect(local.linux?.seccomp).toEqual(profile);
+    const byPath = await containerSpec(input(sc({ seccompProfilePath: `localhost/${file}` })));
+    expect(byPath.linux?.seccomp).toEqual(profile);
+    await expect(containerSpec(input(sc({ seccompProfilePath: file })))).rejects.toThrow(
+      `invalid profile "${file}"`,
+    );
+    await expect(
+      containerSpec(input(sc({ seccomp: { profileType: 'Localhost', localhostRef: '/no/such.json' } }))),
+    ).rejects.toThrow(/cannot load seccomp profile "\/no\/such.json"/);
+    const unconfined = await containerSpec(
+      input(sc({ seccomp: { profileType: 'Unconfined', localhostRef: '' } })),
+    );
+    expect(unconfined.linux?.seccomp).toBeUndefined();
+    const priv = await containerSpec(
+      input(sc({ privileged: true, seccomp: { profileType: 'Localhost', localhostRef: file } }), {
+        sandboxConfig: {
+          ...sandboxConfig,
+          linux: { securityContext: { privileged: true } },
+        } as wire.cri.PodSandboxConfig,
+      }),
+    );
+    expect(priv.linux?.seccomp).toBeUndefined();
+  });
+
   test('cgroupsPath: a systemd slice parent uses the slice:prefix:name form', () => {
     expect(cgroupsPath('kubepods-pod1.slice', 'cid')).toBe('kubepods-pod1.slice:cri-containerd:cid');
     expect(cgroupsPath('/kubepods/pod1', 'cid')).toBe('/kubepods/pod1/cid');

@@ -176,6 +176,8 @@ beforeAll(async () => {
           content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n',
         },
         { path: 'etc/group', content: 'root:x:0:\napp:x:1234:\nextra:x:2000:app\nother:x:3000:root\n' },
+        // a file of its own (busybox's applets are symlinks: masking one would mask busybox)
+        { path: 'bin/hello', content: '#!/bin/sh\necho hello\n', mode: 0o755 },
       ],
     ],
     config: {
@@ -412,6 +414,42 @@ describe('containers through crictl', () => {
     );
     await ok('rm', '-f', idle);
     await ok('rm', hog);
+    await ok('rmp', '-f', p.id);
+  }, 120_000);
+
+  test('masked and read-only paths, read-only rootfs, capabilities', async () => {
+    const p = await pod();
+    const id = await ok(
+      'create',
+      p.id,
+      await ctrConfig('secure', {
+        command: ['sleep', '100000'],
+        linux: {
+          security_context: {
+            masked_paths: ['/bin/hello'],
+            readonly_paths: ['/etc'],
+            capabilities: { drop_capabilities: ['ALL'], add_capabilities: ['NET_RAW'] },
+            run_as_user: { value: 0 },
+          },
+        },
+      }),
+      p.path,
+    );
+    const spec = (await inspect(id)).info.runtimeSpec as unknown as {
+      linux: { maskedPaths: string[]; readonlyPaths: string[] };
+      process: { capabilities: { bounding: string[] } };
+    };
+    expect(spec.linux.maskedPaths).toEqual(['/bin/hello']);
+    expect(spec.linux.readonlyPaths).toEqual(['/etc']);
+    expect(spec.process.capabilities.bounding).toEqual(['CAP_NET_RAW']);
+    await ok('start', id);
+    const hello = await crictl('exec', '-s', id, '/bin/sh', '-c', '/bin/hello');
+    expect(hello.stderr).toMatch(/exited with 126/);
+    expect((await crictl('exec', '-s', id, 'touch', '/etc/x')).stderr).toMatch(/Read-only file system/);
+    expect(await ok('exec', '-s', id, 'sh', '-c', 'grep CapBnd /proc/self/status')).toMatch(
+      /0000000000002000$/,
+    );
+    await ok('rm', '-f', id);
     await ok('rmp', '-f', p.id);
   }, 120_000);
 

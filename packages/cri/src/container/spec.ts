@@ -297,6 +297,49 @@ export async function currentOomScoreAdj(): Promise<number> {
   return Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim());
 }
 
+/**
+ * The seccomp profile a security context names (containerd's generateSeccompSpecOpts): the
+ * `seccomp` field, else the deprecated `seccomp_profile_path` (`runtime/default`,
+ * `docker/default`, `unconfined`, `localhost/<path>`; anything else is refused naming it).
+ * A localhost profile is read when the spec is made (its JSON is the OCI seccomp section).
+ * None for a privileged container. RuntimeDefault is not applied: berth has no default
+ * profile yet (the container runs unconfined).
+ */
+export function withCriSeccomp(s: wire.cri.LinuxContainerSecurityContext | undefined): SpecOpt {
+  return async (spec) => {
+    if (s?.privileged) return;
+    let sp: { profileType: string; localhostRef: string } | undefined = s?.seccomp;
+    if (!sp && s?.seccompProfilePath) {
+      const path = s.seccompProfilePath;
+      if (path === 'runtime/default' || path === 'docker/default')
+        sp = { profileType: 'RuntimeDefault', localhostRef: '' };
+      else if (path === 'unconfined') sp = { profileType: 'Unconfined', localhostRef: '' };
+      else if (path.startsWith('localhost/'))
+        sp = { profileType: 'Localhost', localhostRef: path.slice('localhost/'.length) };
+      else throw new InvalidArgumentError(`invalid profile "${path}"`);
+    }
+    if (!sp) return;
+    if (sp.profileType !== 'Localhost' && sp.localhostRef)
+      throw new InvalidArgumentError(
+        'seccomp config invalid LocalhostRef must only be set if ProfileType is Localhost',
+      );
+    if (sp.profileType !== 'Localhost') return;
+    const file = sp.localhostRef.replace(/^localhost\//, '');
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (e) {
+      throw new NotFoundError(`cannot load seccomp profile "${file}": ${(e as Error).message}`);
+    }
+    try {
+      spec.linux ??= {};
+      spec.linux.seccomp = JSON.parse(text);
+    } catch (e) {
+      throw new InvalidArgumentError(`decoding seccomp profile "${file}" failed: ${(e as Error).message}`);
+    }
+  };
+}
+
 /** The pod's namespaces by the pause process: network, IPC, UTS always; PID unless the container's own. */
 export function withPodNamespaces(
   s: wire.cri.LinuxContainerSecurityContext | undefined,
@@ -389,6 +432,7 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
       throw new InvalidArgumentError('no privileged container allowed in sandbox');
     opts.push(oci.withPrivileged);
   }
+  opts.push(withCriSeccomp(s));
   if (s?.noNewPrivs) opts.push(oci.withNoNewPrivileges);
   if (s?.readonlyRootfs) opts.push(oci.withRootfsReadonly);
   if (!input.disableCgroup) {
