@@ -453,6 +453,25 @@ describe('containers through crictl', () => {
     await ok('rmp', '-f', p.id);
   }, 120_000);
 
+  test('stopping the pod stops its containers; removing it removes them, records and snapshots', async () => {
+    const p = await pod();
+    const id = await ok('create', p.id, await ctrConfig('member', { command: ['sleep', '100000'] }), p.path);
+    await ok('start', id);
+    await ok('stopp', p.id);
+    const st = await inspect(id);
+    expect(st.status.state).toBe('CONTAINER_EXITED');
+    expect(st.status.exitCode).toBe(137);
+    const records = async () =>
+      (await ctr(berthd.address, ['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.split('\n');
+    const snapshots = async () => (await ctr(berthd.address, ['-n', 'k8s.io', 'snapshots', 'ls'])).stdout;
+    expect(await records()).toContain(id);
+    expect(await snapshots()).toContain(id);
+    await ok('rmp', p.id);
+    expect((await crictl('inspect', id)).stderr).toMatch(/NotFound/);
+    expect(await records()).not.toContain(id);
+    expect(await snapshots()).not.toContain(id);
+  }, 120_000);
+
   test('errors: unknown pod, name in use, missing image, unknown container', async () => {
     const p = await pod();
     const cfg = await ctrConfig('dup');
