@@ -76,6 +76,7 @@ function input(c: wire.cri.ContainerConfig, over: Partial<ContainerSpecInput> = 
     rootfs,
     nodeHostname: 'node',
     mountinfo: '',
+    swapAvailable: false,
     ...over,
   };
 }
@@ -154,6 +155,7 @@ describe('containerSpec', () => {
       'io.kubernetes.cri.sandbox-id': 'sid',
       'io.kubernetes.cri.sandbox-namespace': 'ns',
       'io.kubernetes.cri.sandbox-name': 'p',
+      'io.kubernetes.cri.sandbox-uid': 'u',
       'io.kubernetes.cri.container-name': 'c',
       'io.kubernetes.cri.image-name': 'docker.io/library/img:latest',
     });
@@ -253,6 +255,17 @@ describe('containerSpec', () => {
     );
     expect(clamped.process?.oomScoreAdj).toBe(Math.max(-1000, own));
     expect(linuxResources(undefined)).toEqual({});
+    // where swap is accounted, a memory limit caps swap too unless a swap limit is given
+    expect(
+      linuxResources({ ...r, memorySwapLimitInBytes: 0 } as wire.cri.LinuxContainerResources, true).memory,
+    ).toEqual({
+      limit: 1 << 26,
+      swap: 1 << 26,
+    });
+    expect(
+      linuxResources({ ...r, memorySwapLimitInBytes: 1 << 27 } as wire.cri.LinuxContainerResources, true)
+        .memory,
+    ).toEqual({ limit: 1 << 26, swap: 1 << 27 });
   });
 
   test('mounts: binds with propagation, the config wins over the pod files, a missing host path is made', async () => {

@@ -18,6 +18,7 @@ import {
 import { copyIo, fifoSetOf, newFifoSet, oci, type ProcessIo, withReadonlyRootfs } from '@berth/client';
 import { BERTH_RUNTIME_TYPE } from '../config';
 import { type ContainerRecord, containerName, type SandboxRecord } from '../records';
+import { goJson } from '../sandbox/info';
 import type { CriService } from '../service';
 import { CappedBuffer, type CriLineSplitter, CriLogFile } from './log';
 import { containerSpec, linuxResources, sandboxMounts, withLinuxResources } from './spec';
@@ -243,7 +244,7 @@ export class ContainerManager {
         name,
         config,
         imageId: image.id,
-        imageRef: repoDigest(image.record.name, image.record.target.digest) ?? image.id,
+        imageRef: image.id,
         imageName: image.record.name,
         stopSignal: imageConfig.StopSignal ?? '',
         logPath: logDir && config.logPath ? join(logDir, config.logPath) : '',
@@ -559,6 +560,13 @@ export class ContainerManager {
     req: wire.cri.ContainerStatusRequest,
   ): Promise<wire.cri.ContainerStatusResponse> {
     const rec = this.cri.containers.get(req.containerId);
+    let c: Container | undefined;
+    try {
+      c = await this.deps.containers.get(ctx, rec.id);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    const spec = c?.spec ? (JSON.parse(c.spec.value.toString()) as oci.Spec) : undefined;
     const status: wire.cri.ContainerStatus = {
       id: rec.id,
       metadata: rec.config.metadata,
@@ -568,26 +576,22 @@ export class ContainerManager {
       finishedAt: rec.finishedAt,
       exitCode: rec.exitCode,
       image: { image: rec.imageName, annotations: rec.config.image?.annotations ?? {} } as wire.cri.ImageSpec,
-      imageRef: rec.imageRef,
+      imageRef: await this.imageRef(ctx, rec),
       reason: rec.reason,
       message: rec.message,
       labels: rec.config.labels ?? {},
       annotations: rec.config.annotations ?? {},
       mounts: rec.config.mounts ?? [],
       logPath: rec.logPath,
-      resources: rec.config.linux?.resources
-        ? { linux: rec.config.linux.resources, windows: undefined }
-        : undefined,
+      resources: specResources(spec),
     };
     const info: Record<string, string> = {};
     if (req.verbose) {
-      let c: Container | undefined;
-      try {
-        c = await this.deps.containers.get(ctx, rec.id);
-      } catch (e) {
-        if (!isNotFound(e)) throw e;
-      }
       const live = this.live.get(rec.id);
+      const sandbox = this.cri.sandboxes.find(rec.sandboxId);
+      const handler = this.cri.config.runtimes.get(
+        sandbox?.runtimeHandler || this.cri.config.defaultRuntimeName,
+      );
       info.info = JSON.stringify({
         sandboxID: rec.sandboxId,
         pid: rec.pid,
@@ -595,12 +599,28 @@ export class ContainerManager {
         snapshotKey: c?.snapshotKey ?? rec.id,
         snapshotter: c?.snapshotter ?? this.cri.config.snapshotter,
         runtimeType: c?.runtime.name ?? '',
-        runtimeOptions: null,
-        config: rec.config,
-        runtimeSpec: c?.spec ? JSON.parse(c.spec.value.toString()) : null,
+        runtimeOptions: goOptions(handler?.options ?? {}),
+        config: goJson(rec.config),
+        runtimeSpec: spec ?? null,
       });
     }
     return { status, info };
+  }
+
+  /**
+   * What ContainerStatus reports as image_ref: a `repo@digest` the image is known by (the
+   * record a pull made for its digest), else the image id, as containerd's image store answers.
+   */
+  private async imageRef(ctx: Context, rec: ContainerRecord): Promise<string> {
+    try {
+      const image = await this.deps.images.get(ctx, rec.imageName);
+      const same = await this.deps.images.list(ctx, [`target.digest==${image.target.digest}`]);
+      const byDigest = same.map((i) => i.name).find((n) => n.includes('@'));
+      if (byDigest) return byDigest;
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
+    return rec.imageId;
   }
 
   async list(_ctx: Context, req: wire.cri.ListContainersRequest): Promise<wire.cri.ListContainersResponse> {
@@ -772,13 +792,33 @@ function metadataAny(meta: Metadata) {
   return { typeUrl: METADATA_TYPE_URL, value: Buffer.from(JSON.stringify(meta)) };
 }
 
-/** `repo@digest` for an image record named by tag or digest (what ContainerStatus.image_ref shows). */
-function repoDigest(name: string, digest: string): string | undefined {
-  if (!digest) return undefined;
-  const at = name.indexOf('@');
-  if (at >= 0) return name;
-  const slash = name.lastIndexOf('/');
-  const colon = name.lastIndexOf(':');
-  const repo = colon > slash ? name.slice(0, colon) : name;
-  return `${repo}@${digest}`;
+/** ContainerStatus' resources as containerd reads them back from the spec (no oom_score_adj there). */
+function specResources(spec: oci.Spec | undefined): wire.cri.ContainerResources | undefined {
+  const r = spec?.linux?.resources;
+  if (!r) return undefined;
+  return {
+    linux: {
+      cpuPeriod: r.cpu?.period ?? 0,
+      cpuQuota: r.cpu?.quota ?? 0,
+      cpuShares: r.cpu?.shares ?? 0,
+      memoryLimitInBytes: r.memory?.limit ?? 0,
+      oomScoreAdj: 0,
+      cpusetCpus: r.cpu?.cpus ?? '',
+      cpusetMems: r.cpu?.mems ?? '',
+      hugepageLimits: [],
+      unified: {},
+      memorySwapLimitInBytes: r.memory?.swap ?? 0,
+    },
+    windows: undefined,
+  };
+}
+
+/** A handler's options as containerd prints the decoded runc Options: json names, empty ones left out. */
+function goOptions(options: Record<string, unknown>): Record<string, unknown> | null {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) {
+    if (v === '' || v === false || v === 0 || v === undefined || v === null) continue;
+    out[k.replace(/^[A-Z]/, (c) => c.toLowerCase()).replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`)] = v;
+  }
+  return Object.keys(out).length > 0 ? out : null;
 }

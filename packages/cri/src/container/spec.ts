@@ -15,6 +15,7 @@ export const ANNOTATIONS = {
   sandboxId: 'io.kubernetes.cri.sandbox-id',
   sandboxNamespace: 'io.kubernetes.cri.sandbox-namespace',
   sandboxName: 'io.kubernetes.cri.sandbox-name',
+  sandboxUid: 'io.kubernetes.cri.sandbox-uid',
   containerName: 'io.kubernetes.cri.container-name',
   imageName: 'io.kubernetes.cri.image-name',
 } as const;
@@ -43,6 +44,8 @@ export interface ContainerSpecInput {
   nodeHostname?: string;
   /** /proc/self/mountinfo's text, to check propagation of host paths (read when absent). */
   mountinfo?: string;
+  /** Whether swap can be limited (detected when absent): a memory limit then caps swap too. */
+  swapAvailable?: boolean;
 }
 
 const sc = (c: wire.cri.ContainerConfig) => c.linux?.securityContext;
@@ -258,7 +261,10 @@ export function withCriCapabilities(
 }
 
 /** The config's cgroup resources (only those set: 0 and '' mean "the runtime's default"). */
-export function linuxResources(r: wire.cri.LinuxContainerResources | undefined): oci.LinuxResources {
+export function linuxResources(
+  r: wire.cri.LinuxContainerResources | undefined,
+  swap = swapControllerAvailable(),
+): oci.LinuxResources {
   const out: oci.LinuxResources = {};
   if (!r) return out;
   const cpu: NonNullable<oci.LinuxResources['cpu']> = {};
@@ -270,18 +276,47 @@ export function linuxResources(r: wire.cri.LinuxContainerResources | undefined):
   if (Object.keys(cpu).length > 0) out.cpu = cpu;
   if (r.memoryLimitInBytes) {
     out.memory = { limit: r.memoryLimitInBytes };
-    if (r.memorySwapLimitInBytes) out.memory.swap = r.memorySwapLimitInBytes;
+    // No swap beyond the limit unless asked for (containerd's default, where swap is accounted).
+    if (swap) out.memory.swap = r.memoryLimitInBytes;
   }
+  if (r.memorySwapLimitInBytes && swap) out.memory = { ...out.memory, swap: r.memorySwapLimitInBytes };
   const huge = (r.hugepageLimits ?? []).map((h) => ({ pageSize: h.pageSize, limit: h.limit }));
   if (huge.length > 0) out.hugepageLimits = huge;
   if (r.unified && Object.keys(r.unified).length > 0) out.unified = { ...r.unified };
   return out;
 }
 
+let swapAvailable: boolean | undefined;
+
+/**
+ * Whether memory+swap can be limited: cgroup v1's memory.memsw.* (swap accounting on), or
+ * cgroup v2's memory.swap.max (containerd's SwapControllerAvailable).
+ */
+export function swapControllerAvailable(): boolean {
+  if (swapAvailable === undefined) {
+    const exists = (p: string) => {
+      try {
+        statSync(p);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    swapAvailable = exists('/sys/fs/cgroup/cgroup.controllers')
+      ? exists('/sys/fs/cgroup/init.scope/memory.swap.max') ||
+        exists('/sys/fs/cgroup/system.slice/memory.swap.max')
+      : exists('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes');
+  }
+  return swapAvailable;
+}
+
 /** Merges resources into a spec's (what UpdateContainerResources does to the stored spec too). */
-export function withLinuxResources(r: wire.cri.LinuxContainerResources | undefined): SpecOpt {
+export function withLinuxResources(
+  r: wire.cri.LinuxContainerResources | undefined,
+  swap = swapControllerAvailable(),
+): SpecOpt {
   return (spec) => {
-    const res = linuxResources(r);
+    const res = linuxResources(r, swap);
     spec.linux ??= {};
     spec.linux.resources ??= {};
     const into = spec.linux.resources;
@@ -436,7 +471,7 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
   if (s?.noNewPrivs) opts.push(oci.withNoNewPrivileges);
   if (s?.readonlyRootfs) opts.push(oci.withRootfsReadonly);
   if (!input.disableCgroup) {
-    opts.push(withLinuxResources(config.linux?.resources));
+    opts.push(withLinuxResources(config.linux?.resources, input.swapAvailable ?? swapControllerAvailable()));
     const parent = sandboxConfig.linux?.cgroupParent ?? '';
     if (parent) opts.push(oci.withCgroup(cgroupsPath(parent, input.id)));
   } else {
@@ -462,6 +497,7 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
       [ANNOTATIONS.sandboxId]: input.sandboxId,
       [ANNOTATIONS.sandboxNamespace]: sandboxConfig.metadata?.namespace ?? '',
       [ANNOTATIONS.sandboxName]: sandboxConfig.metadata?.name ?? '',
+      [ANNOTATIONS.sandboxUid]: sandboxConfig.metadata?.uid ?? '',
       [ANNOTATIONS.containerName]: config.metadata?.name ?? '',
       [ANNOTATIONS.imageName]: input.imageName,
     }),
