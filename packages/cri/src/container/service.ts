@@ -667,8 +667,9 @@ export class ContainerManager {
     req: wire.cri.UpdateContainerResourcesRequest,
   ): Promise<wire.cri.UpdateContainerResourcesResponse> {
     const rec = this.cri.containers.get(req.containerId);
-    if (rec.state !== 'CONTAINER_RUNNING' && rec.state !== 'CONTAINER_CREATED')
-      throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
+    // Any state but removal: a container that does not run gets the new limits in its spec only (containerd).
+    if (this.live.get(rec.id)?.removing)
+      throw new FailedPreconditionError(`container "${rec.id}" is in removing state`);
     const r = req.linux;
     if (!r) return {};
     const c = await this.deps.containers.get(ctx, rec.id);
