@@ -354,6 +354,9 @@ describe('containers through crictl', () => {
     expect(st.status.exitCode).toBe(0);
     expect(st.status.reason).toBe('Completed');
     expect(await readFile(join(p.logDir, 'once.log'), 'utf8')).toMatch(/ stdout F hi\n$/);
+    // crictl reads the file back through ContainerStatus' log path
+    const logs = await crictl('logs', done);
+    expect(logs.stdout).toBe('hi\n');
     // starting it again is refused: it is not CREATED
     expect((await crictl('start', done)).stderr).toMatch(/CONTAINER_EXITED/);
     // exec into an exited container
