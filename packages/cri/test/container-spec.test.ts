@@ -386,6 +386,32 @@ describe('containerSpec', () => {
     expect(priv.linux?.seccomp).toBeUndefined();
   });
 
+  test('image volumes: a directory each, except where the config mounts the path', () => {
+    let n = 0;
+    const c = config({
+      mounts: [
+        {
+          containerPath: '/data/',
+          hostPath: '/h',
+          readonly: false,
+          selinuxRelabel: false,
+          propagation: 'PROPAGATION_PRIVATE',
+        },
+      ],
+    });
+    const v = imageVolumeMounts(c, { '/data': {}, '/cache': {} }, '/root/containers/cid', () => `v${++n}`);
+    expect(v).toEqual([
+      {
+        containerPath: '/cache',
+        hostPath: '/root/containers/cid/volumes/v1',
+        readonly: false,
+        selinuxRelabel: false,
+        propagation: 'PROPAGATION_PRIVATE',
+      },
+    ]);
+    expect(imageVolumeMounts(c, undefined, '/r', () => 'x')).toEqual([]);
+  });
+
   test('cgroupsPath: a systemd slice parent uses the slice:prefix:name form', () => {
     expect(cgroupsPath('kubepods-pod1.slice', 'cid')).toBe('kubepods-pod1.slice:cri-containerd:cid');
     expect(cgroupsPath('/kubepods/pod1', 'cid')).toBe('/kubepods/pod1/cid');

@@ -15,6 +15,7 @@ import {
   buildImage,
   ctr,
   type Daemon,
+  type ImageRunConfig,
   pushToRegistry,
   type Registry,
   startBerthd,
@@ -178,6 +179,7 @@ beforeAll(async () => {
         { path: 'etc/group', content: 'root:x:0:\napp:x:1234:\nextra:x:2000:app\nother:x:3000:root\n' },
         // a file of its own (busybox's applets are symlinks: masking one would mask busybox)
         { path: 'bin/hello', content: '#!/bin/sh\necho hello\n', mode: 0o755 },
+        { path: 'vol/seed', content: 'from-image\n' },
       ],
     ],
     config: {
@@ -188,7 +190,9 @@ beforeAll(async () => {
       WorkingDir: '/tmp',
       User: 'app',
       Labels: { 'image.label': 'yes' },
-    },
+      // a declared volume: the container gets a directory of its own, seeded from the image
+      Volumes: { '/vol': {} },
+    } as ImageRunConfig,
   });
   await pushToRegistry(registry.url, 'e2e/app', 'v1', app);
   image = `${registry.host}/e2e/app:v1`;
@@ -316,6 +320,11 @@ describe('containers through crictl', () => {
     expect(ex.stderr).toContain('oops');
     expect(await ok('exec', '-s', id, 'sh', '-c', 'id -u; hostname')).toBe(`1234\n${hostname()}`);
     expect(await ok('exec', '-s', id, 'sh', '-c', 'echo $OVERRIDE $FROM_CONFIG')).toBe('config config');
+    expect(await ok('exec', '-s', id, 'cat', '/vol/seed')).toBe('from-image');
+    const vol = spec.mounts.find((m) => m.destination === '/vol');
+    expect(
+      vol?.source.startsWith(join(berthd.root, 'io.containerd.grpc.v1.cri', 'containers', id, 'volumes')),
+    ).toBe(true);
     const id0 = await ok('exec', '-s', id, 'id', '-G');
     expect(id0.split(' ').map(Number)).toEqual(expect.arrayContaining([1234, 5000]));
 

@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { cp, mkdir, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -21,7 +22,7 @@ import { type ContainerRecord, containerName, type SandboxRecord } from '../reco
 import { goJson } from '../sandbox/info';
 import type { CriService } from '../service';
 import { CappedBuffer, type CriLineSplitter, CriLogFile } from './log';
-import { containerSpec, linuxResources, sandboxMounts, withLinuxResources } from './spec';
+import { containerSpec, imageVolumeMounts, linuxResources, sandboxMounts, withLinuxResources } from './spec';
 import { readStatus, writeStatus } from './status';
 
 export const KIND_LABEL = 'io.cri-containerd.kind';
@@ -220,6 +221,10 @@ export class ContainerManager {
           throw new FailedPreconditionError(`target container "${ns.targetId}" is not running`);
         targetPid = target.pid;
       }
+      // The image's volumes start with what the image holds at their paths (containerd's WithVolumes).
+      const volumes = imageVolumeMounts(config, imageConfig.Volumes, this.rootDir(id), () =>
+        randomBytes(32).toString('hex'),
+      );
       const input = {
         id,
         sandboxId: sandbox.id,
@@ -229,13 +234,17 @@ export class ContainerManager {
         sandboxConfig,
         image: imageConfig,
         imageName: image.record.name,
-        extraMounts: sandboxMounts(config, sandbox),
+        extraMounts: [...sandboxMounts(config, sandbox), ...volumes],
         restrictOomScoreAdj: this.cri.config.restrictOomScoreAdj,
         disableCgroup: this.cri.config.disableCgroup,
       };
+      undo.push(() => removeTree(this.rootDir(id)));
       const spec =
         mounts.length > 0
-          ? await withReadonlyRootfs(mounts, (dir) => containerSpec({ ...input, rootfs: dir }))
+          ? await withReadonlyRootfs(mounts, async (dir) => {
+              await copyVolumeContents(dir, volumes);
+              return containerSpec({ ...input, rootfs: dir });
+            })
           : await containerSpec(input);
       const logDir = sandboxConfig.logDirectory ?? '';
       const meta: Metadata = {
@@ -281,7 +290,6 @@ export class ContainerManager {
         message: '',
         pid: 0,
       };
-      undo.push(() => removeTree(this.rootDir(id)));
       await this.persist(rec);
       this.cri.containers.add(rec);
       return { containerId: id };
@@ -791,6 +799,20 @@ function stateName(state: ContainerRecord['state']): string {
 
 function metadataAny(meta: Metadata) {
   return { typeUrl: METADATA_TYPE_URL, value: Buffer.from(JSON.stringify(meta)) };
+}
+
+/** Copies what the image holds at each volume's path into the volume's directory (made first). */
+async function copyVolumeContents(rootfs: string, volumes: wire.cri.Mount[]): Promise<void> {
+  for (const v of volumes) {
+    await mkdir(v.hostPath, { recursive: true, mode: 0o755 });
+    const src = await oci.resolveInRoot(rootfs, v.containerPath);
+    try {
+      if ((await stat(src)).isDirectory())
+        await cp(src, v.hostPath, { recursive: true, preserveTimestamps: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+  }
 }
 
 /** ContainerStatus' resources as containerd reads them back from the spec (no oom_score_adj there). */

@@ -427,6 +427,30 @@ export function sandboxMounts(
 }
 
 /**
+ * The image's declared volumes a container gets (containerd's volumeMounts): each path the
+ * config does not mount is a directory of the container's own, `<dir>/volumes/<random>`,
+ * bound read-write; `makeId` names them.
+ */
+export function imageVolumeMounts(
+  config: wire.cri.ContainerConfig,
+  volumes: Record<string, unknown> | undefined,
+  dir: string,
+  makeId: () => string,
+): wire.cri.Mount[] {
+  const inCri = (p: string) =>
+    (config.mounts ?? []).some((m) => posix.normalize(m.containerPath) === posix.normalize(p));
+  return Object.keys(volumes ?? {})
+    .filter((dst) => !inCri(dst))
+    .map((dst) => ({
+      containerPath: dst,
+      hostPath: posix.join(dir, 'volumes', makeId()),
+      readonly: false,
+      selinuxRelabel: false,
+      propagation: 'PROPAGATION_PRIVATE',
+    }));
+}
+
+/**
  * The options of a container's spec, in containerd 1.6's order (containerSpec, then
  * containerSpecOpts that need the rootfs for users and groups).
  */
