@@ -8,6 +8,7 @@ import {
   type ContainerSpecInput,
   cgroupsPath,
   containerSpec,
+  imageVolumeMounts,
   linuxResources,
   processArgs,
   sandboxMounts,
