@@ -50,6 +50,12 @@ export interface ContainerSpecInput {
 
 const sc = (c: wire.cri.ContainerConfig) => c.linux?.securityContext;
 
+/** Go's filepath.Clean for container paths: normalized, no trailing slash. */
+function clean(p: string): string {
+  const n = posix.normalize(p);
+  return n.length > 1 && n.endsWith('/') ? n.slice(0, -1) : n;
+}
+
 function ensureProcess(spec: Spec): oci.Process {
   spec.process ??= { user: { uid: 0, gid: 0 }, cwd: '/' };
   return spec.process;
@@ -124,7 +130,7 @@ function ensurePropagation(mountinfo: string, src: string, slaveOk: boolean): vo
     );
 }
 
-const depth = (p: string) => posix.normalize(p).split('/').filter(Boolean).length;
+const depth = (p: string) => clean(p).split('/').filter(Boolean).length;
 
 /**
  * The config's mounts and the pod's files as binds (containerd's WithMounts): the config wins
@@ -142,8 +148,7 @@ export function withCriMounts(
     const cri = config.mounts ?? [];
     const mounts = [...cri];
     for (const e of extra) {
-      if (!cri.some((c) => posix.normalize(c.containerPath) === posix.normalize(e.containerPath)))
-        mounts.push(e);
+      if (!cri.some((c) => clean(c.containerPath) === clean(e.containerPath))) mounts.push(e);
     }
     mounts.sort((a, b) => depth(a.containerPath) - depth(b.containerPath));
     const defaults: oci.Mount[] = [
@@ -155,9 +160,9 @@ export function withCriMounts(
         options: ['nosuid', 'noexec', 'nodev', 'relatime', 'ro'],
       },
     ];
-    const dests = new Set(mounts.map((m) => posix.normalize(m.containerPath)));
+    const dests = new Set(mounts.map((m) => clean(m.containerPath)));
     spec.mounts = defaults.filter((m) => {
-      const dst = posix.normalize(m.destination);
+      const dst = clean(m.destination);
       if (dests.has(dst)) return false;
       return !(dests.has('/dev') && dst.startsWith('/dev/'));
     });
@@ -396,7 +401,7 @@ export function sandboxMounts(
   config: wire.cri.ContainerConfig,
   files: { hostnamePath?: string; hostsPath?: string; resolvConfPath?: string; shmPath?: string },
 ): wire.cri.Mount[] {
-  const inCri = (p: string) => (config.mounts ?? []).some((m) => posix.normalize(m.containerPath) === p);
+  const inCri = (p: string) => (config.mounts ?? []).some((m) => clean(m.containerPath) === p);
   const readonly = sc(config)?.readonlyRootfs ?? false;
   const mount = (containerPath: string, hostPath: string, ro: boolean): wire.cri.Mount => ({
     containerPath,
@@ -437,8 +442,7 @@ export function imageVolumeMounts(
   dir: string,
   makeId: () => string,
 ): wire.cri.Mount[] {
-  const inCri = (p: string) =>
-    (config.mounts ?? []).some((m) => posix.normalize(m.containerPath) === posix.normalize(p));
+  const inCri = (p: string) => (config.mounts ?? []).some((m) => clean(m.containerPath) === clean(p));
   return Object.keys(volumes ?? {})
     .filter((dst) => !inCri(dst))
     .map((dst) => ({
