@@ -285,7 +285,10 @@ export class SandboxManager {
 
     const snapshotter = deps.snapshotter(this.cri.config.snapshotter);
     undo.push(() => snapshotter.remove(ctx, id));
-    const rootfs = await snapshotter.prepare(ctx, id, image.chainId);
+    // A gc root until the container record below holds the snapshot: the collector may run in between.
+    const rootfs = await snapshotter.prepare(ctx, id, image.chainId, {
+      labels: { 'containerd.io/gc.root': new Date().toISOString() },
+    });
 
     const cgroupParent = config.linux?.cgroupParent ?? '';
     const spec = await sandboxSpec({
@@ -352,6 +355,7 @@ export class SandboxManager {
       extensions: { [SANDBOX_METADATA_EXTENSION]: extension },
       sandbox: '',
     });
+    await snapshotter.update(ctx, { name: id, labels: {} }, ['labels.containerd.io/gc.root']).catch(() => {});
     await this.saveStatus(rec);
 
     undo.push(async () => {
