@@ -381,6 +381,10 @@ describe('containers through crictl', () => {
     const slow = await crictl('exec', '-s', '--timeout', '1', argsOnly, 'sleep', '30');
     expect(slow.code).not.toBe(0);
     expect(slow.stderr).toMatch(/timeout 1s exceeded/);
+    // an exec that cannot start is an error naming the command, and nothing else breaks
+    const missing = await crictl('exec', '-s', argsOnly, '/no/such/cmd');
+    expect(missing.code).not.toBe(0);
+    expect(missing.stderr).toContain('/no/such/cmd');
     // the container stays usable
     expect(await ok('exec', '-s', argsOnly, 'echo', 'alive')).toBe('alive');
     // rm of a running container stops it first
@@ -478,6 +482,12 @@ describe('containers through crictl', () => {
     const snapshots = async () => (await ctr(berthd.address, ['-n', 'k8s.io', 'snapshots', 'ls'])).stdout;
     expect(await records()).toContain(id);
     expect(await snapshots()).toContain(id);
+    // the snapshot was a gc root only until the container record held it (the pod's too)
+    for (const key of [id, p.id]) {
+      const info = await ctr(berthd.address, ['-n', 'k8s.io', 'snapshots', 'info', key]);
+      expect(info.stdout).toContain(key);
+      expect(info.stdout).not.toContain('gc.root');
+    }
     await ok('rmp', p.id);
     expect((await crictl('inspect', id)).stderr).toMatch(/NotFound/);
     expect(await records()).not.toContain(id);

@@ -761,6 +761,8 @@ export class ContainerManager {
       });
       created = true;
       const waiting = this.deps.tasks.wait(ctx, ref);
+      // A start that fails leaves this wait to end with the exec's deletion: no unhandled rejection.
+      waiting.catch(() => {});
       await this.deps.tasks.start(ctx, ref);
       let timer: NodeJS.Timeout | undefined;
       const timedOut =
