@@ -43,12 +43,16 @@ export interface SandboxRecord {
 export interface ContainerRecord {
   id: string;
   sandboxId: string;
-  /** k8s_<container>_<pod>_<namespace>_<uid>_<attempt>. */
+  /** <container>_<pod>_<namespace>_<uid>_<attempt> (containerName()). */
   name: string;
   config: wire.cri.ContainerConfig;
   /** The image's id (config digest), what ContainerStatus reports as image_ref's source. */
   imageId: string;
   imageRef: string;
+  /** The image's normalized name (ContainerStatus.image). */
+  imageName: string;
+  /** The image's StopSignal ('' for SIGTERM). */
+  stopSignal: string;
   /** The absolute log path ('' when the kubelet gave none). */
   logPath: string;
   state: 'CONTAINER_CREATED' | 'CONTAINER_RUNNING' | 'CONTAINER_EXITED' | 'CONTAINER_UNKNOWN';
@@ -67,6 +71,7 @@ export function sandboxName(m: wire.cri.PodSandboxMetadata): string {
   return [m.name, m.namespace, m.uid, String(m.attempt)].join('_');
 }
 
+/** A container's name as containerd 1.6's makeContainerName spells it: `<container>_<pod>_<namespace>_<uid>_<attempt>`. */
 export function containerName(c: wire.cri.ContainerMetadata, s: wire.cri.PodSandboxMetadata): string {
-  return ['k8s', c.name, s.name, s.namespace, s.uid, String(c.attempt)].join('_');
+  return [c.name, s.name, s.namespace, s.uid, String(c.attempt)].join('_');
 }

@@ -47,6 +47,6 @@ describe('NameIndex', () => {
   it('spells names as containerd does', () => {
     const pod = { name: 'web', namespace: 'default', uid: 'u1', attempt: 2 };
     expect(sandboxName(pod)).toBe('web_default_u1_2'); // containerd 1.6.20's, seen in its AlreadyExists message
-    expect(containerName({ name: 'nginx', attempt: 1 }, pod)).toBe('k8s_nginx_web_default_u1_1');
+    expect(containerName({ name: 'nginx', attempt: 1 }, pod)).toBe('nginx_web_default_u1_1'); // makeContainerName's
   });
 });

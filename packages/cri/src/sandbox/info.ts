@@ -42,6 +42,7 @@ const ENUMS: Record<string, Record<string, number>> = {
   ipc: { POD: 0, CONTAINER: 1, NODE: 2, TARGET: 3 },
   mode: { POD: 0, CONTAINER: 1, NODE: 2, TARGET: 3 },
   profileType: { RuntimeDefault: 0, Unconfined: 1, Localhost: 2 },
+  propagation: { PROPAGATION_PRIVATE: 0, PROPAGATION_HOST_TO_CONTAINER: 1, PROPAGATION_BIDIRECTIONAL: 2 },
 };
 // Maps whose keys are the user's, not field names.
 const FREE_MAPS = new Set(['labels', 'annotations', 'sysctls', 'unified']);

@@ -406,6 +406,7 @@ export class SandboxManager {
       extensions: { [SANDBOX_METADATA_EXTENSION]: extension },
       sandbox: '',
     });
+    await snapshotter.update(ctx, { name: id, labels: {} }, ['labels.containerd.io/gc.root']).catch(() => {});
     await this.saveStatus(rec);
 
     undo.push(async () => {
