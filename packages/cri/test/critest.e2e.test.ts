@@ -1,0 +1,76 @@
+/**
+ * Kubernetes' own CRI validation suite, critest v1.26.1, against bin/berthd through the
+ * shared kit (../shared/cri/run-critest.sh: stand-in images on a loopback registry, the CNI
+ * bridge, containerd's config.toml given to berthd as is). Each spec berthd must pass is a
+ * test here, so a regression names the spec. Needs root, runc, the CNI plugins, the kit's
+ * packages (it installs what is missing) and a build; about two minutes.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { repoRoot } from '@berth/testkit';
+import { ALSO_PASSING, ISSUE_10 } from './critest-specs';
+
+const KIT = join(repoRoot, '..', 'shared', 'cri', 'run-critest.sh');
+const CAN_RUN = process.getuid?.() === 0 && existsSync(KIT);
+const describeIf = CAN_RUN ? describe : describe.skip;
+/** Kept between runs so the stand-in images are built once (the kit rebuilds them when their inputs change). */
+const STATE = join(tmpdir(), 'berth-critest-jest');
+
+/** Spec name -> status, from the JUnit report critest wrote. */
+function readJunit(file: string): Map<string, string> {
+  const xml = readFileSync(file, 'utf8');
+  const out = new Map<string, string>();
+  const unescape = (s: string) =>
+    s
+      .replaceAll('&#34;', '"')
+      .replaceAll('&quot;', '"')
+      .replaceAll('&#39;', "'")
+      .replaceAll('&apos;', "'")
+      .replaceAll('&lt;', '<')
+      .replaceAll('&gt;', '>')
+      .replaceAll('&amp;', '&');
+  for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*status="([^"]*)"/g)) {
+    out.set(unescape(m[1]!).replace(/^\[It\] /, ''), m[2]!);
+  }
+  return out;
+}
+
+describeIf('critest v1.26.1 against berthd', () => {
+  let results = new Map<string, string>();
+  let summary = '';
+
+  beforeAll(() => {
+    const r = spawnSync('bash', [KIT, join(repoRoot, 'bin', 'berthd')], {
+      env: { ...process.env, BERTH_CRI_DIR: STATE },
+      encoding: 'utf8',
+      timeout: 25 * 60_000,
+      maxBuffer: 64 << 20,
+    });
+    summary = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+    if (r.status !== 0) {
+      throw new Error(
+        `the critest kit failed (exit ${r.status ?? r.signal}):\n${(r.stdout ?? '').slice(-4000)}\n${r.stderr}`,
+      );
+    }
+    results = readJunit(join(STATE, 'junit-berthd.xml'));
+  }, 26 * 60_000);
+
+  it('ran the whole suite', () => {
+    expect(summary).toMatch(/^critest: \d+ passed, \d+ failed, \d+ skipped$/);
+    expect(results.size).toBeGreaterThanOrEqual(80);
+  });
+
+  describe("the first CRI part's groups (containerd passes each on this kit)", () => {
+    it.each(ISSUE_10.map((s) => [s]))('%s', (spec) => {
+      expect(results.get(spec)).toBe('passed');
+    });
+  });
+
+  describe('specs of later work that already pass', () => {
+    it.each(ALSO_PASSING.map((s) => [s]))('%s', (spec) => {
+      expect(results.get(spec)).toBe('passed');
+    });
+  });
+});
