@@ -9,5 +9,5 @@ export {
 } from './cni';
 export { confToList, listConfFiles, loadConfFile, type NetworkConfigList, parseConfList } from './config';
 export { type CniCommand, CniConfigError, CniPluginError } from './errors';
-export { createNetns, netnsExists, removeNetns } from './netns';
+export { createNetns, netnsExists, releaseNetnsDir, removeNetns } from './netns';
 export { type NetworkAttachment, toAttachment } from './result';

@@ -59,6 +59,26 @@ export async function removeNetns(path: string): Promise<void> {
   }
 }
 
+/**
+ * Undoes what createNetns did to `dir` (its bind mount onto itself) once no namespace is
+ * pinned in it, so a daemon that keeps its pins under its own state directory leaves no mount
+ * behind when its last pod is gone. A directory still holding pins is left as it is. Only for
+ * a directory of the caller's own: a shared one such as /run/netns belongs to `ip netns` too.
+ * Returns whether the directory is free of mounts now.
+ */
+export async function releaseNetnsDir(dir: string): Promise<boolean> {
+  const abs = resolve(dir);
+  if ((await readMountInfo()).some((m) => m.mountPoint.startsWith(`${abs}/`))) return false;
+  for (let i = 0; i < 16 && (await mountedAt(abs)); i++) {
+    try {
+      await run('umount', [abs]);
+    } catch (e) {
+      if (await mountedAt(abs)) throw new UnknownError(`unmount ${abs}: ${stderrOf(e)}`, { cause: e });
+    }
+  }
+  return true;
+}
+
 /** Whether `path` is a network namespace a plugin can enter (a pinned file or /proc/<pid>/ns/net). */
 export async function netnsExists(path: string): Promise<boolean> {
   if (!path) return false;

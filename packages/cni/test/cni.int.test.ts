@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { Cni, cacheFile, createNetns, netnsExists, removeNetns } from '@berth/cni';
+import { Cni, cacheFile, createNetns, netnsExists, releaseNetnsDir, removeNetns } from '@berth/cni';
 
 // Root, the Debian CNI plugins in /usr/lib/cni, iptables and iproute2: a real bridge, real
 // host-local leases and real portmap DNAT rules, all removed again in afterAll.
@@ -179,6 +179,23 @@ describe('network namespaces', () => {
     expect(await netnsExists('/proc/self/ns/net')).toBe(true);
     await writeFile(join(root, 'plain'), '');
     expect(await netnsExists(join(root, 'plain'))).toBe(false);
+  });
+});
+
+describe('releaseNetnsDir', () => {
+  test('lifts the directory self-bind only once no namespace is pinned in it', async () => {
+    const dir = join(root, 'own-netns');
+    const mountedDir = async () =>
+      (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').some((l) => l.split(' ')[4] === dir);
+    const p = await createNetns(dir, 'held');
+    expect(await mountedDir()).toBe(true);
+    expect(await releaseNetnsDir(dir)).toBe(false);
+    expect(await mountedDir()).toBe(true);
+    expect(await netnsExists(p)).toBe(true);
+    await removeNetns(p);
+    expect(await releaseNetnsDir(dir)).toBe(true);
+    expect(await mountedDir()).toBe(false);
+    expect(await releaseNetnsDir(dir)).toBe(true);
   });
 });
 

@@ -198,8 +198,8 @@ describeIf('crictl workflow against berthd', () => {
     } catch {
       // never made, or gone
     }
-    // The netns directory stays a mount point of its own after the daemon (as /run/netns does
-    // after containerd); lift it and anything else left under our directory, deepest first.
+    // berthd lifts its netns directory's self-bind when it stops with no pod left; a failed
+    // test may leave pods, so lift whatever is still mounted under our directory, deepest first.
     const left = readFileSync('/proc/self/mountinfo', 'utf8')
       .split('\n')
       .map((l) => l.split(' ')[4])

@@ -12,7 +12,14 @@ import {
   type wire,
 } from '@berth/api';
 import { oci } from '@berth/client';
-import { Cni, createNetns, type NetworkAttachment, type PortMapping, removeNetns } from '@berth/cni';
+import {
+  Cni,
+  createNetns,
+  type NetworkAttachment,
+  type PortMapping,
+  releaseNetnsDir,
+  removeNetns,
+} from '@berth/cni';
 import type { RuntimeHandler } from '../config';
 import type { ResolvedImage } from '../image/resolve';
 import { type SandboxRecord, sandboxName } from '../records';
@@ -650,5 +657,11 @@ export class SandboxManager {
   async close(): Promise<void> {
     this.closing.abort();
     await Promise.allSettled([...this.watches]);
+    // Pins under our own state directory: lift the directory's self-bind once no pod holds one
+    // (a restart with pods running keeps it; /run/netns is shared with `ip netns` and stays).
+    if (this.cri.config.netnsMountsUnderStateDir)
+      await releaseNetnsDir(this.netnsDir()).catch((e) =>
+        this.deps.log.warn(`netns directory ${this.netnsDir()}: ${(e as Error).message}`),
+      );
   }
 }
