@@ -279,3 +279,27 @@ export function resolveCriConfig(raw: CriPluginConfig, warn: (msg: string) => vo
     registryConfigPath: raw.registry.config_path,
   };
 }
+
+/**
+ * The pod annotations a runtime's `pod_annotations` pass on into its pod's and containers'
+ * specs: each pattern matched against the whole key as containerd does (Go's filepath.Match:
+ * `*` and `?` within a key, `[...]` classes).
+ */
+export function passedPodAnnotations(
+  handler: RuntimeHandler | undefined,
+  annotations: Readonly<Record<string, string>> | undefined,
+): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (!handler || handler.podAnnotations.length === 0 || !annotations) return out;
+  const patterns = handler.podAnnotations.map(
+    (p) =>
+      new RegExp(
+        `^${p
+          .replace(/[.+^${}()|\\]/g, '\\$&')
+          .replaceAll('*', '[^/]*')
+          .replaceAll('?', '[^/]')}$`,
+      ),
+  );
+  for (const [k, v] of Object.entries(annotations)) if (patterns.some((re) => re.test(k))) out[k] = v;
+  return out;
+}

@@ -3,6 +3,7 @@ export {
   type CriConfig,
   type CriPluginConfig,
   defaultCriPluginConfig,
+  passedPodAnnotations,
   RUNC_RUNTIME_TYPE,
   type RuntimeHandler,
   resolveCriConfig,

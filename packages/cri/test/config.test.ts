@@ -1,5 +1,5 @@
 import { isInvalidArgument } from '@berth/api';
-import { defaultCriPluginConfig, resolveCriConfig } from '@berth/cri';
+import { defaultCriPluginConfig, passedPodAnnotations, resolveCriConfig } from '@berth/cri';
 
 describe('resolveCriConfig', () => {
   it('offers berth and runc handlers by default, berth as the default runtime', () => {
@@ -77,5 +77,42 @@ describe('resolveCriConfig', () => {
     }
     expect(isInvalidArgument(err)).toBe(true);
     expect((err as Error).message).toContain(named);
+  });
+});
+
+describe('passedPodAnnotations', () => {
+  const handler = (podAnnotations: string[]) => ({
+    name: 'x',
+    type: 'io.containerd.berth.v1',
+    path: '',
+    podAnnotations,
+    options: {},
+  });
+  const pod = {
+    'io.containerd.berth.v1.group': 'solo',
+    'example.com/a': '1',
+    'example.com/b': '2',
+    other: '3',
+  };
+
+  it('passes the annotations whose keys match a pattern, whole key, as filepath.Match', () => {
+    expect(passedPodAnnotations(handler(['io.containerd.berth.v1.group']), pod)).toEqual({
+      'io.containerd.berth.v1.group': 'solo',
+    });
+    expect(passedPodAnnotations(handler(['example.com/*']), pod)).toEqual({
+      'example.com/a': '1',
+      'example.com/b': '2',
+    });
+    expect(passedPodAnnotations(handler(['example.com/?']), pod)).toEqual({
+      'example.com/a': '1',
+      'example.com/b': '2',
+    });
+    expect(passedPodAnnotations(handler(['example*']), pod)).toEqual({});
+    expect(passedPodAnnotations(handler(['io.containerd.berth.v1.grou']), pod)).toEqual({});
+  });
+
+  it('passes nothing when the runtime lists no pattern', () => {
+    expect(passedPodAnnotations(handler([]), pod)).toEqual({});
+    expect(passedPodAnnotations(undefined, pod)).toEqual({});
   });
 });

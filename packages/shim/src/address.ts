@@ -6,14 +6,13 @@ import { join } from 'node:path';
 export const DEFAULT_SOCKET_DIR = '/run/berth/s';
 
 /**
- * Annotations that put containers into one shim, first match wins: ours, the runc
- * shim's, and the CRI pod sandbox id (every container of a pod in the pod's shim).
+ * Annotations that put containers into one shim, first match wins: ours and the runc
+ * shim's. The CRI's pod sandbox id is not one: Kubernetes pods share their namespace's shim
+ * like any other containers (a process per pod would cost each pod a Node.js heap); a pod
+ * that wants its own carries `io.containerd.berth.v1.group` (the CRI passes it on from the
+ * pod's annotations when the runtime's `pod_annotations` lists it).
  */
-export const GROUP_ANNOTATIONS = [
-  'io.containerd.berth.v1.group',
-  'io.containerd.runc.v2.group',
-  'io.kubernetes.cri.sandbox-id',
-] as const;
+export const GROUP_ANNOTATIONS = ['io.containerd.berth.v1.group', 'io.containerd.runc.v2.group'] as const;
 
 /**
  * How containers without a group annotation share shims: `namespace` (the default: one

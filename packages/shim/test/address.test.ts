@@ -1,9 +1,10 @@
 import { addressPath, groupKey, socketAddress } from '../src/address';
 
-test('a group annotation wins over the default grouping; ours first, then runc.v2 and the CRI sandbox', () => {
+test('a group annotation wins over the default grouping; ours first, then runc.v2; a CRI pod shares the namespace shim', () => {
   expect(groupKey('c1', undefined, 'namespace')).toBe('namespace');
   expect(groupKey('c1', {}, 'container')).toBe('container:c1');
-  expect(groupKey('c1', { 'io.kubernetes.cri.sandbox-id': 'pod' }, 'container')).toBe('group:pod');
+  expect(groupKey('c1', { 'io.kubernetes.cri.sandbox-id': 'pod' }, 'container')).toBe('container:c1');
+  expect(groupKey('c1', { 'io.kubernetes.cri.sandbox-id': 'pod' }, 'namespace')).toBe('namespace');
   expect(
     groupKey(
       'c1',

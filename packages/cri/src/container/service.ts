@@ -17,7 +17,7 @@ import {
   type wire,
 } from '@berth/api';
 import { copyIo, fifoSetOf, newFifoSet, oci, type ProcessIo, withReadonlyRootfs } from '@berth/client';
-import { BERTH_RUNTIME_TYPE } from '../config';
+import { BERTH_RUNTIME_TYPE, passedPodAnnotations } from '../config';
 import { type ContainerRecord, containerName, type SandboxRecord } from '../records';
 import { goJson } from '../sandbox/info';
 import type { CriService } from '../service';
@@ -232,6 +232,10 @@ export class ContainerManager {
         targetPid,
         config,
         sandboxConfig,
+        podAnnotations: passedPodAnnotations(
+          this.cri.config.runtimes.get(sandbox.runtimeHandler || this.cri.config.defaultRuntimeName),
+          sandboxConfig.annotations,
+        ),
         image: imageConfig,
         imageName: image.record.name,
         extraMounts: [...sandboxMounts(config, sandbox), ...volumes],

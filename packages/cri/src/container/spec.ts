@@ -29,6 +29,8 @@ export interface ContainerSpecInput {
   /** The pid whose PID namespace the container joins when its PID mode is TARGET. */
   targetPid?: number;
   config: wire.cri.ContainerConfig;
+  /** The pod's annotations its runtime's `pod_annotations` pass on. */
+  podAnnotations?: Record<string, string>;
   sandboxConfig: wire.cri.PodSandboxConfig;
   /** The image's runtime config (User, Env, Entrypoint, Cmd, WorkingDir). */
   image: RuntimeImageConfig;
@@ -521,6 +523,7 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
   opts.push(withPodNamespaces(s, input.sandboxPid, input.targetPid ?? input.sandboxPid));
   opts.push(
     oci.withAnnotations({
+      ...input.podAnnotations,
       [ANNOTATIONS.containerType]: 'container',
       [ANNOTATIONS.sandboxId]: input.sandboxId,
       [ANNOTATIONS.sandboxNamespace]: sandboxConfig.metadata?.namespace ?? '',

@@ -20,7 +20,7 @@ import {
   releaseNetnsDir,
   removeNetns,
 } from '@berth/cni';
-import type { RuntimeHandler } from '../config';
+import { passedPodAnnotations, type RuntimeHandler } from '../config';
 import type { ResolvedImage } from '../image/resolve';
 import { type SandboxRecord, sandboxName } from '../records';
 import type { CriService } from '../service';
@@ -354,6 +354,7 @@ export class SandboxManager {
       namespace: ctx.namespace ?? 'k8s.io',
       config,
       image: { name: image.record.name, config: image.config.config ?? {} },
+      podAnnotations: passedPodAnnotations(handler, config.annotations),
       netnsPath,
       shmPath,
       resolvConfPath: files.resolvConf,

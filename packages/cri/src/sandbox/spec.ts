@@ -24,6 +24,8 @@ export interface SandboxSpecInput {
   namespace: string;
   config: wire.cri.PodSandboxConfig;
   image: { name: string; config: RuntimeImageConfig };
+  /** The pod's annotations its runtime's `pod_annotations` pass on. */
+  podAnnotations?: Record<string, string>;
   /** The pinned network namespace; '' for a host-network pod. */
   netnsPath: string;
   /** The pod's /dev/shm mount point on the host ('' for host IPC: the host's /dev/shm). */
@@ -115,6 +117,7 @@ export async function sandboxSpec(input: SandboxSpecInput): Promise<oci.Spec> {
 
   spec.annotations = {
     ...spec.annotations,
+    ...input.podAnnotations,
     [Annotations.containerType]: 'sandbox',
     [Annotations.sandboxId]: id,
     [Annotations.sandboxNamespace]: meta.namespace,

@@ -11,11 +11,7 @@ import { basename, join } from 'node:path';
 export const BERTH_SHIM_BINARY = 'containerd-shim-berth-v1';
 
 /** Annotations that group containers into one shim, first match wins. */
-const GROUP_ANNOTATIONS = [
-  'io.containerd.berth.v1.group',
-  'io.containerd.runc.v2.group',
-  'io.kubernetes.cri.sandbox-id',
-];
+const GROUP_ANNOTATIONS = ['io.containerd.berth.v1.group', 'io.containerd.runc.v2.group'];
 
 /** How long a berth shim berthd starts stays after its last task, waiting for the next one. */
 export const DEFAULT_SHIM_IDLE_MS = 10_000;
