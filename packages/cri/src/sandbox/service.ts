@@ -235,9 +235,14 @@ export class SandboxManager {
       throw e;
     }
     const undo: (() => Promise<unknown>)[] = [async () => this.cri.sandboxNames.release(name)];
+    // Work started beside the main line (the CNI ADD): settled before anything is undone.
+    const inflight: Promise<unknown>[] = [];
     try {
-      return await this.locked(id, () => this.create(ctx, id, name, config, req.runtimeHandler, undo));
+      return await this.locked(id, () =>
+        this.create(ctx, id, name, config, req.runtimeHandler, undo, inflight),
+      );
     } catch (e) {
+      await Promise.allSettled(inflight);
       for (const fn of undo.reverse()) {
         await fn().catch((err) =>
           this.deps.log.warn(`sandbox ${id}: undoing a failed run: ${(err as Error).message}`),
@@ -254,6 +259,7 @@ export class SandboxManager {
     config: wire.cri.PodSandboxConfig,
     handlerName: string,
     undo: (() => Promise<unknown>)[],
+    inflight: Promise<unknown>[],
   ): Promise<wire.cri.RunPodSandboxResponse> {
     const { deps } = this;
     const handler = this.handler(handlerName);
@@ -270,7 +276,7 @@ export class SandboxManager {
     undo.push(() => rm(stateDir, { recursive: true, force: true }));
 
     let netnsPath = '';
-    let attachments: NetworkAttachment[] = [];
+    let attachments: Promise<NetworkAttachment[]> = Promise.resolve([]);
     if (!hostNetwork) {
       netnsPath = await createNetns(this.netnsDir(), `cni-${randomUUID()}`);
       undo.push(() => removeNetns(netnsPath));
@@ -281,7 +287,10 @@ export class SandboxManager {
         throw new UnknownError(`failed to setup network for sandbox "${id}": cni plugin not initialized`);
       const opts = { args: this.cniArgs({ id, config }), portMappings: portMappings(config) };
       undo.push(() => this.cni.remove(id, netnsPath, opts));
-      attachments = await this.cni.setup(id, netnsPath, opts);
+      // The pause process needs the namespace, not its addresses: the plugins run while the
+      // pause container is made and started (containerd runs them first, one after the other).
+      attachments = this.cni.setup(id, netnsPath, opts);
+      inflight.push(attachments);
     }
 
     const files = await writeSandboxFiles(rootDir, config);
@@ -334,7 +343,7 @@ export class SandboxManager {
     net: {
       hostNetwork: boolean;
       netnsPath: string;
-      attachments: NetworkAttachment[];
+      attachments: Promise<NetworkAttachment[]>;
       rootDir: string;
       files: SandboxFiles;
       shmPath: string;
@@ -342,8 +351,7 @@ export class SandboxManager {
     undo: (() => Promise<unknown>)[],
   ): Promise<wire.cri.RunPodSandboxResponse> {
     const { deps } = this;
-    const { hostNetwork, netnsPath, attachments, files, shmPath } = net;
-    const ips = podIps(attachments);
+    const { hostNetwork, netnsPath, files, shmPath } = net;
     const snapshotter = deps.snapshotter(this.cri.config.snapshotter);
     undo.push(() => snapshotter.remove(ctx, id));
     const rootfs = await snapshotter.prepare(leased, id, image.chainId);
@@ -372,8 +380,8 @@ export class SandboxManager {
       createdAt: nowNs(),
       state: 'SANDBOX_NOTREADY',
       netnsPath,
-      ip: ips[0] ?? '',
-      additionalIps: ips.slice(1),
+      ip: '',
+      additionalIps: [],
       pid: 0,
       image: this.cri.config.sandboxImage,
       imageId: image.id,
@@ -387,7 +395,7 @@ export class SandboxManager {
       exitCode: 0,
       exitedAt: 0,
       networkClosed: hostNetwork,
-      cniResult: hostNetwork ? null : goCniResult(attachments),
+      cniResult: null,
     };
     const {
       state: _s,
@@ -439,6 +447,11 @@ export class SandboxManager {
     });
     await deps.tasks.start(ctx, { containerId: id, execId: '' });
     rec.pid = created.pid;
+    const attachments = await net.attachments;
+    const ips = podIps(attachments);
+    rec.ip = ips[0] ?? '';
+    rec.additionalIps = ips.slice(1);
+    rec.cniResult = hostNetwork ? null : goCniResult(attachments);
     rec.state = 'SANDBOX_READY';
     await this.saveStatus(rec);
     this.cri.sandboxes.add(rec);
