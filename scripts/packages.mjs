@@ -1,6 +1,9 @@
 // The workspace's published packages, found rather than listed: every packages/*/package.json
 // without "private": true. The release script and the tarball test both pack through here,
 // so a new package needs only a package.json written like the others.
+// examples/* are packed only when asked for (the tarball test installs them beside the daemon):
+// they stand for third parties' packages, published under their authors' names, so berth's own
+// release (the @berth scope, versioned together by changesets) leaves them out.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -9,11 +12,15 @@ import { fileURLToPath } from 'node:url';
 
 export const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 
-/** { name, version, dir, manifest } of each published package, by name. */
-export function publishedPackages() {
+/**
+ * { name, version, dir, manifest } of each published package under packages/ (and examples/
+ * with { examples: true }), by name.
+ */
+export function publishedPackages({ examples = false } = {}) {
   const out = [];
-  for (const entry of readdirSync(join(root, 'packages'))) {
-    const file = join(root, 'packages', entry, 'package.json');
+  const entries = (folder) => readdirSync(join(root, folder)).map((entry) => join(root, folder, entry));
+  for (const dir of [...entries('packages'), ...(examples ? entries('examples') : [])]) {
+    const file = join(dir, 'package.json');
     if (!existsSync(file)) continue;
     const manifest = JSON.parse(readFileSync(file, 'utf8'));
     if (manifest.private === true) continue;
@@ -33,12 +40,13 @@ function run(cmd, args, opts = {}) {
 }
 
 /**
- * Packs every published package into dest with `pnpm pack` (its prepack builds it; pnpm turns
- * `workspace:^` into `^<version>`). Returns [{ name, version, tarball }].
+ * Packs every published package (and example, with { examples: true }) into dest with
+ * `pnpm pack` (its prepack builds it; pnpm turns `workspace:^` into `^<version>`).
+ * Returns [{ name, version, tarball }].
  */
-export function packAll(dest) {
+export function packAll(dest, { examples = false } = {}) {
   run('pnpm', ['run', '--silent', 'build']);
-  return publishedPackages().map((pkg) => {
+  return publishedPackages({ examples }).map((pkg) => {
     const out = run('pnpm', ['pack', '--json', '--pack-destination', dest], { cwd: pkg.dir });
     // the prepack build's output comes first; pnpm's JSON starts on a line of its own
     const { filename } = JSON.parse(out.slice(out.search(/^\{$/m)));
@@ -82,18 +90,19 @@ export async function lintTarball(tarball) {
   return problems;
 }
 
-// node scripts/packages.mjs pack DIR        -> JSON [{ name, version, tarball }] on stdout
+// node scripts/packages.mjs pack DIR [--examples] -> JSON [{ name, version, tarball }] on stdout
 // node scripts/packages.mjs lint TARBALL... -> JSON { [tarball]: [problem...] } on stdout
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const [cmd, ...rest] = process.argv.slice(2);
-  if (cmd === 'pack' && rest.length === 1) {
-    process.stdout.write(`${JSON.stringify(packAll(rest[0]))}\n`);
+  const examples = rest.at(-1) === '--examples';
+  if (cmd === 'pack' && rest.length === (examples ? 2 : 1)) {
+    process.stdout.write(`${JSON.stringify(packAll(rest[0], { examples }))}\n`);
   } else if (cmd === 'lint' && rest.length > 0) {
     const out = {};
     for (const tarball of rest) out[tarball] = await lintTarball(tarball);
     process.stdout.write(`${JSON.stringify(out)}\n`);
   } else {
-    console.error('usage: packages.mjs pack DIR | lint TARBALL...');
+    console.error('usage: packages.mjs pack DIR [--examples] | lint TARBALL...');
     process.exit(2);
   }
 }

@@ -1,6 +1,7 @@
 /**
  * Every published package as a user gets it: `pnpm pack` of each (found by
- * scripts/packages.mjs, not listed here), then plain `npm install <tarballs>` into an empty
+ * scripts/packages.mjs, not listed here; the examples/ packages too, installed beside them as a
+ * third party's package would be), then plain `npm install <tarballs>` into an empty
  * directory outside the workspace (no workspace, no links; third-party dependencies from
  * the registry, better-sqlite3 and @berth/sys compiled there). The cases run the READMEs'
  * own example blocks, marked `<!-- tarball-test: NAME -->`, in that directory, so a README
@@ -32,14 +33,14 @@ const npmEnv = {
   npm_config_update_notifier: 'false',
 };
 
-/** The code block right under `<!-- tarball-test: NAME -->` in a package's README. */
+/** The code block right under `<!-- tarball-test: NAME -->` in a package's README (pkg: its folder in the repository). */
 function readmeExample(pkg: string, name: string): { lang: string; code: string } {
-  const readme = readFileSync(join(repo, 'packages', pkg, 'README.md'), 'utf8');
+  const readme = readFileSync(join(repo, pkg, 'README.md'), 'utf8');
   const marker = `<!-- tarball-test: ${name} -->`;
   const at = readme.indexOf(marker);
-  if (at < 0) throw new Error(`packages/${pkg}/README.md has no ${marker}`);
+  if (at < 0) throw new Error(`${pkg}/README.md has no ${marker}`);
   const m = /^\s*```(\w+)\n([\s\S]*?)\n```/.exec(readme.slice(at + marker.length));
-  if (!m) throw new Error(`packages/${pkg}/README.md: no code block right under ${marker}`);
+  if (!m) throw new Error(`${pkg}/README.md: no code block right under ${marker}`);
   return { lang: m[1] as string, code: `${m[2]}\n` };
 }
 
@@ -74,6 +75,49 @@ function runExample(dir: string, pkg: string, name: string, env: NodeJS.ProcessE
     : run(process.execPath, [file], dir, env, 300_000);
 }
 
+const conformance = join(repo, '..', 'shared', 'conformance', 'run.sh');
+// only the system's PATH: berthd must find its shim through @berth/shim, not the checkout's bin/
+const env = { ...process.env, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+
+/** busybox.tar in dir: an OCI layout of a busybox image named berth.local/demo/busybox:latest. */
+function writeBusybox(dir: string): void {
+  const image = buildImage({
+    layers: ['busybox'],
+    config: {
+      Cmd: ['/bin/sh'],
+      Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
+    },
+  });
+  writeOciLayout(join(dir, 'busybox.tar'), image, 'berth.local/demo/busybox:latest');
+}
+
+/** Mount points at or under dir, deepest first. */
+function mountsUnder(dir: string): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(`${dir}/`)))
+    .sort((a, b) => b.length - a.length);
+}
+
+/**
+ * SIGTERM to a process this test did not spawn itself (a README block started it in the
+ * background), then waits up to 30 s for it to be gone or a zombie. True when it went.
+ */
+function stopProcess(pid: number): boolean {
+  const alive = () => {
+    try {
+      return !/^\d+ \(.*\) Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return true;
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 300 && alive(); i++) spawnSync('sleep', ['0.1']);
+  return !alive();
+}
+
 const ready = isRoot && runc && busyboxInstalled() && registryInstalled();
 const maybe = ready ? describe : describe.skip;
 if (!ready) it.skip('needs root, runc, busybox-static and docker-registry', () => {});
@@ -92,7 +136,11 @@ maybe('published packages, installed from their tarballs with plain npm', () => 
     // outside the workspace: nothing of it (node_modules, .npmrc, pnpm-workspace.yaml) is found from here
     work = mkdtempSync(join(tmpdir(), 'berth-tarballs-'));
     packed = JSON.parse(
-      run(process.execPath, [join(repo, 'scripts', 'packages.mjs'), 'pack', join(work, 'tarballs')], repo),
+      run(
+        process.execPath,
+        [join(repo, 'scripts', 'packages.mjs'), 'pack', join(work, 'tarballs'), '--examples'],
+        repo,
+      ),
     );
     all = join(work, 'all');
     npmInstall(
@@ -105,10 +153,18 @@ maybe('published packages, installed from their tarballs with plain npm', () => 
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('packs every package of the workspace but the private ones, each clean under publint and attw', () => {
+  it('packs every package of the workspace and its examples but the private ones, each clean under publint and attw', () => {
     const names = packed.map((p) => p.name);
     expect(names).toEqual(
-      expect.arrayContaining(['@berth/content', '@berth/daemon', '@berth/cli', '@berth/shim']),
+      expect.arrayContaining([
+        '@berth/content',
+        '@berth/daemon',
+        '@berth/cli',
+        '@berth/shim',
+        '@berth/cri',
+        '@berth/cni',
+        'berth-snapshotter-quota',
+      ]),
     );
     expect(names).not.toContain('@berth/testkit');
     const findings = JSON.parse(
@@ -127,38 +183,36 @@ maybe('published packages, installed from their tarballs with plain npm', () => 
       `^${packed.find((p) => p.name === '@berth/shim')?.version}`,
     );
     expect(JSON.stringify(daemon)).not.toContain('workspace:');
+    // the example depends on the published @berth/api and nothing else of berth's
+    const quota = JSON.parse(
+      readFileSync(join(all, 'node_modules', 'berth-snapshotter-quota', 'package.json'), 'utf8'),
+    );
+    expect(quota.dependencies).toEqual({
+      '@berth/api': `^${packed.find((p) => p.name === '@berth/api')?.version}`,
+    });
   });
 
   it("runs the content store README example with only @berth/content's tarball and what it depends on", () => {
     const alone = join(work, 'content-alone');
     npmInstall(alone, [tarball('@berth/content'), tarball('@berth/api')]);
     expect(existsSync(join(alone, 'node_modules', '@berth', 'daemon'))).toBe(false);
-    const out = runExample(alone, 'content', 'content-store');
+    const out = runExample(alone, 'packages/content', 'content-store');
     const digest = `sha256:${createHash('sha256').update('hello, berth\n').digest('hex')}`;
     expect(out).toContain('hello, berth\n');
     expect(out).toContain(`${digest} 13 { 'example.org/kind': 'greeting' }`);
   }, 300_000);
 
   it('runs the snapshotter README example: prepare, commit, mount on overlayfs', () => {
-    const out = runExample(all, 'snapshotter', 'snapshotter');
+    const out = runExample(all, 'packages/snapshotter', 'snapshotter');
     expect(out).toContain('from the base layer\nfrom the top layer\n');
     expect(out).toMatch(/^overlay .*lowerdir=/m);
   });
 
   it('runs a container with the installed berthd and npx berth run --rm, printing 42 (daemon README)', () => {
-    const image = buildImage({
-      layers: ['busybox'],
-      config: {
-        Cmd: ['/bin/sh'],
-        Env: ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'],
-      },
-    });
-    writeOciLayout(join(all, 'busybox.tar'), image, 'berth.local/demo/busybox:latest');
-    // only the system's PATH: berthd must find its shim through @berth/shim, not the checkout's bin/
-    const env = { ...process.env, PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' };
+    writeBusybox(all);
     let out: string;
     try {
-      out = runExample(all, 'daemon', 'berthd-run', env);
+      out = runExample(all, 'packages/daemon', 'berthd-run', env);
     } catch (err) {
       const log = join(all, 'berthd.log');
       throw new Error(
@@ -172,6 +226,69 @@ maybe('published packages, installed from their tarballs with plain npm', () => 
     );
   }, 300_000);
 
+  describe('the example snapshotter berth-snapshotter-quota, installed beside @berth/daemon', () => {
+    const state = () => join(all, 'berth-quota');
+    let pid: number | undefined;
+    afterAll(() => {
+      if (pid !== undefined) stopProcess(pid);
+      for (const m of mountsUnder(state())) spawnSync('umount', ['-l', m]);
+    });
+
+    it("loads from config.toml, runs containers with stock ctr under its quota (its README), passes containerd's snapshotter suite over gRPC", () => {
+      writeBusybox(all);
+      let out: string;
+      try {
+        out = runExample(all, 'examples/snapshotter-quota', 'quota-berthd', env);
+      } catch (err) {
+        const log = join(all, 'berthd-quota.log');
+        throw new Error(
+          `${(err as Error).message}\nberthd-quota.log:\n${existsSync(log) ? readFileSync(log, 'utf8') : '(none)'}`,
+        );
+      } finally {
+        const file = join(all, 'berthd-quota.pid');
+        if (existsSync(file)) pid = Number(readFileSync(file, 'utf8'));
+      }
+      expect(out).toMatch(/^io\.containerd\.snapshotter\.v1\s+quota\s+linux\/\S+\s+ok\s*$/m);
+      expect(out).toMatch(/^42$/m);
+      expect(out).toContain('No space left on device');
+      expect(out).toMatch(/^dd exited 1$/m);
+      const sock = join(state(), 'berth.sock');
+      // the module berthd loaded is the one npm installed from the tarball, beside config.toml
+      const detail = run('ctr', ['--address', sock, 'plugins', 'ls', '-d', 'id==quota'], all, env);
+      expect(detail).toMatch(
+        new RegExp(
+          `^\\s+module\\s+${join(all, 'node_modules', 'berth-snapshotter-quota', 'dist', 'index.js')}$`,
+          'm',
+        ),
+      );
+
+      if (!existsSync(conformance)) {
+        console.warn(`${conformance} is absent: containerd's snapshotter suite not run`);
+      } else {
+        const r = spawnSync('bash', [conformance, sock, 'snapshotter', 'quota'], {
+          encoding: 'utf8',
+          timeout: 900_000,
+          maxBuffer: 64 << 20,
+        });
+        const output = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+        const failed = [...output.matchAll(/^--- FAIL: (\S+)/gm)].map((m) => m[1]);
+        const passed = [...output.matchAll(/^\s*--- PASS: (TestSnapshotter\/\S+)/gm)].map((m) => m[1]);
+        expect({ status: r.status, failed, output: r.status !== 0 || failed.length ? output : '' }).toEqual({
+          status: 0,
+          failed: [],
+          output: '',
+        });
+        expect(passed).toHaveLength(20);
+      }
+
+      // berthd stops on SIGTERM by its pid, and takes its socket with it
+      expect(pid).toBeGreaterThan(0);
+      expect(stopProcess(pid as number)).toBe(true);
+      pid = undefined;
+      expect(existsSync(sock)).toBe(false);
+    }, 1_200_000);
+  });
+
   describe('with a docker-registry on loopback', () => {
     let registry: Registry;
     beforeAll(async () => {
@@ -182,7 +299,10 @@ maybe('published packages, installed from their tarballs with plain npm', () => 
     });
 
     it('pushes and pulls an image into a content store and a snapshotter, no daemon (images README)', () => {
-      const out = runExample(all, 'images', 'images-pull', { ...process.env, REGISTRY: registry.host });
+      const out = runExample(all, 'packages/images', 'images-pull', {
+        ...process.env,
+        REGISTRY: registry.host,
+      });
       expect(out).toContain(`${registry.host}/example/hello:v1 sha256:`);
       expect(out).toContain('hello from a layer\n');
     }, 300_000);
