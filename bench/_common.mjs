@@ -1,6 +1,7 @@
 // Shared by the benchmarks: daemons on temporary roots, timing, and the ratio table.
 import { createRequire } from 'node:module';
 import { spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 
 const require = createRequire(import.meta.url);
 export const testkit = require('../packages/testkit/dist/index.js');
@@ -51,4 +52,31 @@ export function report(title, rows, { lowerIsBetter = true } = {}) {
   const widths = lines[0].map((_, i) => Math.max(...lines.map((l) => l[i].length)));
   for (const l of lines) console.log(l.map((c, i) => c.padEnd(widths[i])).join('  '));
   if (!lowerIsBetter) console.log('(higher is better)');
+}
+
+/** Pids whose command line names the daemon's socket: its shims (the daemon's own line names it too). */
+export function processesOf(address) {
+  const pids = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
+      const i = argv.indexOf('-address');
+      if (i >= 0 && argv[i + 1] === address) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** RSS and PSS of a process, in KiB (0 when it is gone). */
+export function memoryOf(pid) {
+  try {
+    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
+    const field = (n) => Number(new RegExp(`^${n}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
+    return { rss: field('Rss'), pss: field('Pss') };
+  } catch {
+    return { rss: 0, pss: 0 };
+  }
 }

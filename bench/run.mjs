@@ -7,9 +7,9 @@
 // berthd runs its own shim (io.containerd.berth.v1) and containerd-shim-runc-v2;
 // containerd runs containerd-shim-runc-v2.
 // Usage: pnpm bench run [--runs 20] [--parallel 20] [--sleepers 100]
-import { readdirSync, readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { exec, median, report, startBoth, stopAll, testkit, timed } from './_common.mjs';
+import { exec, median, memoryOf, processesOf, report, startBoth, stopAll, testkit, timed } from './_common.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -72,33 +72,6 @@ async function latency(configs) {
 async function parallel(d, runtime, tag) {
   const ids = Array.from({ length: PARALLEL }, () => nextId(tag));
   return timed(() => Promise.all(ids.map((id) => ctrRun(d, ['--rm', '--runtime', runtime, IMAGE, id, '/bin/true']))));
-}
-
-/** Pids whose command line names the daemon's socket: its shims (the daemon's own line names it too). */
-function processesOf(address) {
-  const pids = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const argv = readFileSync(`/proc/${name}/cmdline`, 'utf8').split('\0');
-      const i = argv.indexOf('-address');
-      if (i >= 0 && argv[i + 1] === address) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-/** RSS and PSS of a process, in KiB (0 when it is gone). */
-function memoryOf(pid) {
-  try {
-    const text = readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
-    const field = (n) => Number(new RegExp(`^${n}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? 0);
-    return { rss: field('Rss'), pss: field('Pss') };
-  } catch {
-    return { rss: 0, pss: 0 };
-  }
 }
 
 /** Starts SLEEPERS sleeping containers, measures daemon + shims per container in MiB, removes them. */
