@@ -18,13 +18,13 @@ import {
   type ImageRunConfig,
   pushToRegistry,
   type Registry,
+  crictl as runCrictl,
   startBerthd,
   startRegistry,
 } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
 const run = promisify(execFile);
-const CRICTL = '/work/shared/tools/crictl';
 
 let root: string;
 let registry: Registry;
@@ -37,26 +37,7 @@ const LOOP =
   "if [ -f /tmp/long ]; then printf '%0100d\\n' 0; rm -f /tmp/long; fi; " +
   'if [ -f /tmp/go ]; then echo after-restart; rm -f /tmp/go; fi; sleep 0.1; done';
 
-interface Crictl {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function crictl(...args: string[]): Promise<Crictl> {
-  const endpoint = `unix://${berthd.address}`;
-  try {
-    const { stdout, stderr } = await run(
-      CRICTL,
-      ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', '60s', ...args],
-      { maxBuffer: 64 << 20 },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const crictl = (...args: string[]) => runCrictl(berthd.address, args);
 
 async function ok(...args: string[]): Promise<string> {
   const r = await crictl(...args);

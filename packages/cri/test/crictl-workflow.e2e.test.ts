@@ -14,6 +14,7 @@ import { request } from 'node:http';
 import { join } from 'node:path';
 import {
   buildImage,
+  CRICTL,
   type Daemon,
   freePort,
   makeTempDir,
@@ -21,13 +22,12 @@ import {
   type Registry,
   registryInstalled,
   removeDir,
-  repoRoot,
   run,
+  crictl as runCrictl,
   startBerthd,
   startRegistry,
 } from '@berth/testkit';
 
-const CRICTL = join(repoRoot, '..', 'shared', 'tools', 'crictl');
 const CAN_RUN =
   process.getuid?.() === 0 && existsSync(CRICTL) && existsSync('/usr/lib/cni/bridge') && registryInstalled();
 const describeIf = CAN_RUN ? describe : describe.skip;
@@ -71,12 +71,7 @@ describeIf('crictl workflow against berthd', () => {
   let busybox: string;
   let hostPort: number;
 
-  const crictl = async (...args: string[]) => {
-    const endpoint = `unix://${daemon!.address}`;
-    return run(CRICTL, ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '-t', '60s', ...args], {
-      timeoutMs: 90_000,
-    });
-  };
+  const crictl = (...args: string[]) => runCrictl(daemon!.address, args);
   const ok = async (...args: string[]) => {
     const r = await crictl(...args);
     if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);

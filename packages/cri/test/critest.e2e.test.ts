@@ -22,7 +22,7 @@ const STATE = join(tmpdir(), 'berth-critest-jest');
 function readJunit(file: string): Map<string, string> {
   const xml = readFileSync(file, 'utf8');
   const out = new Map<string, string>();
-  const unescape = (s: string) =>
+  const unescapeXml = (s: string) =>
     s
       .replaceAll('&#34;', '"')
       .replaceAll('&quot;', '"')
@@ -32,7 +32,7 @@ function readJunit(file: string): Map<string, string> {
       .replaceAll('&gt;', '>')
       .replaceAll('&amp;', '&');
   for (const m of xml.matchAll(/<testcase name="([^"]*)"[^>]*status="([^"]*)"/g)) {
-    out.set(unescape(m[1]!).replace(/^\[It\] /, ''), m[2]!);
+    out.set(unescapeXml(m[1]!).replace(/^\[It\] /, ''), m[2]!);
   }
   return out;
 }

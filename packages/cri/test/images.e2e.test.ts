@@ -9,6 +9,7 @@ import { connect } from '@berth/client';
 import {
   type BuiltImage,
   buildImage,
+  CRICTL,
   containerdInstalled,
   ctr,
   type Daemon,
@@ -16,16 +17,14 @@ import {
   makeTempDir,
   pushToRegistry,
   type Registry,
-  type RunResult,
   registryInstalled,
   removeDir,
-  run,
+  crictl as runCrictl,
   startBerthd,
   startContainerd,
   startRegistry,
 } from '@berth/testkit';
 
-const CRICTL = '/work/shared/tools/crictl';
 const ready = registryInstalled() && existsSync(CRICTL) && process.getuid?.() === 0;
 const suite = ready ? describe : describe.skip;
 if (!ready) it.skip('needs docker-registry, crictl and root', () => {});
@@ -127,16 +126,7 @@ suite('CRI ImageService through crictl', () => {
         ]
       : [['berthd', berthd]];
 
-  const crictl = (d: Daemon, args: string[]): Promise<RunResult> =>
-    run(CRICTL, [
-      '--runtime-endpoint',
-      `unix://${d.address}`,
-      '--image-endpoint',
-      `unix://${d.address}`,
-      '--timeout',
-      '60s',
-      ...args,
-    ]);
+  const crictl = (d: Daemon, args: string[]) => runCrictl(d.address, args);
   const ok = async (d: Daemon, args: string[]): Promise<string> => {
     const r = await crictl(d, args);
     if (r.code !== 0)

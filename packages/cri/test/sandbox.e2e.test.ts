@@ -16,12 +16,12 @@ import {
   type Daemon,
   pushToRegistry,
   type Registry,
+  crictl as runCrictl,
   startBerthd,
   startRegistry,
 } from '@berth/testkit';
 
 const run = promisify(execFile);
-const CRICTL = '/work/shared/tools/crictl';
 const BRIDGE = `bsbx${process.pid % 100000}`;
 const NET = `berth-sbx-${process.pid}`;
 // the cgroup parent of a pod in the runc test, removed (in every hierarchy) in afterAll
@@ -36,26 +36,7 @@ let daemonDir: string;
 let config: string;
 const servers: ChildProcess[] = [];
 
-interface Crictl {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-async function crictl(...args: string[]): Promise<Crictl> {
-  const endpoint = `unix://${berthd.address}`;
-  try {
-    const { stdout, stderr } = await run(
-      CRICTL,
-      ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', '60s', ...args],
-      { maxBuffer: 16 << 20 },
-    );
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    const err = e as { code: number; stdout: string; stderr: string };
-    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
-  }
-}
+const crictl = (...args: string[]) => runCrictl(berthd.address, args);
 
 async function ok(...args: string[]): Promise<string> {
   const r = await crictl(...args);

@@ -1,4 +1,5 @@
 export * from './crash';
+export * from './crictl';
 export * from './daemons';
 export * from './full-disk';
 export * from './images';
