@@ -50,6 +50,9 @@ export const SERVICES: readonly string[] = Object.freeze([
   'containerd.task.v2.Task',
   // The standard gRPC health service berthd serves beside containerd's.
   'grpc.health.v1.Health',
+  // Kubernetes' CRI, served by the io.containerd.grpc.v1.cri plugin.
+  'runtime.v1.ImageService',
+  'runtime.v1.RuntimeService',
 ]);
 
 /** Lists every .proto file under dir, as paths relative to dir with '/' separators. */

@@ -2,7 +2,6 @@ import { join } from 'node:path';
 import { type Client, connect } from '@berth/client';
 import { runContentStoreSuite } from '@berth/content/testing';
 import { containerdInstalled, type Daemon, makeTempDir, removeDir, startContainerd } from '@berth/testkit';
-import { withKnownDifferences } from './known-differences';
 
 // The content conformance suite through the gRPC client against Debian's real containerd:
 // this is what proves the client speaks containerd's protocol, not just berthd's reading of it.
@@ -53,8 +52,9 @@ const CONTAINERD_DIFFERS = [
 ];
 
 if (haveContainerd) {
-  withKnownDifferences(CONTAINERD_DIFFERS, () =>
-    runContentStoreSuite('@berth/client -> containerd', async () => {
+  runContentStoreSuite(
+    '@berth/client -> containerd',
+    async () => {
       daemon ??= await startIsolatedContainerd();
       client ??= connect(daemon.address);
       // containerd collects unreferenced content at any time; a lease (sent as the
@@ -67,7 +67,8 @@ if (haveContainerd) {
         ctx: { ...ns, lease: lease.id },
         cleanup: () => c.leases.delete(ns, lease.id),
       };
-    }),
+    },
+    { knownDifferences: CONTAINERD_DIFFERS },
   );
 } else {
   it.skip('needs root and /usr/bin/containerd', () => {});
