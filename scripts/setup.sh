@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
-APT_PACKAGES=(runc containerd containernetworking-plugins iptables iproute2 golang-github-containerd-containerd-dev golang-go docker-registry busybox-static tmux openssl zstd protobuf-compiler)
+APT_PACKAGES=(runc containerd containernetworking-plugins iptables iproute2 gcc libc6-dev python3 golang-github-containerd-containerd-dev golang-go docker-registry busybox-static tmux openssl zstd protobuf-compiler)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
