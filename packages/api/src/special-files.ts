@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as fsp from 'node:fs/promises';
 
 /**
  * Stat and remove FIFOs and unix sockets without breaking `require()`.
@@ -72,5 +74,38 @@ export function forgetSpecialStat(): void {
     fs.statSync('/');
   } catch {
     // '/' always exists; nothing else to do
+  }
+}
+
+/**
+ * Writes a small file so that readers see either the old or the new content: a temp file
+ * next to it, optionally fsynced, then renamed over the target.
+ */
+export async function writeFileAtomic(
+  path: string,
+  data: string | Buffer,
+  opts: { sync?: boolean; mode?: number } = {},
+): Promise<void> {
+  // A name of its own per write: two writes of one file at once must not share a temp file.
+  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
+  const fh = await fsp.open(
+    tmp,
+    fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL,
+    opts.mode ?? 0o644,
+  );
+  try {
+    await fh.writeFile(data);
+    if (opts.sync) await fh.sync();
+  } catch (e) {
+    await fh.close();
+    await fsp.unlink(tmp).catch(() => {});
+    throw e;
+  }
+  await fh.close();
+  try {
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    await fsp.unlink(tmp).catch(() => {});
+    throw e;
   }
 }

@@ -1,36 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, unlink } from 'node:fs/promises';
 
 export const isErrno = (e: unknown, code: string): boolean => (e as NodeJS.ErrnoException)?.code === code;
-
-/**
- * Writes a small file so that readers see either the old or the new content: a temp file
- * next to it, optionally fsynced, then renamed over the target.
- */
-export async function writeFileAtomic(
-  path: string,
-  data: string | Buffer,
-  opts: { sync?: boolean } = {},
-): Promise<void> {
-  const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o644);
-  try {
-    await fh.writeFile(data);
-    if (opts.sync) await fh.sync();
-  } catch (e) {
-    await fh.close();
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-  await fh.close();
-  try {
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => {});
-    throw e;
-  }
-}
 
 /** Makes a rename or link inside `dir` durable. */
 export async function syncDir(dir: string): Promise<void> {

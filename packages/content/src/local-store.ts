@@ -32,8 +32,9 @@ import {
   validateLabels,
   type WalkFunc,
   type WriterOptions,
+  writeFileAtomic,
 } from '@berth/api';
-import { isErrno, syncDir, unlinkIfExists, writeFileAtomic } from './fs-util';
+import { isErrno, syncDir, unlinkIfExists } from './fs-util';
 import { INGEST_FILES, ingestDirName, readIngest, TMP_PREFIX } from './ingest';
 import { lockHolder, serialize, settled, tryLock, unlock } from './locks';
 import { LocalReaderAt } from './reader';

@@ -15,8 +15,9 @@ import {
   preciseNow,
   validateLabels,
   type Writer,
+  writeFileAtomic,
 } from '@berth/api';
-import { isErrno, readFully, writeFileAtomic, writeFully } from './fs-util';
+import { isErrno, readFully, writeFully } from './fs-util';
 import { INGEST_FILES } from './ingest';
 
 const REHASH_CHUNK = 1 << 20;

@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { writeFileAtomic } from '@berth/api';
 import type { ContainerRecord } from '../records';
 
 /** The part of a container that changes after CreateContainer: kept in a file, not in the containerd record. */
@@ -10,7 +11,7 @@ export type ContainerStatusFile = Pick<
 
 export const statusPath = (dir: string) => join(dir, 'status.json');
 
-/** Writes the status atomically (tmp + rename), so a daemon killed mid-write leaves the old one. */
+/** Writes the status atomically, so a daemon killed mid-write leaves the old one. */
 export async function writeStatus(dir: string, rec: ContainerRecord): Promise<void> {
   const s: ContainerStatusFile = {
     state: rec.state,
@@ -22,9 +23,7 @@ export async function writeStatus(dir: string, rec: ContainerRecord): Promise<vo
     pid: rec.pid,
   };
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const tmp = `${statusPath(dir)}.tmp`;
-  await writeFile(tmp, JSON.stringify(s));
-  await rename(tmp, statusPath(dir));
+  await writeFileAtomic(statusPath(dir), JSON.stringify(s));
 }
 
 /** The status written last; undefined when there is none (or it cannot be read). */

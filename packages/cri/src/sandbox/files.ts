@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import type { wire } from '@berth/api';
+import { type wire, writeFileAtomic } from '@berth/api';
 
 const run = promisify(execFile);
 
@@ -23,13 +23,6 @@ export function sandboxFiles(rootDir: string): SandboxFiles {
     hosts: join(rootDir, 'hosts'),
     resolvConf: join(rootDir, 'resolv.conf'),
   };
-}
-
-/** Writes a file by rename so a reader never sees half of it. */
-export async function writeAtomic(path: string, data: string | Buffer, mode = 0o644): Promise<void> {
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data, { mode });
-  await rename(tmp, path);
 }
 
 /** resolv.conf from the pod's DNSConfig, worded as containerd's parseDNSOptions writes it. */
@@ -52,18 +45,18 @@ export async function writeSandboxFiles(
 ): Promise<SandboxFiles> {
   await mkdir(rootDir, { recursive: true, mode: 0o755 });
   const files = sandboxFiles(rootDir);
-  await writeAtomic(files.hostname, `${config.hostname || osHostname()}\n`);
+  await writeFileAtomic(files.hostname, `${config.hostname || osHostname()}\n`);
   await copyFile('/etc/hosts', files.hosts).catch(async (e: NodeJS.ErrnoException) => {
     if (e.code !== 'ENOENT') throw e;
-    await writeAtomic(files.hosts, '');
+    await writeFileAtomic(files.hosts, '');
   });
   const dns = config.dnsConfig;
   if (dns && (dns.servers.length > 0 || dns.searches.length > 0 || dns.options.length > 0)) {
-    await writeAtomic(files.resolvConf, resolvConfFromDns(dns));
+    await writeFileAtomic(files.resolvConf, resolvConfFromDns(dns));
   } else {
     await copyFile('/etc/resolv.conf', files.resolvConf).catch(async (e: NodeJS.ErrnoException) => {
       if (e.code !== 'ENOENT') throw e;
-      await writeAtomic(files.resolvConf, '');
+      await writeFileAtomic(files.resolvConf, '');
     });
   }
   return files;

@@ -10,6 +10,7 @@ import {
   LEASE_EXPIRE_LABEL,
   UnknownError,
   type wire,
+  writeFileAtomic,
 } from '@berth/api';
 import { oci } from '@berth/client';
 import {
@@ -24,7 +25,7 @@ import { passedPodAnnotations, type RuntimeHandler } from '../config';
 import type { ResolvedImage } from '../image/resolve';
 import { type SandboxRecord, sandboxName } from '../records';
 import type { CriService } from '../service';
-import { mountShm, type SandboxFiles, unmountShm, writeAtomic, writeSandboxFiles } from './files';
+import { mountShm, type SandboxFiles, unmountShm, writeSandboxFiles } from './files';
 import { goCniResult, goJson } from './info';
 import { runtimeOptions, systemdCgroup } from './runtime-options';
 import { cgroupsPath as makeCgroupsPath, sandboxSpec } from './spec';
@@ -151,7 +152,7 @@ export class SandboxManager {
       cniResult: rec.cniResult,
     };
     await mkdir(this.rootDir(rec.id), { recursive: true });
-    await writeAtomic(join(this.rootDir(rec.id), 'status.json'), JSON.stringify(status));
+    await writeFileAtomic(join(this.rootDir(rec.id), 'status.json'), JSON.stringify(status));
   }
 
   /** Reloads the pods of an earlier run from their container records and status files. */
