@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cni, cacheFile, createNetns, netnsExists, releaseNetnsDir, removeNetns } from '@berth/cni';
+import { httpGetRetry } from '@berth/testkit';
 
 // Root, the Debian CNI plugins in /usr/lib/cni, iptables and iproute2: a real bridge, real
 // host-local leases and real portmap DNAT rules, all removed again in afterAll.
@@ -76,21 +77,6 @@ async function serve(netns: string, port: number, body: string): Promise<void> {
     },
   );
   servers.push(child);
-}
-
-// the server takes a moment to listen; retry until it answers or 10 s have gone
-async function get(url: string): Promise<string> {
-  let last: unknown;
-  for (let i = 0; i < 100; i++) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      return await res.text();
-    } catch (e) {
-      last = e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`GET ${url}: ${(last as Error)?.message}`);
 }
 
 const natRules = () => sh('iptables', '-w', '-t', 'nat', '-S');
@@ -243,9 +229,9 @@ describe('bridge + host-local + portmap', () => {
     expect(await natRules()).toContain(`--dport ${hostPort} -j DNAT --to-destination ${podIP}:8080`);
 
     await serve(ns, 8080, `hello from ${id}\n`);
-    expect(await get(`http://${podIP}:8080/`)).toBe(`hello from ${id}\n`);
+    expect(await httpGetRetry(`http://${podIP}:8080/`)).toBe(`hello from ${id}\n`);
     // through the hostPort, on the host's side of the bridge (127.0.0.1 would need route_localnet)
-    expect(await get(`http://${subnet}.1:${hostPort}/`)).toBe(`hello from ${id}\n`);
+    expect(await httpGetRetry(`http://${subnet}.1:${hostPort}/`)).toBe(`hello from ${id}\n`);
 
     await cni.check(id, ns);
     expect(existsSync(cacheFile(cacheDir, NET, id, 'eth0'))).toBe(true);

@@ -21,6 +21,7 @@ import {
   crictl as runCrictl,
   startBerthd,
   startRegistry,
+  writePlainHttpHosts,
 } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
@@ -178,11 +179,7 @@ beforeAll(async () => {
   await pushToRegistry(registry.url, 'e2e/app', 'v1', app);
   image = `${registry.host}/e2e/app:v1`;
   const hostsDir = join(root, 'certs.d');
-  await mkdir(join(hostsDir, registry.host), { recursive: true });
-  await writeFile(
-    join(hostsDir, registry.host, 'hosts.toml'),
-    `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
-  );
+  writePlainHttpHosts(hostsDir, registry.host);
   config = [
     'version = 2',
     '[plugins."io.containerd.grpc.v1.cri"]',

@@ -3,7 +3,7 @@
  * same registry: pulls by every spelling, the image records `ctr -n k8s.io images ls` shows,
  * `crictl images`/`inspecti` answers, removal, ImageFsInfo, credentials and error paths.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect } from '@berth/client';
 import {
@@ -23,6 +23,7 @@ import {
   startBerthd,
   startContainerd,
   startRegistry,
+  writePlainHttpHosts,
 } from '@berth/testkit';
 
 const ready = registryInstalled() && existsSync(CRICTL) && process.getuid?.() === 0;
@@ -72,11 +73,7 @@ suite('CRI ImageService through crictl', () => {
     ]);
     const certs = join(tmp, 'certs.d');
     for (const r of [registry, privateRegistry]) {
-      mkdirSync(join(certs, r.host), { recursive: true });
-      writeFileSync(
-        join(certs, r.host, 'hosts.toml'),
-        `server = "http://${r.host}"\n[host."http://${r.host}"]\n  capabilities = ["pull", "resolve"]\n`,
-      );
+      writePlainHttpHosts(certs, r.host);
     }
     app = buildImage({
       layers: ['busybox', [file('etc/app', 'app\n')]],

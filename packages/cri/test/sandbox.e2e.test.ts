@@ -14,11 +14,13 @@ import { Client } from '@berth/client';
 import {
   buildImage,
   type Daemon,
+  httpGetRetry,
   pushToRegistry,
   type Registry,
   crictl as runCrictl,
   startBerthd,
   startRegistry,
+  writePlainHttpHosts,
 } from '@berth/testkit';
 
 const run = promisify(execFile);
@@ -119,20 +121,6 @@ async function until(what: string, fn: () => Promise<boolean>): Promise<void> {
   throw new Error(`timed out waiting for ${what}`);
 }
 
-async function get(url: string): Promise<string> {
-  let last: unknown;
-  for (let i = 0; i < 100; i++) {
-    try {
-      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
-      return await res.text();
-    } catch (e) {
-      last = e;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-  throw new Error(`GET ${url}: ${(last as Error)?.message}`);
-}
-
 beforeAll(async () => {
   root = await mkdtemp(join(tmpdir(), 'berth-cri-sbx-'));
   daemonDir = join(root, 'daemon');
@@ -173,11 +161,7 @@ beforeAll(async () => {
   const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
   await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
   const hostsDir = join(root, 'certs.d');
-  await mkdir(join(hostsDir, registry.host), { recursive: true });
-  await writeFile(
-    join(hostsDir, registry.host, 'hosts.toml'),
-    `server = "http://${registry.host}"\n[host."http://${registry.host}"]\n  capabilities = ["pull", "resolve"]\n`,
-  );
+  writePlainHttpHosts(hostsDir, registry.host);
   config = [
     'version = 2',
     '[plugins."io.containerd.grpc.v1.cri"]',
@@ -361,8 +345,8 @@ describe('pod sandboxes through crictl', () => {
         stdio: 'ignore',
       }),
     );
-    expect(await get(`http://${ip}/`)).toBe('hello from the pod');
-    expect(await get(`http://${subnet}.1:${hostPort}/`)).toBe('hello from the pod');
+    expect(await httpGetRetry(`http://${ip}/`)).toBe('hello from the pod');
+    expect(await httpGetRetry(`http://${subnet}.1:${hostPort}/`)).toBe('hello from the pod');
     expect(await natRules()).toContain(`--dport ${hostPort}`);
     expect(await leases()).toContain(ip);
     expect(await vethsOnBridge()).not.toBe('');

@@ -1,6 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, createSign, randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import {
   createServer,
   request as httpRequest,
@@ -497,4 +497,31 @@ export async function startFaultyProxy(target: { host: string }): Promise<Faulty
       await closeServer(server);
     },
   };
+}
+
+/**
+ * A hosts.toml (registry.config_path layout: `<dir>/<host>/hosts.toml`) that sends pulls of
+ * `host` to it over plain HTTP, as a loopback docker-registry needs.
+ */
+export function writePlainHttpHosts(hostsDir: string, host: string): void {
+  mkdirSync(join(hostsDir, host), { recursive: true });
+  writeFileSync(
+    join(hostsDir, host, 'hosts.toml'),
+    `server = "http://${host}"\n[host."http://${host}"]\n  capabilities = ["pull", "resolve"]\n`,
+  );
+}
+
+/** GET `url` until it answers (a server just started takes a moment to listen), for up to 10 s; the body. */
+export async function httpGetRetry(url: string): Promise<string> {
+  let last: unknown;
+  for (let i = 0; i < 100; i++) {
+    try {
+      const res = await fetch(url, { signal: AbortSignal.timeout(2000) });
+      return await res.text();
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw new Error(`GET ${url}: ${(last as Error)?.message}`);
 }
