@@ -21,6 +21,7 @@ import { BERTH_RUNTIME_TYPE, passedPodAnnotations } from '../config';
 import { type ContainerRecord, containerName, type SandboxRecord } from '../records';
 import { goJson } from '../sandbox/info';
 import type { CriService } from '../service';
+import { type AttachIo, OutputFanout } from './attach';
 import { CappedBuffer, type CriLineSplitter, CriLogFile } from './log';
 import { containerSpec, imageVolumeMounts, linuxResources, sandboxMounts, withLinuxResources } from './spec';
 import { readStatus, writeStatus } from './status';
@@ -50,6 +51,8 @@ interface Live {
   log?: CriLogFile;
   splitters: CriLineSplitter[];
   stdinHold?: PassThrough;
+  /** Output for Attach, fed by the FIFO copy. */
+  output?: OutputFanout;
   exited?: Promise<void>;
   starting: boolean;
   removing: boolean;
@@ -329,9 +332,27 @@ export class ContainerManager {
       stdout = o.writable;
       stderr = e.writable;
     }
+    const output = new OutputFanout();
+    live.output = output;
+    stdout = output.tee('stdout', stdout);
+    stderr = output.tee('stderr', stderr);
     // A process reading stdin sees EOF only once nobody holds the FIFO for writing: we do, as containerd.
     if (fifos.stdin) live.stdinHold = new PassThrough();
     live.io = copyIo(fifos, { stdout, stderr, stdin: live.stdinHold });
+  }
+
+  /** What Attach reaches of a running container (FailedPrecondition when it is not running). */
+  attachStreams(id: string): AttachIo {
+    const rec = this.cri.containers.get(id);
+    const live = this.live.get(rec.id);
+    if (rec.state !== 'CONTAINER_RUNNING' || !live?.output)
+      throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
+    const output = live.output;
+    return {
+      stdin: live.stdinHold,
+      tty: rec.config.tty,
+      subscribe: (onData, onEnd) => output.subscribe(onData, onEnd),
+    };
   }
 
   async start(ctx: Context, req: wire.cri.StartContainerRequest): Promise<wire.cri.StartContainerResponse> {
@@ -457,6 +478,8 @@ export class ContainerManager {
       else live.io.cancel();
     }
     live.log?.close();
+    live.output?.end();
+    live.output = undefined;
     live.io = undefined;
     live.log = undefined;
     live.stdinHold = undefined;
