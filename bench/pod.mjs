@@ -4,7 +4,8 @@
 // the time from `crictl runp` to a started container in the new pod (runp + create + start),
 // median and best of N after one warm-up, the configurations taking turns; then 20 pods each
 // with a sleeping container, counting the RSS and PSS of the daemon plus every shim serving it
-// divided by the pods. berthd is measured with berth's shim (runtime handler `berth`) and with
+// divided by the pods; and the round trip of `crictl exec` into a running container, by ExecSync
+// (`exec -s`) and by the streaming server (`exec`). berthd is measured with berth's shim (runtime handler `berth`) and with
 // containerd-shim-runc-v2 (`runc`); containerd with containerd-shim-runc-v2.
 // Usage: pnpm bench pod [--runs 10] [--pods 20]
 import { execFile } from 'node:child_process';
@@ -185,6 +186,30 @@ try {
     console.log(`${cfg.name} ${cfg.handler}: runp+create+start median ${r.median.toFixed(0)} ms, best ${r.best.toFixed(0)} ms`);
   }
 
+  // crictl exec round trips into one running container: ExecSync (`exec -s`) and the
+  // streaming Exec (`exec`: the URL from the CRI, then SPDY to the streaming server).
+  for (const cfg of configs) {
+    const files = podFiles(`${cfg.tag}x`);
+    const podId = await crictl(cfg.d, ['runp', '--runtime', cfg.handler, files.pod]);
+    try {
+      const ctrId = await crictl(cfg.d, ['create', podId, files.ctr, files.pod]);
+      await crictl(cfg.d, ['start', ctrId]);
+      for (const [mode, flags] of [
+        ['sync', ['-s']],
+        ['stream', []],
+      ]) {
+        const runs = [];
+        await crictl(cfg.d, ['exec', ...flags, ctrId, '/bin/true']); // warm-up
+        for (let i = 0; i < RUNS; i++) runs.push(await timed(() => crictl(cfg.d, ['exec', ...flags, ctrId, '/bin/true'])));
+        const r = { median: median(runs) * 1000, best: Math.min(...runs) * 1000 };
+        results[`${cfg.name} ${cfg.handler}`][`exec-${mode}`] = r;
+        console.log(`${cfg.name} ${cfg.handler}: crictl exec ${flags.join(' ')} /bin/true median ${r.median.toFixed(0)} ms, best ${r.best.toFixed(0)} ms`);
+      }
+    } finally {
+      await removePod(cfg, podId).catch(() => {});
+    }
+  }
+
   for (const cfg of configs) {
     const pods = [];
     try {
@@ -221,6 +246,8 @@ for (const handler of ['berth', 'runc']) {
   rows.push(
     { metric: `runp + create + start, median (${shim})`, berthd: b.seq.median, containerd: c?.seq.median, unit: 'ms' },
     { metric: `runp + create + start, best (${shim})`, berthd: b.seq.best, containerd: c?.seq.best, unit: 'ms' },
+    { metric: `crictl exec -s (ExecSync) round trip, median (${shim})`, berthd: b['exec-sync'].median, containerd: c?.['exec-sync'].median, unit: 'ms' },
+    { metric: `crictl exec (streaming) round trip, median (${shim})`, berthd: b['exec-stream'].median, containerd: c?.['exec-stream'].median, unit: 'ms' },
     { metric: `RSS per pod, ${PODS} running (${shim})`, berthd: b.mem.rss, containerd: c?.mem.rss, unit: 'MiB' },
     { metric: `PSS per pod, ${PODS} running (${shim})`, berthd: b.mem.pss, containerd: c?.mem.pss, unit: 'MiB' },
   );
