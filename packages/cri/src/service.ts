@@ -7,6 +7,8 @@ import { ImageManager } from './image/service';
 import type { ContainerRecord, SandboxRecord } from './records';
 import { SandboxManager } from './sandbox/service';
 import { NameIndex, RecordIndex } from './store';
+import { CriStreamingRuntime } from './streaming/runtime';
+import { StreamServer } from './streaming/server';
 
 export const RUNTIME_SERVICE = 'runtime.v1.RuntimeService';
 export const IMAGE_SERVICE = 'runtime.v1.ImageService';
@@ -32,6 +34,9 @@ export class CriService {
   readonly images: ImageManager;
   readonly sandboxManager: SandboxManager;
   readonly containerManager: ContainerManager;
+  /** Exec, Attach and PortForward's HTTP server (stream_server_address:stream_server_port). */
+  readonly streaming: StreamServer;
+  private readonly streamingRuntime: CriStreamingRuntime;
   private podCidr = '';
 
   constructor(
@@ -42,6 +47,12 @@ export class CriService {
     this.images = new ImageManager(this);
     this.sandboxManager = new SandboxManager(this);
     this.containerManager = new ContainerManager(this);
+    this.streamingRuntime = new CriStreamingRuntime(this);
+    this.streaming = new StreamServer(this.streamingRuntime, {
+      address: config.streamServerAddress,
+      port: config.streamServerPort,
+      log: (msg, fields) => deps.log.with({ ...(fields as Record<string, string>) }).warn(msg),
+    });
   }
 
   /** The Context every CRI call works in: the caller's cancellation, containerd's k8s.io namespace. */
@@ -53,9 +64,11 @@ export class CriService {
   async start(): Promise<void> {
     await this.sandboxManager.recover(this.ctx());
     await this.containerManager.recover(this.ctx());
+    await this.streaming.start();
   }
 
   async close(): Promise<void> {
+    await this.streaming.close();
     await this.containerManager.close();
     await this.sandboxManager.close();
   }
@@ -161,11 +174,20 @@ export class CriService {
         (ctx, req: wire.cri.UpdateContainerResourcesRequest) => c.updateResources(ctx, req),
       ),
       ExecSync: h('RuntimeService/ExecSync', (ctx, req: wire.cri.ExecSyncRequest) => c.execSync(ctx, req)),
-      // Streaming, logs, statistics and events are the CRI's second part.
+      // Logs, statistics and events are the CRI's second part.
       ReopenContainerLog: later('ReopenContainerLog'),
-      Exec: later('Exec'),
-      Attach: later('Attach'),
-      PortForward: later('PortForward'),
+      Exec: h('RuntimeService/Exec', (_ctx, req: wire.cri.ExecRequest) => {
+        this.streamingRuntime.checkContainer(req.containerId);
+        return this.streaming.exec(req);
+      }),
+      Attach: h('RuntimeService/Attach', (_ctx, req: wire.cri.AttachRequest) => {
+        this.streamingRuntime.checkContainer(req.containerId);
+        return this.streaming.attach(req);
+      }),
+      PortForward: h('RuntimeService/PortForward', (_ctx, req: wire.cri.PortForwardRequest) => {
+        this.streamingRuntime.checkSandbox(req.podSandboxId);
+        return this.streaming.portForward(req);
+      }),
       ContainerStats: later('ContainerStats'),
       ListContainerStats: later('ListContainerStats'),
       PodSandboxStats: later('PodSandboxStats'),

@@ -10,6 +10,11 @@ import type { LogStream } from './log';
 export interface AttachIo {
   /** Writes reach the container's stdin; undefined when the container has no stdin. */
   readonly stdin?: Writable;
+  /**
+   * Closes the container's stdin for good (the process reads EOF): what an attach with
+   * stdin_once does when its client's stdin ends. Absent when the container has no stdin.
+   */
+  closeStdin?(): Promise<void>;
   /** Whether the container was created with a terminal (its output is all stdout). */
   readonly tty: boolean;
   /**

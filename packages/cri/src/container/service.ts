@@ -348,8 +348,16 @@ export class ContainerManager {
     if (rec.state !== 'CONTAINER_RUNNING' || !live?.output)
       throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
     const output = live.output;
+    const io = live.io;
     return {
       stdin: live.stdinHold,
+      closeStdin: live.stdinHold
+        ? async () => {
+            live.stdinHold?.end();
+            await io?.closeStdin();
+            await this.deps.tasks.closeIO(this.bg(), { containerId: rec.id, execId: '', stdin: true });
+          }
+        : undefined,
       tty: rec.config.tty,
       subscribe: (onData, onEnd) => output.subscribe(onData, onEnd),
     };
