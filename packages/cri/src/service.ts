@@ -6,6 +6,7 @@ import { CRI_NAMESPACE, type CriDeps } from './deps';
 import { ImageManager } from './image/service';
 import type { ContainerRecord, SandboxRecord } from './records';
 import { SandboxManager } from './sandbox/service';
+import { StatsManager } from './stats/service';
 import { NameIndex, RecordIndex } from './store';
 
 export const RUNTIME_SERVICE = 'runtime.v1.RuntimeService';
@@ -32,6 +33,7 @@ export class CriService {
   readonly images: ImageManager;
   readonly sandboxManager: SandboxManager;
   readonly containerManager: ContainerManager;
+  readonly stats: StatsManager;
   private podCidr = '';
 
   constructor(
@@ -42,6 +44,7 @@ export class CriService {
     this.images = new ImageManager(this);
     this.sandboxManager = new SandboxManager(this);
     this.containerManager = new ContainerManager(this);
+    this.stats = new StatsManager(this);
   }
 
   /** The Context every CRI call works in: the caller's cancellation, containerd's k8s.io namespace. */
@@ -161,15 +164,25 @@ export class CriService {
         (ctx, req: wire.cri.UpdateContainerResourcesRequest) => c.updateResources(ctx, req),
       ),
       ExecSync: h('RuntimeService/ExecSync', (ctx, req: wire.cri.ExecSyncRequest) => c.execSync(ctx, req)),
-      // Streaming, logs, statistics and events are the CRI's second part.
+      ContainerStats: h('RuntimeService/ContainerStats', (ctx, req: wire.cri.ContainerStatsRequest) =>
+        this.stats.containerStats(ctx, req),
+      ),
+      ListContainerStats: h(
+        'RuntimeService/ListContainerStats',
+        (ctx, req: wire.cri.ListContainerStatsRequest) => this.stats.listContainerStats(ctx, req),
+      ),
+      PodSandboxStats: h('RuntimeService/PodSandboxStats', (ctx, req: wire.cri.PodSandboxStatsRequest) =>
+        this.stats.podSandboxStats(ctx, req),
+      ),
+      ListPodSandboxStats: h(
+        'RuntimeService/ListPodSandboxStats',
+        (ctx, req: wire.cri.ListPodSandboxStatsRequest) => this.stats.listPodSandboxStats(ctx, req),
+      ),
+      // Streaming, logs and events are the CRI's second part.
       ReopenContainerLog: later('ReopenContainerLog'),
       Exec: later('Exec'),
       Attach: later('Attach'),
       PortForward: later('PortForward'),
-      ContainerStats: later('ContainerStats'),
-      ListContainerStats: later('ListContainerStats'),
-      PodSandboxStats: later('PodSandboxStats'),
-      ListPodSandboxStats: later('ListPodSandboxStats'),
       CheckpointContainer: later('CheckpointContainer'),
       ListMetricDescriptors: later('ListMetricDescriptors'),
       ListPodSandboxMetrics: later('ListPodSandboxMetrics'),

@@ -4,7 +4,7 @@
  * non-streaming Container specs, mount propagation, several containers in a pod): containerd
  * 1.6 passes each of them on the same kit. ALSO_PASSING holds specs of later work that pass
  * already (namespaces, users, capabilities, seccomp profiles...), kept from regressing.
- * Not listed, and failing today: container stats (4), ReopenContainerLog, exec/attach/
+ * Not listed, and failing today: ReopenContainerLog, exec/attach/
  * port-forward streaming (5) and the docker/default seccomp profile (the CRI's second part),
  * MaskedPaths (containerd fails it on this kit too) and the digest-pinned image pull (the kit
  * cannot rebuild that image; containerd fails it too).
@@ -80,4 +80,12 @@ export const ALSO_PASSING: readonly string[] = [
   '[k8s.io] Security Context bucket runtime should support dropping capability',
   '[k8s.io] Security Context bucket runtime should support that ReadOnlyRootfs is false',
   '[k8s.io] Security Context bucket runtime should support that ReadOnlyRootfs is true',
+];
+
+/** Container stats (issue 11, item 3): containerd 1.6 passes these 4 on the kit. */
+export const ISSUE_11_STATS: readonly string[] = [
+  '[k8s.io] Container runtime should support basic operations on container runtime should support listing container stats [Conformance]',
+  '[k8s.io] Container runtime should support basic operations on container runtime should support listing stats for started containers [Conformance]',
+  '[k8s.io] Container runtime should support basic operations on container runtime should support listing stats for started containers when filter is nil [Conformance]',
+  '[k8s.io] Container runtime should support basic operations on container runtime should support listing stats for three created containers when filter is nil. [Conformance]',
 ];
