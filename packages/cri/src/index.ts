@@ -33,4 +33,17 @@ export {
   IMAGE_SERVICE,
   RUNTIME_SERVICE,
 } from './service';
+export {
+  type CgroupFigures,
+  type CgroupLocation,
+  type CgroupMode,
+  CgroupParseError,
+  CgroupReader,
+  type CgroupReaderOptions,
+  cgroupfsPath,
+  expandSlice,
+  type MemoryFigures,
+} from './stats/cgroup';
+export { CpuSampler, memoryUsage, parseNetDev, workingSet } from './stats/figures';
+export { StatsManager, type StatsOptions } from './stats/service';
 export { NameIndex, RecordIndex } from './store';

@@ -6,6 +6,7 @@ import { CRI_NAMESPACE, type CriDeps } from './deps';
 import { ImageManager } from './image/service';
 import type { ContainerRecord, SandboxRecord } from './records';
 import { SandboxManager } from './sandbox/service';
+import { StatsManager } from './stats/service';
 import { NameIndex, RecordIndex } from './store';
 import { CriStreamingRuntime } from './streaming/runtime';
 import { StreamServer } from './streaming/server';
@@ -37,6 +38,7 @@ export class CriService {
   /** Exec, Attach and PortForward's HTTP server (stream_server_address:stream_server_port). */
   readonly streaming: StreamServer;
   private readonly streamingRuntime: CriStreamingRuntime;
+  readonly stats: StatsManager;
   private podCidr = '';
 
   constructor(
@@ -53,6 +55,7 @@ export class CriService {
       port: config.streamServerPort,
       log: (msg, fields) => deps.log.with({ ...(fields as Record<string, string>) }).warn(msg),
     });
+    this.stats = new StatsManager(this);
   }
 
   /** The Context every CRI call works in: the caller's cancellation, containerd's k8s.io namespace. */
@@ -174,7 +177,7 @@ export class CriService {
         (ctx, req: wire.cri.UpdateContainerResourcesRequest) => c.updateResources(ctx, req),
       ),
       ExecSync: h('RuntimeService/ExecSync', (ctx, req: wire.cri.ExecSyncRequest) => c.execSync(ctx, req)),
-      // Logs, statistics and events are the CRI's second part.
+      // Log reopening and events are the CRI's second part.
       ReopenContainerLog: later('ReopenContainerLog'),
       Exec: h('RuntimeService/Exec', (_ctx, req: wire.cri.ExecRequest) => {
         this.streamingRuntime.checkContainer(req.containerId);
@@ -188,10 +191,20 @@ export class CriService {
         this.streamingRuntime.checkSandbox(req.podSandboxId);
         return this.streaming.portForward(req);
       }),
-      ContainerStats: later('ContainerStats'),
-      ListContainerStats: later('ListContainerStats'),
-      PodSandboxStats: later('PodSandboxStats'),
-      ListPodSandboxStats: later('ListPodSandboxStats'),
+      ContainerStats: h('RuntimeService/ContainerStats', (ctx, req: wire.cri.ContainerStatsRequest) =>
+        this.stats.containerStats(ctx, req),
+      ),
+      ListContainerStats: h(
+        'RuntimeService/ListContainerStats',
+        (ctx, req: wire.cri.ListContainerStatsRequest) => this.stats.listContainerStats(ctx, req),
+      ),
+      PodSandboxStats: h('RuntimeService/PodSandboxStats', (ctx, req: wire.cri.PodSandboxStatsRequest) =>
+        this.stats.podSandboxStats(ctx, req),
+      ),
+      ListPodSandboxStats: h(
+        'RuntimeService/ListPodSandboxStats',
+        (ctx, req: wire.cri.ListPodSandboxStatsRequest) => this.stats.listPodSandboxStats(ctx, req),
+      ),
       CheckpointContainer: later('CheckpointContainer'),
       ListMetricDescriptors: later('ListMetricDescriptors'),
       ListPodSandboxMetrics: later('ListPodSandboxMetrics'),

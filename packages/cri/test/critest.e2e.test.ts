@@ -10,7 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { repoRoot } from '@berth/testkit';
-import { ALSO_PASSING, ISSUE_10 } from './critest-specs';
+import { ALSO_PASSING, ISSUE_10, ISSUE_11_STATS } from './critest-specs';
 
 const KIT = join(repoRoot, '..', 'shared', 'cri', 'run-critest.sh');
 const CAN_RUN = process.getuid?.() === 0 && existsSync(KIT);
@@ -70,6 +70,12 @@ describeIf('critest v1.26.1 against berthd', () => {
 
   describe('specs of later work that already pass', () => {
     it.each(ALSO_PASSING.map((s) => [s]))('%s', (spec) => {
+      expect(results.get(spec)).toBe('passed');
+    });
+  });
+
+  describe('container stats (issue 11)', () => {
+    it.each(ISSUE_11_STATS.map((s) => [s]))('%s', (spec) => {
       expect(results.get(spec)).toBe('passed');
     });
   });
