@@ -161,8 +161,11 @@ export class CriService {
         (ctx, req: wire.cri.UpdateContainerResourcesRequest) => c.updateResources(ctx, req),
       ),
       ExecSync: h('RuntimeService/ExecSync', (ctx, req: wire.cri.ExecSyncRequest) => c.execSync(ctx, req)),
-      // Streaming, logs, statistics and events are the CRI's second part.
-      ReopenContainerLog: later('ReopenContainerLog'),
+      ReopenContainerLog: h(
+        'RuntimeService/ReopenContainerLog',
+        (ctx, req: wire.cri.ReopenContainerLogRequest) => c.reopenLog(ctx, req),
+      ),
+      // Streaming, statistics and events are the CRI's second part.
       Exec: later('Exec'),
       Attach: later('Attach'),
       PortForward: later('PortForward'),
