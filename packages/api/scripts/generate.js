@@ -61,6 +61,7 @@ const PACKAGE_ALIASES = {
   'google.protobuf': 'protobuf',
   'google.rpc': 'rpc',
   'runtime.v1': 'cri',
+  'berth.shim.v1': 'berthShim',
   'grpc.health.v1': 'health',
 };
 

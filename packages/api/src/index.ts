@@ -2,6 +2,7 @@ export * from './containers';
 export * from './content';
 export * from './context';
 export * from './convert';
+export * from './cri-log';
 export * from './descriptor';
 export * from './digest';
 export * from './disk-full';

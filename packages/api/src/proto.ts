@@ -53,6 +53,8 @@ export const SERVICES: readonly string[] = Object.freeze([
   // Kubernetes' CRI, served by the io.containerd.grpc.v1.cri plugin.
   'runtime.v1.ImageService',
   'runtime.v1.RuntimeService',
+  // berth's own ttrpc service on its shim, beside the task API (the CRI log's reopen).
+  'berth.shim.v1.Log',
 ]);
 
 /** Lists every .proto file under dir, as paths relative to dir with '/' separators. */

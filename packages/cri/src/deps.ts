@@ -60,6 +60,11 @@ export interface CriDeps {
   /** A snapshotter by name, metadata-wrapped (InvalidArgument when none has the name). */
   snapshotter(name: string): Snapshotter;
   tasks: TaskService;
+  /**
+   * berth's shim writes a container's CRI log itself (stdio URI cri-log://): asks the task's
+   * shim to reopen it at its path (ReopenContainerLog). NotFound when there is no such task.
+   */
+  reopenShimLog(ctx: Context, containerId: string): Promise<void>;
   events: EventSubscriber & Publisher;
   puller: ImagePuller;
   /**

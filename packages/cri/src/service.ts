@@ -177,8 +177,10 @@ export class CriService {
         (ctx, req: wire.cri.UpdateContainerResourcesRequest) => c.updateResources(ctx, req),
       ),
       ExecSync: h('RuntimeService/ExecSync', (ctx, req: wire.cri.ExecSyncRequest) => c.execSync(ctx, req)),
-      // Log reopening and events are the CRI's second part.
-      ReopenContainerLog: later('ReopenContainerLog'),
+      ReopenContainerLog: h(
+        'RuntimeService/ReopenContainerLog',
+        (ctx, req: wire.cri.ReopenContainerLogRequest) => c.reopenLog(ctx, req),
+      ),
       Exec: h('RuntimeService/Exec', (_ctx, req: wire.cri.ExecRequest) => {
         this.streamingRuntime.checkContainer(req.containerId);
         return this.streaming.exec(req);

@@ -1,8 +1,7 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { wire } from '@berth/api';
-import { CriLineSplitter, criLogLine } from '../src/container/log';
+import { CriLineSplitter, criLogLine, type wire } from '@berth/api';
 import { parseSignal } from '../src/container/service';
 import {
   type ContainerSpecInput,

@@ -17,5 +17,6 @@ export { main } from './main';
 export { decodeRuncOptions, decodeShimMessage, encodeShimMessage, type RuncOptions } from './protos';
 export { type EventSink, Publisher, TOPICS } from './publisher';
 export { DEFAULT_RUNTIME_ROOT, type RunningShim, serve } from './serve';
-export { TASK_SERVICE, TaskService } from './service';
+export { LOG_SERVICE, TASK_SERVICE, TaskService } from './service';
+export { CriLogWriter, criLogOf, resolveStdio, type StdioPaths } from './stdio';
 export { SHIM_VERSION } from './version';

@@ -11,7 +11,7 @@ import type { ShimFlags } from './flags';
 import { createLogger, type Logger } from './log';
 import { Publisher } from './publisher';
 import { Reaper } from './reaper';
-import { TASK_SERVICE, TaskService } from './service';
+import { LOG_SERVICE, TASK_SERVICE, TaskService } from './service';
 
 export { DEFAULT_RUNTIME_ROOT };
 
@@ -85,6 +85,7 @@ export async function serve(flags: ShimFlags, env: NodeJS.ProcessEnv = process.e
     unusedMs: numberEnv(env, 'BERTH_SHIM_UNUSED_MS', 60_000),
   });
   server.register(TASK_SERVICE, service.handlers());
+  server.register(LOG_SERVICE, service.logHandlers());
   if (flags.socket) {
     await server.listen(flags.socket);
   } else {

@@ -32,6 +32,8 @@ import { timestampNow } from './time';
 import { SHIM_VERSION } from './version';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
+/** berth's own service beside the task API (proto/berth/shim/v1/log.proto in @berth/api). */
+export const LOG_SERVICE = 'berth.shim.v1.Log';
 
 export interface RuntimeDefaults {
   /** OCI runtime binary when the options name none. */
@@ -122,6 +124,28 @@ export class TaskService {
         },
       ]),
     ) as ServiceHandlers;
+  }
+
+  /** berth.shim.v1.Log: what the CRI needs of a log this shim writes (stdio URI cri-log://). */
+  logHandlers(): ServiceHandlers {
+    return { Reopen: (r: wire.berthShim.ReopenLogRequest) => this.reopenLog(r) };
+  }
+
+  /**
+   * The kubelet rotated the container's log (renamed the file): lines from now on go to a new
+   * file at the path. FailedPrecondition when the init process does not run or its output
+   * does not go to a CRI log.
+   */
+  reopenLog(r: wire.berthShim.ReopenLogRequest): Record<string, never> {
+    const c = this.container(r.id);
+    const init = c.init;
+    if (init.status !== 'running' && init.status !== 'paused')
+      throw new FailedPreconditionError(`container ${r.id} is not running`);
+    if (!init.io?.reopenLog())
+      throw new FailedPreconditionError(
+        `container ${r.id}: its output does not go to a CRI log (stdout ${JSON.stringify(init.stdio.stdout)})`,
+      );
+    return {};
   }
 
   /**

@@ -16,16 +16,29 @@ import {
   fchownSync,
   read as fsRead,
   write as fsWrite,
+  mkdirSync,
   mkdtempSync,
   openSync,
   statSync,
+  writeSync,
 } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import * as tty from 'node:tty';
-import { InvalidArgumentError, NotImplementedError, removeTreeSync } from '@berth/api';
+import {
+  CRI_LOG_SCHEME,
+  CriLineSplitter,
+  type CriLogTarget,
+  criLogLine,
+  InvalidArgumentError,
+  type LogStream,
+  NotImplementedError,
+  parseCriLogUri,
+  preciseNow,
+  removeTreeSync,
+} from '@berth/api';
 import { dup, listenUnix, pipe, receiveFd, setNonblocking, setWinsize } from '@berth/sys';
 import type { Logger } from './log';
 import type { StdioSlot } from './runc';
@@ -56,16 +69,32 @@ function isFifo(path: string): boolean {
   }
 }
 
-/** Resolves the stdio URIs containerd may send: bare paths and fifo:// (FIFOs or files), file://. */
+const schemeOf = (uri: string): string | undefined =>
+  /^([a-z][a-z0-9+.-]*):\/\//i.exec(uri)?.[1]?.toLowerCase();
+
+/**
+ * Resolves the stdio URIs containerd may send: bare paths and fifo:// (FIFOs or files),
+ * file://; and berth's own cri-log:// (see criLogOf), which stays a URI here.
+ */
 export function resolveStdio(paths: StdioPaths): StdioPaths {
-  const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(paths.stdout)?.[1]?.toLowerCase();
+  const scheme = schemeOf(paths.stdout);
+  const strip = (p: string): string => p.replace(/^fifo:\/\//i, '');
   if (scheme === undefined || scheme === 'fifo') {
-    const strip = (p: string): string => p.replace(/^fifo:\/\//i, '');
     return { ...paths, stdin: strip(paths.stdin), stdout: strip(paths.stdout), stderr: strip(paths.stderr) };
   }
   if (scheme === 'file') {
     const file = decodeURIComponent(new URL(paths.stdout).pathname);
     return { ...paths, stdout: file, stderr: paths.stderr === '' ? '' : file };
+  }
+  if (scheme === CRI_LOG_SCHEME) {
+    parseCriLogUri(paths.stdout);
+    // Both streams go to the one file; stderr names it too, or nothing (a terminal has none).
+    if (paths.stderr !== '' && paths.stderr !== paths.stdout) {
+      throw new InvalidArgumentError(
+        `stdio stderr ${JSON.stringify(paths.stderr)}: must be empty or the stdout URI ${JSON.stringify(paths.stdout)}`,
+      );
+    }
+    return { ...paths, stdin: strip(paths.stdin) };
   }
   if (scheme === 'binary') {
     throw new NotImplementedError(
@@ -73,6 +102,77 @@ export function resolveStdio(paths: StdioPaths): StdioPaths {
     );
   }
   throw new InvalidArgumentError(`unknown STDIO scheme ${scheme}`);
+}
+
+/** The CRI log a process's stdout URI asks this shim to write, if it does. */
+export function criLogOf(paths: StdioPaths): CriLogTarget | undefined {
+  return schemeOf(paths.stdout) === CRI_LOG_SCHEME ? parseCriLogUri(paths.stdout) : undefined;
+}
+
+/**
+ * A process's CRI log file, written by the shim (so the log keeps growing while the daemon is
+ * down, and a container never blocks on a daemon that does not read): stdout and stderr
+ * interleave line by line, each line one write(2) on an O_APPEND descriptor, so a reader never
+ * sees half a line and a rotation (the kubelet renames the file) loses nothing: lines go to the
+ * renamed file until reopen().
+ */
+export class CriLogWriter {
+  private fd: number;
+  private readonly splitters: CriLineSplitter[] = [];
+
+  constructor(
+    readonly target: CriLogTarget,
+    private readonly log: Logger,
+  ) {
+    this.fd = CriLogWriter.open(target.path);
+  }
+
+  private static open(path: string): number {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
+  }
+
+  /** The Writable one stream's output goes into; ending it writes an unterminated last line. */
+  stream(name: LogStream): Writable {
+    const splitter = new CriLineSplitter(this.target.maxLineSize, (partial, text) =>
+      this.writeLine(criLogLine(preciseNow(), name, partial, text)),
+    );
+    this.splitters.push(splitter);
+    return new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        splitter.push(chunk);
+        cb();
+      },
+      final(cb) {
+        splitter.end();
+        cb();
+      },
+    });
+  }
+
+  private writeLine(line: Buffer): void {
+    if (this.fd < 0) return;
+    try {
+      writeSync(this.fd, line);
+    } catch (err) {
+      // A full disk loses log lines, never the container (which would block on its pipe).
+      this.log.warn('cri log: write', { path: this.target.path, error: err });
+    }
+  }
+
+  /** ReopenContainerLog: later lines go to a new file at the path (the old one was renamed). */
+  reopen(): void {
+    if (this.fd < 0) return;
+    const fd = CriLogWriter.open(this.target.path);
+    const old = this.fd;
+    this.fd = fd;
+    closeQuietly(old);
+  }
+
+  close(): void {
+    closeQuietly(this.fd);
+    this.fd = -1;
+  }
 }
 
 /** An output destination: the writable side and what to close once it is finished. */
@@ -160,10 +260,23 @@ abstract class BaseIO {
   protected readonly streams: (Readable | Writable)[] = [];
   protected readonly releases: (() => void)[] = [];
 
+  /** The CRI log the output goes to, when stdout is a cri-log:// URI. */
+  protected readonly criLog: CriLogWriter | undefined;
+
   constructor(
     readonly paths: StdioPaths,
     protected readonly log: Logger,
-  ) {}
+  ) {
+    const target = criLogOf(paths);
+    this.criLog = target ? new CriLogWriter(target, log) : undefined;
+  }
+
+  /** ReopenContainerLog; false when this process's output does not go to a CRI log. */
+  reopenLog(): boolean {
+    if (!this.criLog) return false;
+    this.criLog.reopen();
+    return true;
+  }
 
   /** CloseIO: drop our writer on the stdin FIFO, so the container sees EOF once the client closes too. */
   closeStdin(): void {
@@ -189,10 +302,13 @@ abstract class BaseIO {
     for (const s of this.streams) s.destroy();
     for (const r of this.releases) r();
     this.releases.length = 0;
+    this.criLog?.close();
   }
 
-  protected output(src: Readable, path: string, what: string): void {
-    const sink = openSink(path);
+  protected output(src: Readable, path: string, what: 'stdout' | 'stderr' | 'console'): void {
+    const sink: Sink = this.criLog
+      ? { stream: this.criLog.stream(what === 'stderr' ? 'stderr' : 'stdout'), release: () => {} }
+      : openSink(path);
     this.streams.push(src, sink.stream);
     this.copies.push(
       copy(src, sink.stream, this.log, what).then(() => {
@@ -248,6 +364,7 @@ export class PipeIO extends BaseIO {
     } catch (err) {
       this.closeAfterStart();
       for (const fd of Object.values(this.parentEnds)) closeQuietly(fd);
+      this.criLog?.close();
       throw err;
     }
   }

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
-import type { LogStream } from './log';
+import type { LogStream } from '@berth/api';
 
 /**
  * What Attach reaches of a running container: its stdin (when it was created with one) and

@@ -1,62 +1,7 @@
 import { closeSync, mkdirSync, openSync, writeSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { Writable } from 'node:stream';
-import { formatRFC3339Nano, preciseNow } from '@berth/api';
-
-export type LogStream = 'stdout' | 'stderr';
-
-/**
- * One line of the CRI log format the kubelet reads (`<RFC3339Nano> <stream> <F|P> <text>\n`):
- * P for a piece of a line cut at the maximum size, F for a line's last piece.
- */
-export function criLogLine(time: Date, stream: LogStream, partial: boolean, text: Buffer): Buffer {
-  return Buffer.concat([
-    Buffer.from(`${formatRFC3339Nano(time)} ${stream} ${partial ? 'P' : 'F'} `),
-    text,
-    Buffer.from('\n'),
-  ]);
-}
-
-/**
- * Splits a stream's bytes into CRI log lines (containerd's redirectLogs): a line longer than
- * maxLen (> 0) goes out as maxLen-sized P pieces, then its rest as F; what is left without a
- * newline when the stream ends is a full line.
- */
-export class CriLineSplitter {
-  private pending: Buffer = Buffer.alloc(0);
-
-  constructor(
-    private readonly maxLen: number,
-    private readonly emit: (partial: boolean, text: Buffer) => void,
-  ) {}
-
-  push(chunk: Buffer): void {
-    let buf = this.pending.length > 0 ? Buffer.concat([this.pending, chunk]) : chunk;
-    for (;;) {
-      const nl = buf.indexOf(0x0a);
-      const limit = this.maxLen > 0 ? this.maxLen : Number.POSITIVE_INFINITY;
-      if (nl >= 0 && nl <= limit) {
-        let line = buf.subarray(0, nl);
-        if (line.length > 0 && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
-        this.emit(false, line);
-        buf = buf.subarray(nl + 1);
-        continue;
-      }
-      if (buf.length > limit) {
-        this.emit(true, buf.subarray(0, limit));
-        buf = buf.subarray(limit);
-        continue;
-      }
-      break;
-    }
-    this.pending = Buffer.from(buf);
-  }
-
-  end(): void {
-    if (this.pending.length > 0) this.emit(false, this.pending);
-    this.pending = Buffer.alloc(0);
-  }
-}
+import { CriLineSplitter, criLogLine, type LogStream, preciseNow } from '@berth/api';
 
 /**
  * A container's log file, written by the daemon from the process's FIFOs: stdout and stderr
@@ -94,6 +39,18 @@ export class CriLogFile {
       },
     });
     return { writable, splitter };
+  }
+
+  /**
+   * ReopenContainerLog: the kubelet renamed the file; later lines go to a new one at the path
+   * (lines in the splitters' hands are not lost: they are written once they are complete).
+   */
+  reopen(): void {
+    if (this.fd < 0) return;
+    const fd = openSync(this.path, 'a', 0o640);
+    const old = this.fd;
+    this.fd = fd;
+    closeSync(old);
   }
 
   /** Flushes unterminated lines and closes the file. */

@@ -6,6 +6,9 @@ import { PassThrough, Writable } from 'node:stream';
 import {
   type Container,
   type Context,
+  CRI_LOG_SCHEME,
+  type CriLineSplitter,
+  criLogUri,
   DeadlineExceededError,
   FailedPreconditionError,
   fromTimestamp,
@@ -22,7 +25,8 @@ import { type ContainerRecord, containerName, type SandboxRecord } from '../reco
 import { goJson } from '../sandbox/info';
 import type { CriService } from '../service';
 import { type AttachIo, OutputFanout } from './attach';
-import { CappedBuffer, type CriLineSplitter, CriLogFile } from './log';
+import { CappedBuffer, CriLogFile } from './log';
+import { LogFollower } from './log-follow';
 import { containerSpec, imageVolumeMounts, linuxResources, sandboxMounts, withLinuxResources } from './spec';
 import { readStatus, writeStatus } from './status';
 
@@ -51,9 +55,11 @@ interface Live {
   log?: CriLogFile;
   splitters: CriLineSplitter[];
   stdinHold?: PassThrough;
-  /** Output for Attach, fed by the FIFO copy. */
-  output?: OutputFanout;
+  /** Output for Attach: fed by the FIFO copy, or read back from the log berth's shim writes. */
+  output?: OutputFanout | LogFollower;
   exited?: Promise<void>;
+  /** berth's shim writes the log (stdio URI cri-log://); berthd holds stdin only. */
+  shimLog?: boolean;
   starting: boolean;
   removing: boolean;
   oom: boolean;
@@ -162,8 +168,13 @@ export class ContainerManager {
       if (task && (task.status === 'RUNNING' || task.status === 'PAUSED')) {
         rec.state = 'CONTAINER_RUNNING';
         rec.pid = task.pid;
-        // The shim kept writing into the FIFOs (or waits on them): read them again into the log.
-        this.attachIo(rec, fifoSetOf(task));
+        if (isShimLog(task.stdout)) {
+          // The shim kept writing the log all along: only stdin is ours again (no second writer).
+          this.attachShimLog(rec, { ...fifoSetOf(task), stdout: '', stderr: '' });
+        } else {
+          // The shim kept writing into the FIFOs (or waits on them): read them again into the log.
+          this.attachIo(rec, fifoSetOf(task));
+        }
         this.watchExit(rec);
         return;
       }
@@ -341,6 +352,34 @@ export class ContainerManager {
     live.io = copyIo(fifos, { stdout, stderr, stdin: live.stdinHold });
   }
 
+  /**
+   * A container whose log berth's shim writes: berthd holds only its stdin FIFO (a process
+   * reading stdin sees EOF only once nobody holds it for writing); Attach reads the log back.
+   */
+  private attachShimLog(rec: ContainerRecord, fifos: ReturnType<typeof fifoSetOf>): void {
+    const live = this.liveOf(rec.id);
+    live.shimLog = true;
+    live.output = new LogFollower(rec.logPath);
+    if (fifos.stdin) {
+      live.stdinHold = new PassThrough();
+      live.io = copyIo(fifos, { stdin: live.stdinHold });
+    }
+  }
+
+  /** ReopenContainerLog: the kubelet renamed the log file; later lines go to a new one at the path. */
+  async reopenLog(
+    ctx: Context,
+    req: wire.cri.ReopenContainerLogRequest,
+  ): Promise<wire.cri.ReopenContainerLogResponse> {
+    const rec = this.cri.containers.get(req.containerId);
+    if (rec.state !== 'CONTAINER_RUNNING')
+      throw new FailedPreconditionError(`container "${rec.id}" is not running`);
+    const live = this.live.get(rec.id);
+    if (live?.shimLog) await this.deps.reopenShimLog(ctx, rec.id);
+    else live?.log?.reopen();
+    return {};
+  }
+
   /** What Attach reaches of a running container (FailedPrecondition when it is not running). */
   attachStreams(id: string): AttachIo {
     const rec = this.cri.containers.get(id);
@@ -376,11 +415,23 @@ export class ContainerManager {
     try {
       this.readySandbox(rec.sandboxId);
       const tty = rec.config.tty;
+      // berth's shim writes the log itself, so it keeps growing while berthd is down;
+      // containerd's shim only offers FIFOs, which berthd copies (as containerd does).
+      const shimLog = rec.logPath !== '' && (await this.runtimeType(ctx, rec)) === BERTH_RUNTIME_TYPE;
       const fifos = await newFifoSet(join(this.stateDir(rec.id), 'io'), rec.id, {
         stdin: rec.config.stdin,
+        stdout: !shimLog,
+        stderr: !shimLog,
         terminal: tty,
       });
-      this.attachIo(rec, fifos);
+      if (shimLog) {
+        const uri = criLogUri({ path: rec.logPath, maxLineSize: this.cri.config.maxContainerLogLineSize });
+        fifos.stdout = uri;
+        fifos.stderr = tty ? '' : uri;
+        this.attachShimLog(rec, { ...fifos, stdout: '', stderr: '' });
+      } else {
+        this.attachIo(rec, fifos);
+      }
       const mounts = await this.deps.snapshotter(this.cri.config.snapshotter).mounts(ctx, rec.id);
       await this.deps.tasks.create(ctx, {
         containerId: rec.id,
@@ -420,6 +471,11 @@ export class ContainerManager {
     } finally {
       live.starting = false;
     }
+  }
+
+  /** The runtime type of the container's record (its pod's handler). */
+  private async runtimeType(ctx: Context, rec: ContainerRecord): Promise<string> {
+    return (await this.deps.containers.get(ctx, rec.id)).runtime.name;
   }
 
   private async deleteTask(ctx: Context, id: string, kill: boolean): Promise<void> {
@@ -486,11 +542,12 @@ export class ContainerManager {
       else live.io.cancel();
     }
     live.log?.close();
-    live.output?.end();
+    await live.output?.end();
     live.output = undefined;
     live.io = undefined;
     live.log = undefined;
     live.stdinHold = undefined;
+    live.shimLog = false;
   }
 
   /** OOM events of the daemon's shims mark the container, so its exit reads OOMKilled. */
@@ -828,6 +885,10 @@ export class ContainerManager {
     for (const id of this.live.keys()) await this.closeIo(id, false);
     await this.oomLoop;
   }
+}
+
+function isShimLog(stdout: string): boolean {
+  return stdout.toLowerCase().startsWith(`${CRI_LOG_SCHEME}://`);
 }
 
 function stateName(state: ContainerRecord['state']): string {

@@ -11,6 +11,7 @@ import { type CriPluginConfig, CriService, defaultCriPluginConfig, resolveCriCon
 import { configureHosts, parseReference, RegistryClient } from '@berth/images';
 import type { Exchange } from '../events/exchange';
 import type { DaemonRegistration } from '../registry';
+import type { TaskManager } from '../runtime/manager';
 import type { ServiceRegistrar } from '../server/grpc-server';
 import type { SnapshotsLocal } from '../services/snapshots/local';
 import type { TransferLocal } from '../services/transfer/local';
@@ -36,12 +37,13 @@ class CriGrpc {
 export const criPlugin: DaemonRegistration<CriPluginConfig, CriGrpc> = {
   type: PluginType.GRPC,
   id: 'cri',
-  requires: [PluginType.Event, PluginType.Service, PluginType.Transfer],
+  requires: [PluginType.Event, PluginType.Runtime, PluginType.Service, PluginType.Transfer],
   config: defaultCriPluginConfig(),
   init: async (ic) => {
     const config = resolveCriConfig(ic.config, (msg) => ic.log.warn(msg));
     const snapshots = await ic.getById<SnapshotsLocal>(PluginType.Service, 'snapshots-service');
     const transfer = await ic.getById<TransferLocal>(PluginType.Transfer, 'local');
+    const runtime = await ic.getById<TaskManager>(PluginType.Runtime, 'task');
     const cri = new CriService(
       {
         content: await ic.getById<ContentStore>(PluginType.Service, 'content-service'),
@@ -55,6 +57,7 @@ export const criPlugin: DaemonRegistration<CriPluginConfig, CriGrpc> = {
           return p?.exports.root ?? join(dirname(ic.root), uri);
         },
         tasks: await ic.getById<TaskService>(PluginType.Service, 'tasks-service'),
+        reopenShimLog: (ctx, id) => runtime.get(ctx, id).reopenLog(ctx),
         events: await ic.getById<Exchange>(PluginType.Event, 'exchange'),
         puller: {
           pull: async (ctx, reference, opts) => {

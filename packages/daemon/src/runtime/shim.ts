@@ -17,6 +17,8 @@ import type { Exit, ShimCommandConfig } from './shim-binary';
 import type { ShimLog } from './shim-log';
 
 export const TASK_SERVICE = 'containerd.task.v2.Task';
+/** berth's shim serves this beside the task API (@berth/api proto/berth/shim/v1/log.proto). */
+export const LOG_SERVICE = 'berth.shim.v1.Log';
 
 export type TaskStatus = wire.taskTypes.Status;
 
@@ -82,10 +84,16 @@ export class ShimTask {
   }
 
   /** Calls a method of the shim's task service; a lost connection names the task. */
-  private async call<T>(method: string, request: object, ctx?: Context, timeoutMs?: number): Promise<T> {
+  private async call<T>(
+    method: string,
+    request: object,
+    ctx?: Context,
+    timeoutMs?: number,
+    service = TASK_SERVICE,
+  ): Promise<T> {
     if (this.phase === 'dead') throw this.deadError();
     try {
-      return (await this.client.call(TASK_SERVICE, method, request, this.opts(ctx, timeoutMs))) as T;
+      return (await this.client.call(service, method, request, this.opts(ctx, timeoutMs))) as T;
     } catch (err) {
       if (isUnavailable(err) && this.client.closed) {
         throw new UnavailableError(`task ${this.id}: shim disconnected: ${(err as Error).message}`, {
@@ -125,6 +133,14 @@ export class ShimTask {
       ctx,
     );
     return res.pid;
+  }
+
+  /**
+   * berth's shim only (berth.shim.v1.Log): the CRI log it writes for the task (stdio URI
+   * cri-log://) is opened again at its path, after the kubelet renamed it.
+   */
+  async reopenLog(ctx: Context): Promise<void> {
+    await this.call('Reopen', { id: this.id }, ctx, undefined, LOG_SERVICE);
   }
 
   /** The shim's pid and the task's (Connect); also how berthd checks a shim is alive. */
