@@ -34,3 +34,11 @@ export {
   RUNTIME_SERVICE,
 } from './service';
 export { NameIndex, RecordIndex } from './store';
+export {
+  type DefaultSeccompOptions,
+  defaultSeccompProfile,
+  type LinuxSeccomp,
+  SECCOMP_ARCHITECTURES,
+  SECCOMP_GROUPS,
+  type SeccompGroup,
+} from './security/seccomp';
