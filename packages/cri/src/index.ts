@@ -27,14 +27,6 @@ export {
 export { toCriImage } from './image/service';
 export { type ContainerRecord, containerName, type SandboxRecord, sandboxName } from './records';
 export {
-  CRI_API_VERSION,
-  CriService,
-  type CriServiceOptions,
-  IMAGE_SERVICE,
-  RUNTIME_SERVICE,
-} from './service';
-export { NameIndex, RecordIndex } from './store';
-export {
   type DefaultSeccompOptions,
   defaultSeccompProfile,
   type LinuxSeccomp,
@@ -42,3 +34,11 @@ export {
   SECCOMP_GROUPS,
   type SeccompGroup,
 } from './security/seccomp';
+export {
+  CRI_API_VERSION,
+  CriService,
+  type CriServiceOptions,
+  IMAGE_SERVICE,
+  RUNTIME_SERVICE,
+} from './service';
+export { NameIndex, RecordIndex } from './store';

@@ -148,9 +148,7 @@ describe('seccomp runtime/default', () => {
     });
     expect(await admin.sh('grep "^Seccomp:" /proc/self/status')).toMatch(/Seccomp:\s+2/);
     expect(await admin.sh('unshare -m true')).toBe('rc=0');
-    expect(await admin.sh('mount -t tmpfs t /m && grep " /m " /proc/mounts')).toMatch(
-      /tmpfs[\s\S]*rc=0$/,
-    );
+    expect(await admin.sh('mount -t tmpfs t /m && grep " /m " /proc/mounts')).toMatch(/tmpfs[\s\S]*rc=0$/);
     // docker/default is the same profile: without the capability the mount is denied.
     const plain = await running('plain', { seccomp_profile_path: 'docker/default' });
     expect(await plain.sh('mount -t tmpfs t /m')).not.toMatch(/rc=0$/);
