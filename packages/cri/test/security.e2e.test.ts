@@ -191,5 +191,18 @@ describe('errors reach crictl naming the field', () => {
     const se = await create('se', { selinux_options: { type: 'spc_t' } });
     expect(se.code).not.toBe(0);
     expect(se.stderr).toContain('selinux_options "type=spc_t" cannot be applied');
+
+    // A pod's own: refused at RunPodSandbox, leaving no pod behind.
+    const before = await ok('pods', '-q');
+    const badPod = await writeJson('pod', {
+      metadata: { name: 'badpod', namespace: 'e2e', uid: 'uid-bad', attempt: 0 },
+      linux: {
+        security_context: { namespace_options: { network: 2 }, seccomp_profile_path: `localhost/${missing}` },
+      },
+    });
+    const runp = await crictl('runp', badPod);
+    expect(runp.code).not.toBe(0);
+    expect(runp.stderr.replace(/\\"/g, '"')).toContain(`cannot load seccomp profile "${missing}"`);
+    expect(await ok('pods', '-q')).toBe(before);
   }, 60_000);
 });
