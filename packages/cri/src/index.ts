@@ -27,6 +27,14 @@ export {
 export { toCriImage } from './image/service';
 export { type ContainerRecord, containerName, type SandboxRecord, sandboxName } from './records';
 export {
+  type DefaultSeccompOptions,
+  defaultSeccompProfile,
+  type LinuxSeccomp,
+  SECCOMP_ARCHITECTURES,
+  SECCOMP_GROUPS,
+  type SeccompGroup,
+} from './security/seccomp';
+export {
   CRI_API_VERSION,
   CriService,
   type CriServiceOptions,

@@ -5,6 +5,8 @@ import { posix } from 'node:path';
 import { InvalidArgumentError, NotFoundError, type wire } from '@berth/api';
 import { oci } from '@berth/client';
 import type { RuntimeImageConfig } from '../image/resolve';
+import { checkAppArmor, checkSelinux } from '../security/lsm';
+import { withSeccompProfile } from '../security/seccomp';
 
 type Spec = oci.Spec;
 type SpecOpt = oci.SpecOpt;
@@ -48,6 +50,8 @@ export interface ContainerSpecInput {
   mountinfo?: string;
   /** Whether swap can be limited (detected when absent): a memory limit then caps swap too. */
   swapAvailable?: boolean;
+  /** Whether the host runs cgroup v2 alone (detected when absent): containers get a cgroup namespace. */
+  cgroupUnified?: boolean;
 }
 
 const sc = (c: wire.cri.ContainerConfig) => c.linux?.securityContext;
@@ -340,46 +344,30 @@ export async function currentOomScoreAdj(): Promise<number> {
 }
 
 /**
- * The seccomp profile a security context names (containerd's generateSeccompSpecOpts): the
- * `seccomp` field, else the deprecated `seccomp_profile_path` (`runtime/default`,
- * `docker/default`, `unconfined`, `localhost/<path>`; anything else is refused naming it).
- * A localhost profile is read when the spec is made (its JSON is the OCI seccomp section).
- * None for a privileged container. RuntimeDefault is not applied: berth has no default
- * profile yet (the container runs unconfined).
+ * The seccomp profile of a container (see withSeccompProfile): the `seccomp` field, else the
+ * deprecated `seccomp_profile_path`; berth's default profile for RuntimeDefault.
  */
-export function withCriSeccomp(s: wire.cri.LinuxContainerSecurityContext | undefined): SpecOpt {
-  return async (spec) => {
-    if (s?.privileged) return;
-    let sp: { profileType: string; localhostRef: string } | undefined = s?.seccomp;
-    if (!sp && s?.seccompProfilePath) {
-      const path = s.seccompProfilePath;
-      if (path === 'runtime/default' || path === 'docker/default')
-        sp = { profileType: 'RuntimeDefault', localhostRef: '' };
-      else if (path === 'unconfined') sp = { profileType: 'Unconfined', localhostRef: '' };
-      else if (path.startsWith('localhost/'))
-        sp = { profileType: 'Localhost', localhostRef: path.slice('localhost/'.length) };
-      else throw new InvalidArgumentError(`invalid profile "${path}"`);
-    }
-    if (!sp) return;
-    if (sp.profileType !== 'Localhost' && sp.localhostRef)
-      throw new InvalidArgumentError(
-        'seccomp config invalid LocalhostRef must only be set if ProfileType is Localhost',
-      );
-    if (sp.profileType !== 'Localhost') return;
-    const file = sp.localhostRef.replace(/^localhost\//, '');
-    let text: string;
-    try {
-      text = await readFile(file, 'utf8');
-    } catch (e) {
-      throw new NotFoundError(`cannot load seccomp profile "${file}": ${(e as Error).message}`);
-    }
-    try {
-      spec.linux ??= {};
-      spec.linux.seccomp = JSON.parse(text);
-    } catch (e) {
-      throw new InvalidArgumentError(`decoding seccomp profile "${file}" failed: ${(e as Error).message}`);
-    }
-  };
+export function withCriSeccomp(
+  s: wire.cri.LinuxContainerSecurityContext | undefined,
+  field = 'linux.security_context',
+): SpecOpt {
+  const opt = withSeccompProfile({
+    field,
+    profile: s?.seccomp,
+    deprecatedPath: s?.seccompProfilePath ?? '',
+    privileged: s?.privileged ?? false,
+  });
+  return (spec) => opt(spec);
+}
+
+/** Whether the host mounts cgroup v2 alone (containerd's cgroups.Mode() == Unified). */
+function cgroupUnified(): boolean {
+  try {
+    statSync('/sys/fs/cgroup/cgroup.controllers');
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The pod's namespaces by the pause process: network, IPC, UTS always; PID unless the container's own. */
@@ -489,15 +477,28 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
     return mountinfo;
   };
   opts.push(withCriMounts(config, input.extraMounts, readMountinfo));
-  if (s?.maskedPaths && s.maskedPaths.length > 0) opts.push(oci.withMaskedPaths(s.maskedPaths));
-  if (s?.readonlyPaths && s.readonlyPaths.length > 0) opts.push(oci.withReadonlyPaths(s.readonlyPaths));
+  // What the kubelet sends is the whole list (its defaults, or none for procMount Unmasked):
+  // an empty list masks nothing, as containerd 1.6 does (containerd#5029).
+  opts.push(oci.withMaskedPaths(s?.maskedPaths ?? []), oci.withReadonlyPaths(s?.readonlyPaths ?? []));
   opts.push(withCriDevices(config), withCriCapabilities(s, oci.currentCapabilities));
   if (s?.privileged) {
     if (!sandboxConfig.linux?.securityContext?.privileged)
       throw new InvalidArgumentError('no privileged container allowed in sandbox');
     opts.push(oci.withPrivileged);
   }
-  opts.push(withCriSeccomp(s));
+  // Ambient capabilities for a non-root user are undefined in Kubernetes: none, as Docker does.
+  opts.push((spec) => {
+    if (spec.process?.capabilities) delete spec.process.capabilities.ambient;
+  });
+  const field = `container "${config.metadata?.name ?? ''}" linux.security_context`;
+  checkSelinux(field, s?.selinuxOptions);
+  const apparmor = checkAppArmor(field, s?.apparmor, s?.apparmorProfile ?? '', s?.privileged ?? false);
+  if (apparmor)
+    opts.push((spec) => {
+      ensureProcess(spec).apparmorProfile = apparmor;
+    });
+  // After every capability option: the default profile is relaxed by what the container holds.
+  opts.push(withCriSeccomp(s, field));
   if (s?.noNewPrivs) opts.push(oci.withNoNewPrivileges);
   if (s?.readonlyRootfs) opts.push(oci.withRootfsReadonly);
   if (!input.disableCgroup) {
@@ -521,6 +522,9 @@ export function containerSpecOpts(input: ContainerSpecInput): SpecOpt[] {
     });
   }
   opts.push(withPodNamespaces(s, input.sandboxPid, input.targetPid ?? input.sandboxPid));
+  // cgroup v2 hides the host's hierarchy behind a cgroup namespace (not on v1, nor privileged: containerd's rule).
+  if ((input.cgroupUnified ?? cgroupUnified()) && !s?.privileged)
+    opts.push(oci.withLinuxNamespace({ type: 'cgroup' }));
   opts.push(
     oci.withAnnotations({
       ...input.podAnnotations,

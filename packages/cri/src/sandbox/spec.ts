@@ -3,6 +3,8 @@ import { posix } from 'node:path';
 import { InvalidArgumentError, type wire } from '@berth/api';
 import { oci } from '@berth/client';
 import type { RuntimeImageConfig } from '../image/resolve';
+import { checkAppArmor, checkSelinux } from '../security/lsm';
+import { withSeccompProfile } from '../security/seccomp';
 
 /** containerd's guaranteed-pod OOM score: the pause process is the last the kernel kills. */
 export const SANDBOX_OOM_SCORE_ADJ = -998;
@@ -103,6 +105,18 @@ export async function sandboxSpec(input: SandboxSpecInput): Promise<oci.Spec> {
     { destination: '/dev/shm', type: 'bind', source: input.shmPath || '/dev/shm', options: ['rbind', 'ro'] },
     { destination: '/etc/resolv.conf', type: 'bind', source: input.resolvConfPath, options: ['rbind', 'ro'] },
   );
+
+  // The pause process gets the pod's seccomp profile too (containerd's sandboxContainerSpecOpts);
+  // AppArmor and SELinux are checked, never applied (see security/lsm.ts).
+  const field = `pod "${meta.name}" linux.security_context`;
+  checkSelinux(field, sec?.selinuxOptions);
+  checkAppArmor(field, sec?.apparmor, '', sec?.privileged ?? false);
+  await withSeccompProfile({
+    field,
+    profile: sec?.seccomp,
+    deprecatedPath: sec?.seccompProfilePath ?? '',
+    privileged: sec?.privileged ?? false,
+  })(spec);
 
   const sysctls = config.linux?.sysctls ?? {};
   if (Object.keys(sysctls).length > 0) linux.sysctl = { ...sysctls };
