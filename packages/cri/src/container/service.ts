@@ -299,6 +299,7 @@ export class ContainerManager {
       };
       await this.persist(rec);
       this.cri.containers.add(rec);
+      this.cri.events.emit(id, rec.sandboxId, 'CONTAINER_CREATED_EVENT');
       return { containerId: id };
     } catch (e) {
       for (const u of undo.reverse()) await u().catch(() => {});
@@ -397,6 +398,7 @@ export class ContainerManager {
       rec.startedAt = nowNanos();
       await this.persist(rec);
       this.watchExit(rec);
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_STARTED_EVENT');
       return {};
     } catch (e) {
       if (taskCreated) await this.deleteTask(ctx, rec.id, true);
@@ -408,6 +410,8 @@ export class ContainerManager {
       rec.reason = 'StartError';
       rec.message = (e as Error).message;
       await this.persist(rec).catch(() => {});
+      // CREATED to EXITED is a transition too (containerd 1.7 sends nothing here; the kubelet would wait for its relist).
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_STOPPED_EVENT');
       throw e;
     } finally {
       live.starting = false;
@@ -455,6 +459,7 @@ export class ContainerManager {
     });
     if (live.io) await Promise.race([live.io.wait(), sleep(IO_DRAIN_MS)]);
     await this.closeIo(rec.id, true);
+    const stopped = rec.state !== 'CONTAINER_EXITED';
     rec.state = 'CONTAINER_EXITED';
     rec.exitCode = code;
     rec.finishedAt = at || nowNanos();
@@ -466,6 +471,8 @@ export class ContainerManager {
         .with({ id: rec.id, error: (e as Error).message })
         .error('writing a container status failed'),
     );
+    if (stopped && this.cri.containers.find(rec.id) === rec)
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_STOPPED_EVENT');
   }
 
   /** Stops reading the FIFOs; `remove` deletes them (they stay for a daemon that closes while a task runs). */
@@ -573,6 +580,7 @@ export class ContainerManager {
       this.cri.containers.delete(rec.id);
       this.cri.containerNames.release(rec.name);
       this.live.delete(rec.id);
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_DELETED_EVENT');
     } finally {
       live.removing = false;
     }

@@ -458,6 +458,9 @@ export class SandboxManager {
     this.cri.sandboxes.add(rec);
     this.watch(ctx, rec);
     undo.length = 0;
+    // containerd 1.7 sends both, with the pod's id as the container's, once its task runs.
+    this.cri.events.emit(id, id, 'CONTAINER_CREATED_EVENT');
+    this.cri.events.emit(id, id, 'CONTAINER_STARTED_EVENT');
     return { podSandboxId: id };
   }
 
@@ -488,7 +491,8 @@ export class SandboxManager {
     exitStatus: number,
     exitedAt?: { seconds: number; nanos: number },
   ): Promise<void> {
-    if (rec.state === 'SANDBOX_READY' || rec.pid !== 0) {
+    const stopped = rec.state === 'SANDBOX_READY' || rec.pid !== 0;
+    if (stopped) {
       rec.state = 'SANDBOX_NOTREADY';
       rec.pid = 0;
       rec.exitCode = exitStatus;
@@ -497,7 +501,10 @@ export class SandboxManager {
     await this.deps.tasks.delete(ctx, { containerId: rec.id }).catch((e) => {
       if (!isNotFound(e)) throw e;
     });
-    if (this.cri.sandboxes.find(rec.id) === rec) await this.saveStatus(rec);
+    if (this.cri.sandboxes.find(rec.id) === rec) {
+      await this.saveStatus(rec);
+      if (stopped) this.cri.events.emit(rec.id, rec.id, 'CONTAINER_STOPPED_EVENT');
+    }
   }
 
   async stop(ctx: Context, req: wire.cri.StopPodSandboxRequest): Promise<wire.cri.StopPodSandboxResponse> {
@@ -568,6 +575,7 @@ export class SandboxManager {
       await rm(this.rootDir(rec.id), { recursive: true, force: true });
       this.cri.sandboxes.delete(rec.id);
       this.cri.sandboxNames.release(rec.name);
+      this.cri.events.emit(rec.id, rec.id, 'CONTAINER_DELETED_EVENT');
     });
     return {};
   }
