@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { cp, mkdir, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -90,7 +91,11 @@ export class ContainerManager {
   private readonly abort = new AbortController();
   private oomLoop?: Promise<void>;
 
-  constructor(private readonly cri: CriService) {}
+  constructor(private readonly cri: CriService) {
+    // Every running container's exit watch listens on this signal while it runs: no leak past
+    // Node's default of 10, only many containers.
+    setMaxListeners(0, this.abort.signal);
+  }
 
   private get deps() {
     return this.cri.deps;

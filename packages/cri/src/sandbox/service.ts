@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -91,6 +92,9 @@ export class SandboxManager {
   private readonly watches = new Set<Promise<void>>();
 
   constructor(private readonly cri: CriService) {
+    // Every ready pod's exit watch listens on this signal for as long as it runs: no leak past
+    // Node's default of 10, only many pods.
+    setMaxListeners(0, this.closing.signal);
     const { config, deps } = cri;
     this.cni = new Cni({
       binDirs: config.cni.binDirs,
