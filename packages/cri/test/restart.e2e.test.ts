@@ -382,8 +382,32 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
   const b = subscribe();
   const gone = subscribe();
   gone.cancel();
-  // The subscriptions are made on the daemon's side before anything happens.
-  await new Promise((r) => setTimeout(r, 300));
+  // Until both streams are live on the daemon's side (nothing says so before a first event), a
+  // container is created in the last pod; once both saw its CREATED it is removed again.
+  const host = pods[PODS - 1]!;
+  let probe = '';
+  for (let k = 0; probe === ''; k++) {
+    if (k === 20) throw new Error('the subscribers never saw an event');
+    const cfg = join(root, `probe${k}.json`);
+    await writeFile(
+      cfg,
+      JSON.stringify({ metadata: { name: `probe${k}` }, image: { image }, command: ['/bin/true'] }),
+    );
+    const id = await ok('create', host.id, cfg, host.config);
+    const seen = (s: typeof a) => s.events.some((e) => e.containerId === id);
+    await until('the probe event', () => seen(a) && seen(b), 1000).then(
+      () => {
+        probe = id;
+      },
+      () => {},
+    );
+    await ok('rm', id);
+  }
+  const probeEvents = (s: typeof a) =>
+    s.events.filter((e) => e.containerId === probe).map((e) => e.containerEventType);
+  await until('the probe removal event', () => probeEvents(a).length === 2 && probeEvents(b).length === 2);
+  for (const s of [a, b])
+    expect(probeEvents(s)).toEqual(['CONTAINER_CREATED_EVENT', 'CONTAINER_DELETED_EVENT']);
 
   // A pod run after the restart gets an address of its own, beside the recovered ones.
   const fresh = await startPod(PODS + 1);
