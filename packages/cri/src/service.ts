@@ -1,8 +1,24 @@
-import { type Context, grpcService, NotImplementedError, type wire, withNamespace } from '@berth/api';
-import { type Handler, type HandlerOptions, type Log, type ServiceRegistrar, unary } from '@berth/grpc';
+import {
+  type Context,
+  grpcService,
+  isNotFound,
+  NotImplementedError,
+  type wire,
+  withNamespace,
+} from '@berth/api';
+import {
+  type Handler,
+  type HandlerOptions,
+  type Log,
+  type ServerStreamCall,
+  type ServiceRegistrar,
+  serverStream,
+  unary,
+} from '@berth/grpc';
 import type { CriConfig } from './config';
 import { ContainerManager } from './container/service';
 import { CRI_NAMESPACE, type CriDeps } from './deps';
+import { ContainerEvents, type ContainerEventType } from './events';
 import { ImageManager } from './image/service';
 import type { ContainerRecord, SandboxRecord } from './records';
 import { SandboxManager } from './sandbox/service';
@@ -39,6 +55,8 @@ export class CriService {
   readonly streaming: StreamServer;
   private readonly streamingRuntime: CriStreamingRuntime;
   readonly stats: StatsManager;
+  /** GetContainerEvents' subscribers; the managers emit each transition here. */
+  readonly events: ContainerEvents;
   private podCidr = '';
 
   constructor(
@@ -56,6 +74,11 @@ export class CriService {
       log: (msg, fields) => deps.log.with({ ...(fields as Record<string, string>) }).warn(msg),
     });
     this.stats = new StatsManager(this);
+    this.events = new ContainerEvents(
+      (containerId, sandboxId, type, createdAt) =>
+        this.containerEvent(containerId, sandboxId, type, createdAt),
+      deps.log,
+    );
   }
 
   /** The Context every CRI call works in: the caller's cancellation, containerd's k8s.io namespace. */
@@ -71,6 +94,7 @@ export class CriService {
   }
 
   async close(): Promise<void> {
+    this.events.close();
     await this.streaming.close();
     await this.containerManager.close();
     await this.sandboxManager.close();
@@ -119,6 +143,52 @@ export class CriService {
     this.podCidr = req.runtimeConfig?.networkConfig?.podCidr ?? '';
     await this.sandboxManager.updateRuntimeConfig(this.ctx(ctx), req);
     return {};
+  }
+
+  /**
+   * An event as containerd 1.7's generateAndSendContainerEvent builds it: the pod's status
+   * (none once the pod is gone) and the statuses of the pod's containers, read now.
+   */
+  private async containerEvent(
+    containerId: string,
+    sandboxId: string,
+    type: ContainerEventType,
+    createdAt: number,
+  ): Promise<wire.cri.ContainerEventResponse> {
+    const ctx = this.ctx();
+    let podSandboxStatus: wire.cri.PodSandboxStatus | undefined;
+    if (this.sandboxes.find(sandboxId)?.id === sandboxId)
+      podSandboxStatus = (await this.sandboxManager.status(ctx, { podSandboxId: sandboxId, verbose: false }))
+        .status;
+    const containersStatuses: wire.cri.ContainerStatus[] = [];
+    for (const c of this.containers.list()) {
+      if (c.sandboxId !== sandboxId) continue;
+      try {
+        const s = (await this.containerManager.status(ctx, { containerId: c.id, verbose: false })).status;
+        if (s) containersStatuses.push(s);
+      } catch (e) {
+        if (!isNotFound(e)) throw e; // removed meanwhile
+      }
+    }
+    return { containerId, containerEventType: type, createdAt, podSandboxStatus, containersStatuses };
+  }
+
+  /** GetContainerEvents: this subscriber's events until it goes away or the daemon closes. */
+  private async streamEvents(ctx: Context, call: ServerStreamCall<wire.cri.GetEventsRequest>): Promise<void> {
+    const signal = ctx.signal;
+    for await (const ev of this.events.subscribe(signal)) {
+      if (call.write(ev)) continue;
+      // The client reads slowly: its queue in `events` fills meanwhile, and drops past its bound.
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          call.off('drain', done);
+          signal?.removeEventListener('abort', done);
+          resolve();
+        };
+        call.once('drain', done);
+        signal?.addEventListener('abort', done, { once: true });
+      });
+    }
   }
 
   /** Registers RuntimeService and ImageService on a @berth/grpc server. */
@@ -206,6 +276,10 @@ export class CriService {
       ListPodSandboxStats: h(
         'RuntimeService/ListPodSandboxStats',
         (ctx, req: wire.cri.ListPodSandboxStatsRequest) => this.stats.listPodSandboxStats(ctx, req),
+      ),
+      GetContainerEvents: serverStream<wire.cri.GetEventsRequest, wire.cri.ContainerEventResponse>(
+        (ctx, _req, call) => this.streamEvents(this.ctx(ctx), call),
+        { method: 'RuntimeService/GetContainerEvents', log },
       ),
       CheckpointContainer: later('CheckpointContainer'),
       ListMetricDescriptors: later('ListMetricDescriptors'),

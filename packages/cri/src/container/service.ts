@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { cp, mkdir, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
@@ -96,7 +97,11 @@ export class ContainerManager {
   private readonly abort = new AbortController();
   private oomLoop?: Promise<void>;
 
-  constructor(private readonly cri: CriService) {}
+  constructor(private readonly cri: CriService) {
+    // Every running container's exit watch listens on this signal while it runs: no leak past
+    // Node's default of 10, only many containers.
+    setMaxListeners(0, this.abort.signal);
+  }
 
   private get deps() {
     return this.cri.deps;
@@ -310,6 +315,7 @@ export class ContainerManager {
       };
       await this.persist(rec);
       this.cri.containers.add(rec);
+      this.cri.events.emit(id, rec.sandboxId, 'CONTAINER_CREATED_EVENT');
       return { containerId: id };
     } catch (e) {
       for (const u of undo.reverse()) await u().catch(() => {});
@@ -456,6 +462,7 @@ export class ContainerManager {
       rec.startedAt = nowNanos();
       await this.persist(rec);
       this.watchExit(rec);
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_STARTED_EVENT');
       return {};
     } catch (e) {
       if (taskCreated) await this.deleteTask(ctx, rec.id, true);
@@ -467,6 +474,8 @@ export class ContainerManager {
       rec.reason = 'StartError';
       rec.message = (e as Error).message;
       await this.persist(rec).catch(() => {});
+      // CREATED to EXITED is a transition too (containerd 1.7 sends nothing here; the kubelet would wait for its relist).
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_STOPPED_EVENT');
       throw e;
     } finally {
       live.starting = false;
@@ -519,6 +528,7 @@ export class ContainerManager {
     });
     if (live.io) await Promise.race([live.io.wait(), sleep(IO_DRAIN_MS)]);
     await this.closeIo(rec.id, true);
+    const stopped = rec.state !== 'CONTAINER_EXITED';
     rec.state = 'CONTAINER_EXITED';
     rec.exitCode = code;
     rec.finishedAt = at || nowNanos();
@@ -530,6 +540,8 @@ export class ContainerManager {
         .with({ id: rec.id, error: (e as Error).message })
         .error('writing a container status failed'),
     );
+    if (stopped && this.cri.containers.find(rec.id) === rec)
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_STOPPED_EVENT');
   }
 
   /** Stops reading the FIFOs; `remove` deletes them (they stay for a daemon that closes while a task runs). */
@@ -638,6 +650,7 @@ export class ContainerManager {
       this.cri.containers.delete(rec.id);
       this.cri.containerNames.release(rec.name);
       this.live.delete(rec.id);
+      this.cri.events.emit(rec.id, rec.sandboxId, 'CONTAINER_DELETED_EVENT');
     } finally {
       live.removing = false;
     }

@@ -1,4 +1,5 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
@@ -91,6 +92,9 @@ export class SandboxManager {
   private readonly watches = new Set<Promise<void>>();
 
   constructor(private readonly cri: CriService) {
+    // Every ready pod's exit watch listens on this signal for as long as it runs: no leak past
+    // Node's default of 10, only many pods.
+    setMaxListeners(0, this.closing.signal);
     const { config, deps } = cri;
     this.cni = new Cni({
       binDirs: config.cni.binDirs,
@@ -458,6 +462,9 @@ export class SandboxManager {
     this.cri.sandboxes.add(rec);
     this.watch(ctx, rec);
     undo.length = 0;
+    // containerd 1.7 sends both, with the pod's id as the container's, once its task runs.
+    this.cri.events.emit(id, id, 'CONTAINER_CREATED_EVENT');
+    this.cri.events.emit(id, id, 'CONTAINER_STARTED_EVENT');
     return { podSandboxId: id };
   }
 
@@ -488,7 +495,8 @@ export class SandboxManager {
     exitStatus: number,
     exitedAt?: { seconds: number; nanos: number },
   ): Promise<void> {
-    if (rec.state === 'SANDBOX_READY' || rec.pid !== 0) {
+    const stopped = rec.state === 'SANDBOX_READY' || rec.pid !== 0;
+    if (stopped) {
       rec.state = 'SANDBOX_NOTREADY';
       rec.pid = 0;
       rec.exitCode = exitStatus;
@@ -497,7 +505,10 @@ export class SandboxManager {
     await this.deps.tasks.delete(ctx, { containerId: rec.id }).catch((e) => {
       if (!isNotFound(e)) throw e;
     });
-    if (this.cri.sandboxes.find(rec.id) === rec) await this.saveStatus(rec);
+    if (this.cri.sandboxes.find(rec.id) === rec) {
+      await this.saveStatus(rec);
+      if (stopped) this.cri.events.emit(rec.id, rec.id, 'CONTAINER_STOPPED_EVENT');
+    }
   }
 
   async stop(ctx: Context, req: wire.cri.StopPodSandboxRequest): Promise<wire.cri.StopPodSandboxResponse> {
@@ -568,6 +579,7 @@ export class SandboxManager {
       await rm(this.rootDir(rec.id), { recursive: true, force: true });
       this.cri.sandboxes.delete(rec.id);
       this.cri.sandboxNames.release(rec.name);
+      this.cri.events.emit(rec.id, rec.id, 'CONTAINER_DELETED_EVENT');
     });
     return {};
   }
