@@ -112,6 +112,7 @@ interface Inspect {
     state: string;
     exitCode: number;
     reason: string;
+    message?: string;
     logPath: string;
     imageRef: string;
     labels: Record<string, string>;
@@ -472,6 +473,82 @@ describe('containers through crictl', () => {
     expect(await snapshots()).not.toContain(id);
   }, 120_000);
 
+  test('the task made ahead of StartContainer: removed unstarted, failing, resized, its pod stopped', async () => {
+    const p = await pod();
+    /** The task's status and pid as ctr lists them; undefined when there is no task. */
+    const task = async (id: string): Promise<{ status: string; pid: number } | undefined> => {
+      const out = (await ctr(berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout;
+      const row = out.split('\n').find((l) => l.startsWith(id));
+      if (!row) return undefined;
+      const [, pid, status] = row.trim().split(/\s+/);
+      return { status: status!, pid: Number(pid) };
+    };
+    const made = (id: string) =>
+      until('the task made ahead', async () => (await task(id))?.status === 'CREATED');
+    const bundle = (id: string) => join(berthd.state, 'io.containerd.runtime.v2.task', 'k8s.io', id);
+
+    // removed before its start: the waiting process, the task and its bundle go
+    const unstarted = await ok(
+      'create',
+      p.id,
+      await ctrConfig('unstarted', { command: ['sleep', '100000'] }),
+      p.path,
+    );
+    await made(unstarted);
+    expect((await inspect(unstarted)).status.state).toBe('CONTAINER_CREATED');
+    const waiting = (await task(unstarted))!.pid;
+    expect(existsSync(bundle(unstarted))).toBe(true);
+    await ok('rm', unstarted);
+    expect(await task(unstarted)).toBeUndefined();
+    expect(existsSync(bundle(unstarted))).toBe(false);
+    await until('the waiting process to go', async () => !existsSync(`/proc/${waiting}`));
+
+    // a task that cannot be made: StartContainer answers runc's error, the container is EXITED
+    const broken = await ok(
+      'create',
+      p.id,
+      await ctrConfig('broken', { command: ['/no/such/binary'] }),
+      p.path,
+    );
+    const failed = await crictl('start', broken);
+    expect(failed.code).not.toBe(0);
+    expect(failed.stderr).toContain('/no/such/binary');
+    const st = await inspect(broken);
+    expect(st.status.state).toBe('CONTAINER_EXITED');
+    expect(st.status.exitCode).toBe(128);
+    expect(st.status.reason).toBe('StartError');
+    expect(st.status.message ?? '').toContain('/no/such/binary');
+    expect(await task(broken)).toBeUndefined();
+    expect((await crictl('start', broken)).stderr).toMatch(/CONTAINER_EXITED/);
+    await ok('rm', broken);
+
+    // limits changed before the start: the task made ahead from the old spec is made anew
+    const resized = await ok(
+      'create',
+      p.id,
+      await ctrConfig('resized-early', { command: ['sleep', '100000'] }),
+      p.path,
+    );
+    await made(resized);
+    await ok('update', '--memory', String(40 << 20), resized);
+    await ok('start', resized);
+    const cg = (await inspect(resized)).info.runtimeSpec.linux.cgroupsPath;
+    expect(Number((await readFile(`/sys/fs/cgroup/memory${cg}/memory.limit_in_bytes`, 'utf8')).trim())).toBe(
+      40 << 20,
+    );
+    await ok('rm', '-f', resized);
+
+    // the pod stopped before the start: the task goes, the container stays CREATED, a start fails
+    const late = await ok('create', p.id, await ctrConfig('late', { command: ['sleep', '100000'] }), p.path);
+    await made(late);
+    await ok('stopp', p.id);
+    expect(await task(late)).toBeUndefined();
+    expect((await inspect(late)).status.state).toBe('CONTAINER_CREATED');
+    expect((await crictl('start', late)).stderr).toMatch(/not running/);
+    expect((await inspect(late)).status.reason).toBe('StartError');
+    await ok('rmp', p.id);
+  }, 120_000);
+
   test('errors: unknown pod, name in use, missing image, unknown container', async () => {
     const p = await pod();
     const cfg = await ctrConfig('dup');
@@ -506,6 +583,10 @@ describe('containers through crictl', () => {
     const id = await ok('create', p.id, await ctrConfig('survivor'), p.path);
     await ok('start', id);
     const created = await ok('create', p.id, await ctrConfig('idle'), p.path);
+    // its task made ahead of a start, which the restart then finds
+    await until('the task made ahead', async () =>
+      (await ctr(berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout.includes(created),
+    );
     const before = await inspect(id);
     await berthd.stop('SIGKILL');
     berthd = await startBerthd({ dir: daemonDir, config });
@@ -513,6 +594,8 @@ describe('containers through crictl', () => {
     expect(after.status.state).toBe('CONTAINER_RUNNING');
     expect(after.info.pid).toBe(before.info.pid);
     expect((await inspect(created)).status.state).toBe('CONTAINER_CREATED');
+    // the task made ahead lost its log readers with the daemon: the recovery deletes it
+    expect((await ctr(berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout).not.toContain(created);
     const ps = (await listContainers({ podSandboxId: p.id })).map((c) => c.id);
     expect(ps.sort()).toEqual([id, created].sort());
     // the log is read again: new output lands in the file

@@ -59,11 +59,22 @@ interface Live {
   /** Output for Attach: fed by the FIFO copy, or read back from the log berth's shim writes. */
   output?: OutputFanout | LogFollower;
   exited?: Promise<void>;
+  /**
+   * The task made ahead of StartContainer (see `precreate`): settles, never rejects, with
+   * whether a task now exists and the error a start must answer when making it failed.
+   */
+  precreate?: Promise<Precreated>;
   /** berth's shim writes the log (stdio URI cri-log://); berthd holds stdin only. */
   shimLog?: boolean;
   starting: boolean;
   removing: boolean;
   oom: boolean;
+}
+
+/** The outcome of making a container's task ahead of its start. */
+interface Precreated {
+  created: boolean;
+  error?: Error;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
@@ -196,7 +207,9 @@ export class ContainerManager {
       return;
     }
     if (task) {
-      // A task left from a start the daemon did not finish: the container is still only created.
+      // A task made ahead of a start (or left from a start the daemon did not finish): its
+      // FIFO readers died with the daemon, so it goes; the container is still only created
+      // and its start makes the task anew.
       await this.deleteTask(ctx, rec.id, true);
     }
   }
@@ -316,6 +329,7 @@ export class ContainerManager {
       await this.persist(rec);
       this.cri.containers.add(rec);
       this.cri.events.emit(id, rec.sandboxId, 'CONTAINER_CREATED_EVENT');
+      this.precreate(rec);
       return { containerId: id };
     } catch (e) {
       for (const u of undo.reverse()) await u().catch(() => {});
@@ -408,6 +422,81 @@ export class ContainerManager {
     };
   }
 
+  /**
+   * Makes the container's task (`runc create`: the shim, the bundle, the process waiting to
+   * exec) in the background once CreateContainer has answered, so StartContainer is left
+   * with `runc start` and the client's gap between the two calls hides the rest. The
+   * container stays CREATED; a failure is kept for StartContainer to answer as its own.
+   */
+  private precreate(rec: ContainerRecord): void {
+    const live = this.liveOf(rec.id);
+    live.precreate = this.createTask(this.bg(), rec).then(
+      (): Precreated => ({ created: true }),
+      async (e: Error): Promise<Precreated> => {
+        await this.closeIo(rec.id, false);
+        return { created: false, error: e };
+      },
+    );
+  }
+
+  /**
+   * Undoes a task made ahead of a start that will not use it (the pod stops, the spec
+   * changes): the container stays CREATED and a later start makes its task itself.
+   */
+  private dropPrecreated(ctx: Context, id: string): Promise<void> {
+    const live = this.live.get(id);
+    const pre = live?.precreate;
+    if (!live || !pre) return Promise.resolve();
+    const dropped = pre.then(async (r): Promise<Precreated> => {
+      if (r.created) {
+        await this.deleteTask(ctx, id, true);
+        await this.closeIo(id, true);
+      }
+      return { created: false };
+    });
+    live.precreate = dropped;
+    return dropped.then(() => {});
+  }
+
+  /** The task of a CREATED container with its IO: FIFOs read into the log, or the shim's own log. */
+  private async createTask(ctx: Context, rec: ContainerRecord): Promise<void> {
+    const tty = rec.config.tty;
+    // berth's shim writes the log itself, so it keeps growing while berthd is down;
+    // containerd's shim only offers FIFOs, which berthd copies (as containerd does).
+    const shimLog = rec.logPath !== '' && (await this.runtimeType(ctx, rec)) === BERTH_RUNTIME_TYPE;
+    const fifos = await newFifoSet(join(this.stateDir(rec.id), 'io'), rec.id, {
+      stdin: rec.config.stdin,
+      stdout: !shimLog,
+      stderr: !shimLog,
+      terminal: tty,
+    });
+    if (shimLog) {
+      const uri = criLogUri({ path: rec.logPath, maxLineSize: this.cri.config.maxContainerLogLineSize });
+      fifos.stdout = uri;
+      fifos.stderr = tty ? '' : uri;
+      this.attachShimLog(rec, { ...fifos, stdout: '', stderr: '' });
+    } else {
+      this.attachIo(rec, fifos);
+    }
+    const mounts = await this.deps.snapshotter(this.cri.config.snapshotter).mounts(ctx, rec.id);
+    await this.deps.tasks.create(ctx, {
+      containerId: rec.id,
+      rootfs: mounts.map((m) => ({
+        type: m.type,
+        source: m.source,
+        target: m.target ?? '',
+        options: m.options,
+      })),
+      stdin: fifos.stdin,
+      stdout: fifos.stdout,
+      stderr: fifos.stderr,
+      terminal: tty,
+      checkpoint: undefined,
+      options: undefined,
+      runtimePath: '',
+    } as wire.tasks.CreateTaskRequest);
+  }
+
   async start(ctx: Context, req: wire.cri.StartContainerRequest): Promise<wire.cri.StartContainerResponse> {
     const rec = this.cri.containers.get(req.containerId);
     const live = this.liveOf(rec.id);
@@ -417,45 +506,19 @@ export class ContainerManager {
     if (rec.state !== 'CONTAINER_CREATED')
       throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
     live.starting = true;
+    const pre = live.precreate;
+    live.precreate = undefined;
     let taskCreated = false;
     try {
+      const made: Precreated = pre ? await pre : { created: false };
+      taskCreated = made.created;
       this.readySandbox(rec.sandboxId);
-      const tty = rec.config.tty;
-      // berth's shim writes the log itself, so it keeps growing while berthd is down;
-      // containerd's shim only offers FIFOs, which berthd copies (as containerd does).
-      const shimLog = rec.logPath !== '' && (await this.runtimeType(ctx, rec)) === BERTH_RUNTIME_TYPE;
-      const fifos = await newFifoSet(join(this.stateDir(rec.id), 'io'), rec.id, {
-        stdin: rec.config.stdin,
-        stdout: !shimLog,
-        stderr: !shimLog,
-        terminal: tty,
-      });
-      if (shimLog) {
-        const uri = criLogUri({ path: rec.logPath, maxLineSize: this.cri.config.maxContainerLogLineSize });
-        fifos.stdout = uri;
-        fifos.stderr = tty ? '' : uri;
-        this.attachShimLog(rec, { ...fifos, stdout: '', stderr: '' });
-      } else {
-        this.attachIo(rec, fifos);
+      // The error making the task ahead met is this call's, as if it had met it itself.
+      if (made.error) throw made.error;
+      if (!taskCreated) {
+        await this.createTask(ctx, rec);
+        taskCreated = true;
       }
-      const mounts = await this.deps.snapshotter(this.cri.config.snapshotter).mounts(ctx, rec.id);
-      await this.deps.tasks.create(ctx, {
-        containerId: rec.id,
-        rootfs: mounts.map((m) => ({
-          type: m.type,
-          source: m.source,
-          target: m.target ?? '',
-          options: m.options,
-        })),
-        stdin: fifos.stdin,
-        stdout: fifos.stdout,
-        stderr: fifos.stderr,
-        terminal: tty,
-        checkpoint: undefined,
-        options: undefined,
-        runtimePath: '',
-      } as wire.tasks.CreateTaskRequest);
-      taskCreated = true;
       const { pid } = await this.deps.tasks.start(ctx, { containerId: rec.id, execId: '' });
       rec.pid = pid;
       rec.state = 'CONTAINER_RUNNING';
@@ -632,6 +695,10 @@ export class ContainerManager {
     await this.stopContainer(ctx, rec, 0);
     live.removing = true;
     try {
+      // A task made ahead of a start that never came: its process waits in runc's init, killed here.
+      const pre = live.precreate;
+      live.precreate = undefined;
+      if (pre && (await pre).created) await this.deleteTask(ctx, rec.id, true);
       await this.deps.tasks.delete(ctx, { containerId: rec.id }).catch((e) => {
         if (!isNotFound(e)) throw e;
       });
@@ -659,7 +726,12 @@ export class ContainerManager {
   /** The pod's containers stopped at once (StopPodSandbox). */
   async stopAllInSandbox(ctx: Context, sandboxId: string): Promise<void> {
     const recs = this.cri.containers.list().filter((c) => c.sandboxId === sandboxId);
-    await Promise.all(recs.map((c) => this.stopContainer(ctx, c, 0)));
+    // A task made ahead for a container not started would outlive the pod's namespaces.
+    await Promise.all(
+      recs.map((c) =>
+        c.state === 'CONTAINER_CREATED' ? this.dropPrecreated(ctx, c.id) : this.stopContainer(ctx, c, 0),
+      ),
+    );
   }
 
   /** The pod's containers removed (RemovePodSandbox). */
@@ -785,6 +857,8 @@ export class ContainerManager {
       throw new FailedPreconditionError(`container "${rec.id}" is in removing state`);
     const r = req.linux;
     if (!r) return {};
+    // A task made ahead from the old spec would start with the old limits: the start makes it anew.
+    if (rec.state === 'CONTAINER_CREATED') await this.dropPrecreated(ctx, rec.id);
     const c = await this.deps.containers.get(ctx, rec.id);
     const oldSpec = c.spec;
     const spec = JSON.parse(c.spec!.value.toString()) as oci.Spec;

@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { mkdir, readFile, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import {
   type AnyValue,
   type Container,
@@ -26,7 +26,7 @@ import { passedPodAnnotations, type RuntimeHandler } from '../config';
 import type { ResolvedImage } from '../image/resolve';
 import { type SandboxRecord, sandboxName } from '../records';
 import type { CriService } from '../service';
-import { mountShm, type SandboxFiles, unmountShm, writeSandboxFiles } from './files';
+import { mountShm, type SandboxFiles, sandboxFiles, unmountShm, writeSandboxFiles } from './files';
 import { goCniResult, goJson } from './info';
 import { runtimeOptions, systemdCgroup } from './runtime-options';
 import { cgroupsPath as makeCgroupsPath, sandboxSpec } from './spec';
@@ -280,29 +280,45 @@ export class SandboxManager {
     undo.push(() => rm(rootDir, { recursive: true, force: true }));
     undo.push(() => rm(stateDir, { recursive: true, force: true }));
 
+    // What the pause process needs on the host (its network namespace, /dev/shm, the
+    // hostname/hosts/resolv.conf files) is made beside the snapshot, the spec and the
+    // record, which need only its paths: all of it is awaited before the task is made.
+    const ready: Promise<unknown>[] = [];
+    const started = <T>(p: Promise<T>): Promise<T> => {
+      inflight.push(p);
+      ready.push(p);
+      // Handled here; awaited by the main line, or settled before anything is undone.
+      p.catch(() => {});
+      return p;
+    };
     let netnsPath = '';
     let attachments: Promise<NetworkAttachment[]> = Promise.resolve([]);
     if (!hostNetwork) {
-      netnsPath = await createNetns(this.netnsDir(), `cni-${randomUUID()}`);
-      undo.push(() => removeNetns(netnsPath));
       if (!this.cni.status().ready) await this.cni.load();
       const net = this.cni.status();
       if (!net.ready)
         // containerd's words and code (Unknown) for a node whose CNI config is not there yet
         throw new UnknownError(`failed to setup network for sandbox "${id}": cni plugin not initialized`);
+      const netnsDir = this.netnsDir();
+      netnsPath = join(resolve(netnsDir), `cni-${randomUUID()}`);
+      const pinned = started(createNetns(netnsDir, basename(netnsPath)));
+      // A path never pinned is no error to removeNetns.
+      undo.push(() => removeNetns(netnsPath));
       const opts = { args: this.cniArgs({ id, config }), portMappings: portMappings(config) };
       undo.push(() => this.cni.remove(id, netnsPath, opts));
       // The pause process needs the namespace, not its addresses: the plugins run while the
       // pause container is made and started (containerd runs them first, one after the other).
-      attachments = this.cni.setup(id, netnsPath, opts);
+      attachments = pinned.then(() => this.cni.setup(id, netnsPath, opts));
       inflight.push(attachments);
+      attachments.catch(() => {});
     }
 
-    const files = await writeSandboxFiles(rootDir, config);
+    const files = sandboxFiles(rootDir);
+    started(writeSandboxFiles(rootDir, config));
     const shmPath = hostIpc ? '' : join(stateDir, 'shm');
     if (shmPath) {
       undo.push(() => unmountShm(shmPath));
-      await mountShm(shmPath);
+      started(mountShm(shmPath));
     }
 
     // The snapshot is held by a lease until the container record references it, as
@@ -328,6 +344,7 @@ export class SandboxManager {
           rootDir,
           files,
           shmPath,
+          ready: Promise.all(ready),
         },
         undo,
       );
@@ -352,6 +369,8 @@ export class SandboxManager {
       rootDir: string;
       files: SandboxFiles;
       shmPath: string;
+      /** The namespace, files and /dev/shm being made: the task waits for them. */
+      ready: Promise<unknown>;
     },
     undo: (() => Promise<unknown>)[],
   ): Promise<wire.cri.RunPodSandboxResponse> {
@@ -427,8 +446,11 @@ export class SandboxManager {
       extensions: { [SANDBOX_METADATA_EXTENSION]: extension },
       sandbox: '',
     });
-    await snapshotter.update(ctx, { name: id, labels: {} }, ['labels.containerd.io/gc.root']).catch(() => {});
-    await this.saveStatus(rec);
+    await Promise.all([
+      snapshotter.update(ctx, { name: id, labels: {} }, ['labels.containerd.io/gc.root']).catch(() => {}),
+      this.saveStatus(rec),
+      net.ready,
+    ]);
 
     undo.push(async () => {
       await deps.tasks.kill(ctx, { containerId: id, execId: '', signal: SIGKILL, all: true }).catch(() => {});
