@@ -272,6 +272,34 @@ describeIf('streaming with crictl against berthd', () => {
     }
   });
 
+  it('port-forward to a port nobody listens on in the pod answers the refusal on the error stream', async () => {
+    const local = await freePort();
+    const child = spawn(CRICTL, [...endpoint(), 'port-forward', pod, `${local}:8081`], { stdio: 'pipe' });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('Forwarding from')) resolve();
+        });
+        child.on('exit', (code) => reject(new Error(`crictl port-forward exited ${code}: ${out}`)));
+      });
+      // httpd listens on 8080 only: the dial inside the pod's netns is refused, not answered by the host.
+      await expect(httpGet(local)).rejects.toThrow();
+      const deadline = Date.now() + 10_000;
+      while (!stderr.includes('error forwarding port') && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 50));
+      expect(stderr).toContain(`error forwarding port 8081 to pod ${pod}`);
+      expect(stderr).toContain('connect ECONNREFUSED 127.0.0.1:8081');
+    } finally {
+      child.kill();
+    }
+  });
+
   it('refuses an unknown container (NotFound) and one that does not run (FailedPrecondition)', async () => {
     const unknown = await crictl('exec', 'f00dfeed', 'true');
     expect(unknown.code).not.toBe(0);

@@ -2,12 +2,15 @@
  * Linux system calls that Node does not offer and berth needs: mount(2) and umount2(2),
  * mknod(2), the l*xattr(2) family, prctl(PR_SET_CHILD_SUBREAPER), pidfd_open(2) and
  * waitid(2), pipe2(2), unix listening sockets and SCM_RIGHTS fd passing (runc's
- * --console-socket) and TIOCSWINSZ. Every failure throws an Error with `code` set to the errno name and
+ * --console-socket), TIOCSWINSZ, and TCP sockets made inside another network namespace (setns(2)
+ * around socket(2)) with a connect waited for on libuv's loop. Every failure throws an Error with `code` set to the errno name and
  * `syscall`/`path` naming the call, as Node's own fs errors do.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
 #include <node_api.h>
 #include <sched.h>
 #include <signal.h>
@@ -27,10 +30,11 @@
 #include <sys/xattr.h>
 #include <termios.h>
 #include <unistd.h>
+#include <uv.h>
 
 #define MAX_STR 65536
 
-static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+static napi_value errno_error(napi_env env, int err, const char *syscall, const char *path) {
   napi_value msg, error, code, sc;
   char buf[MAX_STR + 128];
   const char *name = strerrorname_np(err);
@@ -53,7 +57,11 @@ static napi_value throw_errno(napi_env env, int err, const char *syscall, const 
     napi_create_string_utf8(env, path, NAPI_AUTO_LENGTH, &p);
     napi_set_named_property(env, error, "path", p);
   }
-  napi_throw(env, error);
+  return error;
+}
+
+static napi_value throw_errno(napi_env env, int err, const char *syscall, const char *path) {
+  napi_throw(env, errno_error(env, err, syscall, path));
   return NULL;
 }
 
@@ -506,6 +514,215 @@ static napi_value js_get_winsize(napi_env env, napi_callback_info info) {
   return int_pair(env, ws.ws_row, ws.ws_col);
 }
 
+/*
+ * tcpSocketInNetns(netnsPath, family) -> a TCP socket (4: AF_INET, 6: AF_INET6; non-blocking,
+ * close-on-exec) that belongs to the network namespace at netnsPath (/proc/<pid>/ns/net or a
+ * bind mount of one, as CNI's netns files are). A socket keeps the namespace it was made in for
+ * its whole life, so only its creation needs the thread inside: the calling thread (Node's main
+ * thread) enters, makes the socket and returns before any other code runs on it. setns(2) is per
+ * thread, so libuv's pool and V8's threads never leave their namespace.
+ */
+static napi_value js_tcp_socket_in_netns(napi_env env, napi_callback_info info) {
+  ARGS(2);
+  char *path = NULL;
+  napi_value result = NULL;
+  int target = -1, self = -1;
+  if (get_string(env, argv[0], &path)) return NULL;
+  if (!path) {
+    napi_throw_type_error(env, NULL, "netnsPath must be a string");
+    return NULL;
+  }
+  int family = get_i64(env, argv[1]) == 6 ? AF_INET6 : AF_INET;
+  target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    throw_errno(env, errno, "open", path);
+    goto out;
+  }
+  self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) {
+    throw_errno(env, errno, "open", "/proc/thread-self/ns/net");
+    goto out;
+  }
+  /* EINVAL: the file is not a network namespace; the thread has not moved. */
+  if (setns(target, CLONE_NEWNET) != 0) {
+    throw_errno(env, errno, "setns", path);
+    goto out;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int socket_err = errno;
+  if (setns(self, CLONE_NEWNET) != 0) {
+    /*
+     * The main thread is stuck in the pod's namespace: every socket the process makes from now on
+     * (registry pulls, shim and plugin connections, the next port-forward's "host" dial) would
+     * silently live in the pod's network, and the pod could see host traffic. Nothing can put the
+     * thread back (the same call just failed) nor retire it (it is the event loop), and an error
+     * thrown here would be caught and the daemon would run on in the wrong namespace. Dying loudly
+     * lets the supervisor restart a daemon whose state is recovered from disk.
+     */
+    fprintf(stderr,
+            "@berth/sys: FATAL: cannot return to the thread's own network namespace after making a "
+            "socket in %s: %s; aborting rather than run on inside it\n",
+            path, strerror(errno));
+    abort();
+  }
+  if (fd < 0) {
+    throw_errno(env, socket_err, "socket", path);
+    goto out;
+  }
+  napi_create_int32(env, fd, &result);
+out:
+  if (target >= 0) close(target);
+  if (self >= 0) close(self);
+  free(path);
+  return result;
+}
+
+/* Node's own shape for a failed connect, so callers see the same text as from net.connect. */
+static napi_value connect_error(napi_env env, int err, const char *host, int port) {
+  char buf[256];
+  const char *name = strerrorname_np(err);
+  if (!name) name = "EUNKNOWN";
+  snprintf(buf, sizeof buf, "connect %s %s:%d", name, host, port);
+  napi_value msg, error, v;
+  napi_create_string_utf8(env, buf, NAPI_AUTO_LENGTH, &msg);
+  napi_create_error(env, NULL, msg, &error);
+  napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, error, "code", v);
+  napi_create_int32(env, -err, &v);
+  napi_set_named_property(env, error, "errno", v);
+  napi_create_string_utf8(env, "connect", NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, error, "syscall", v);
+  napi_create_string_utf8(env, host, NAPI_AUTO_LENGTH, &v);
+  napi_set_named_property(env, error, "address", v);
+  napi_create_int32(env, port, &v);
+  napi_set_named_property(env, error, "port", v);
+  return error;
+}
+
+typedef struct {
+  uv_poll_t poll;
+  napi_env env;
+  napi_deferred deferred;
+  napi_async_context actx;
+  napi_ref resource;
+  int fd;
+  int err;
+  int port;
+  char host[INET6_ADDRSTRLEN];
+} connect_wait;
+
+static void connect_settled(uv_handle_t *h) {
+  connect_wait *w = h->data;
+  napi_env env = w->env;
+  napi_handle_scope hs;
+  napi_open_handle_scope(env, &hs);
+  napi_value resource;
+  napi_get_reference_value(env, w->resource, &resource);
+  /* A callback scope, so that the promise's reactions run now rather than at some later JS call. */
+  napi_callback_scope cs;
+  napi_open_callback_scope(env, resource, w->actx, &cs);
+  if (w->err == 0) {
+    napi_value u;
+    napi_get_undefined(env, &u);
+    napi_resolve_deferred(env, w->deferred, u);
+  } else {
+    napi_reject_deferred(env, w->deferred, connect_error(env, w->err, w->host, w->port));
+  }
+  napi_close_callback_scope(env, cs);
+  napi_async_destroy(env, w->actx);
+  napi_delete_reference(env, w->resource);
+  napi_close_handle_scope(env, hs);
+  free(w);
+}
+
+static void connect_writable(uv_poll_t *h, int status, int events) {
+  connect_wait *w = h->data;
+  int e = 0;
+  socklen_t len = sizeof e;
+  /* libuv reports POLLERR (a refused connect) as UV_EBADF: the socket's own error says what happened. */
+  if (getsockopt(w->fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0) e = errno;
+  if (e == 0 && status < 0) e = -status;
+  w->err = e;
+  /* The promise settles once the poll handle is closed, so the fd is free for net.Socket's own watcher. */
+  uv_close((uv_handle_t *)h, connect_settled);
+}
+
+/*
+ * connectTcp(fd, host, port) -> Promise<void>: a non-blocking connect(2) of a socket to an IP
+ * literal, waited for on the event loop (uv_poll for writability, then SO_ERROR). Rejects with
+ * Node's connect error shape (`connect ECONNREFUSED 127.0.0.1:80`, code, errno, address, port).
+ * The fd must not be closed before the promise settles.
+ */
+static napi_value js_connect_tcp(napi_env env, napi_callback_info info) {
+  ARGS(3);
+  int fd = (int)get_i64(env, argv[0]);
+  char *host = NULL;
+  if (get_string(env, argv[1], &host)) return NULL;
+  int port = (int)get_i64(env, argv[2]);
+  union {
+    struct sockaddr sa;
+    struct sockaddr_in in4;
+    struct sockaddr_in6 in6;
+  } addr;
+  socklen_t addrlen;
+  memset(&addr, 0, sizeof addr);
+  if (host && inet_pton(AF_INET, host, &addr.in4.sin_addr) == 1) {
+    addr.in4.sin_family = AF_INET;
+    addr.in4.sin_port = htons((uint16_t)port);
+    addrlen = sizeof addr.in4;
+  } else if (host && inet_pton(AF_INET6, host, &addr.in6.sin6_addr) == 1) {
+    addr.in6.sin6_family = AF_INET6;
+    addr.in6.sin6_port = htons((uint16_t)port);
+    addrlen = sizeof addr.in6;
+  } else {
+    free(host);
+    napi_throw_type_error(env, NULL, "host must be an IPv4 or IPv6 address");
+    return NULL;
+  }
+  napi_value promise;
+  napi_deferred deferred;
+  napi_create_promise(env, &deferred, &promise);
+  /* EINTR on a non-blocking connect: the attempt goes on, as with EINPROGRESS. */
+  if (connect(fd, &addr.sa, addrlen) == 0) {
+    napi_value u;
+    napi_get_undefined(env, &u);
+    napi_resolve_deferred(env, deferred, u);
+    goto out;
+  }
+  if (errno != EINPROGRESS && errno != EINTR) {
+    napi_reject_deferred(env, deferred, connect_error(env, errno, host, port));
+    goto out;
+  }
+  uv_loop_t *loop;
+  napi_get_uv_event_loop(env, &loop);
+  connect_wait *w = calloc(1, sizeof *w);
+  w->env = env;
+  w->deferred = deferred;
+  w->fd = fd;
+  w->port = port;
+  snprintf(w->host, sizeof w->host, "%s", host);
+  int rc = uv_poll_init_socket(loop, &w->poll, fd);
+  if (rc != 0) {
+    free(w);
+    napi_reject_deferred(env, deferred, errno_error(env, -rc, "uv_poll_init_socket", host));
+    goto out;
+  }
+  w->poll.data = w;
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_string_utf8(env, "berth.sys.connectTcp", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, resource, name, &w->actx);
+  napi_create_reference(env, resource, 1, &w->resource);
+  rc = uv_poll_start(&w->poll, UV_WRITABLE, connect_writable);
+  if (rc != 0) {
+    w->err = -rc;
+    uv_close((uv_handle_t *)&w->poll, connect_settled);
+  }
+out:
+  free(host);
+  return promise;
+}
+
 #define EXPORT(name, fn)                                   \
   do {                                                     \
     napi_value f;                                          \
@@ -531,6 +748,8 @@ static napi_value init(napi_env env, napi_value exports) {
   EXPORT("setWinsize", js_set_winsize);
   EXPORT("setNonblocking", js_set_nonblocking);
   EXPORT("getWinsize", js_get_winsize);
+  EXPORT("tcpSocketInNetns", js_tcp_socket_in_netns);
+  EXPORT("connectTcp", js_connect_tcp);
   return exports;
 }
 

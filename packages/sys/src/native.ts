@@ -33,6 +33,8 @@ export interface NativeSys {
   setWinsize(fd: number, rows: number, cols: number): void;
   setNonblocking(fd: number, on: boolean): void;
   getWinsize(fd: number): [number, number];
+  tcpSocketInNetns(netnsPath: string, family: 4 | 6): number;
+  connectTcp(fd: number, host: string, port: number): Promise<void>;
 }
 
 const addonPath = join(__dirname, '..', 'build', 'Release', 'sys.node');

@@ -1,10 +1,11 @@
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { connect } from 'node:net';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type Duplex, Writable } from 'node:stream';
 import { FailedPreconditionError, type wire } from '@berth/api';
 import { copyIo, newFifoSet, type oci } from '@berth/client';
+import { connectInNetns } from '@berth/sys';
 import type { CriService } from '../service';
 import type { RemoteIo } from './protocol';
 
@@ -161,60 +162,35 @@ export class CriStreamingRuntime implements StreamingRuntime {
       throw new FailedPreconditionError(`sandbox "${sandbox.id}" is not running`);
     if (!Number.isInteger(port) || port <= 0 || port > 65535)
       throw new FailedPreconditionError(`invalid port ${port}`);
-    if (!sandbox.netnsPath) return forwardLocal(port, stream);
-    return forwardInNetns(sandbox.netnsPath, port, stream);
+    return forward(sandbox.netnsPath, port, stream);
   }
 }
 
-/** Host-network pods: the host's loopback is theirs. */
-function forwardLocal(port: number, stream: Duplex): Promise<void> {
-  return new Promise((resolve, reject) => {
+/**
+ * Host-network pods: the host's loopback is theirs. Others: a socket made inside the pod's network
+ * namespace by @berth/sys (setns around socket(2) on this thread), so no process per connection.
+ */
+async function dial(netnsPath: string | undefined, port: number): Promise<Socket> {
+  if (!netnsPath) {
     const sock = connect({ host: '127.0.0.1', port, allowHalfOpen: true });
-    let connected = false;
-    sock.once('connect', () => {
-      connected = true;
-      stream.pipe(sock);
-      sock.pipe(stream);
-    });
-    sock.once('error', (e) => (connected ? resolve() : reject(e)));
-    sock.once('close', () => resolve());
-    stream.once('close', () => sock.destroy());
-  });
+    await once(sock, 'connect');
+    return sock;
+  }
+  return connectInNetns(netnsPath, port, { allowHalfOpen: true });
 }
 
-/**
- * Node cannot enter a network namespace (setns is per thread, and its sockets are made on a
- * later tick), so a small Node process started in the pod's netns by `nsenter --net` does the
- * dialling and copies between its stdio and the connection.
- */
-const FORWARD_SCRIPT = `
-const s = require('net').connect({ host: '127.0.0.1', port: Number(process.argv[1]), allowHalfOpen: true });
-s.on('connect', () => { process.stdin.pipe(s); s.pipe(process.stdout); });
-s.on('error', (e) => { process.stderr.write(e.message); process.exit(1); });
-s.on('close', () => process.exit(0));
-`;
-
-function forwardInNetns(netnsPath: string, port: number, stream: Duplex): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      'nsenter',
-      [`--net=${netnsPath}`, '--', process.execPath, '-e', FORWARD_SCRIPT, String(port)],
-      {
-        stdio: ['pipe', 'pipe', 'pipe'],
-      },
-    );
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    stream.pipe(child.stdin);
-    child.stdout.pipe(stream);
-    child.stdin.on('error', () => {});
-    stream.once('close', () => child.kill('SIGKILL'));
-    child.once('error', reject);
-    child.once('close', (code) => {
-      if (code === 0) resolve();
-      else reject(new Error(err.trim() || `port forward helper exited with ${code}`));
-    });
+async function forward(netnsPath: string | undefined, port: number, stream: Duplex): Promise<void> {
+  const sock = await dial(netnsPath, port);
+  if (stream.destroyed) {
+    sock.destroy();
+    return;
+  }
+  // Each side's FIN is passed on (half-close); the forward is over when the connection closes.
+  await new Promise<void>((resolve) => {
+    stream.pipe(sock);
+    sock.pipe(stream);
+    sock.once('error', () => resolve());
+    sock.once('close', () => resolve());
+    stream.once('close', () => sock.destroy());
   });
 }
