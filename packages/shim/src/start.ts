@@ -175,17 +175,6 @@ export async function start(flags: ShimFlags, opts: StartOptions): Promise<strin
   throw new Error(`create new shim socket ${path}: taken by a shim that does not answer`);
 }
 
-/**
- * Node's flags for the serving shim. One shim serves every pod of a namespace for as long
- * as they run, with little allocation after a burst of starts, but V8 grows its young
- * generation to 2 x 16 MiB in such a burst and keeps it: a 1 MiB semi-space cap took ~6 MiB
- * off its RSS with 10 pods (a scavenge of that small space is well under a millisecond).
- */
-export function serveExecArgv(execArgv: readonly string[] = process.execArgv): string[] {
-  if (execArgv.some((a) => a.startsWith('--max-semi-space-size'))) return [...execArgv];
-  return [...execArgv, '--max-semi-space-size=1'];
-}
-
 function launch(
   server: net.Server,
   path: string,
@@ -197,7 +186,7 @@ function launch(
   const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
   const logFd = openLogFifo(bundle);
   try {
-    const child = spawn(process.execPath, [...serveExecArgv(), opts.entry, ...serveArgs(flags)], {
+    const child = spawn(process.execPath, [...process.execArgv, opts.entry, ...serveArgs(flags)], {
       cwd: bundle,
       detached: true,
       stdio: ['ignore', 'ignore', logFd ?? 'ignore', fd],
