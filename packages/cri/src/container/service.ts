@@ -914,16 +914,25 @@ export class ContainerManager {
     if (rec.state !== 'CONTAINER_RUNNING')
       throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
     if (!req.cmd || req.cmd.length === 0) throw new InvalidArgumentError('exec command must not be empty');
-    const c = await this.deps.containers.get(ctx, rec.id);
-    const spec = JSON.parse(c.spec!.value.toString()) as oci.Spec;
     const tty = rec.config.tty;
+    const execId = randomBytes(16).toString('hex');
+    // The spec and the FIFOs do not depend on each other: fetched and made at once.
+    const [got, made] = await Promise.allSettled([
+      this.deps.containers.get(ctx, rec.id),
+      newFifoSet(join(this.stateDir(rec.id), 'exec'), execId, { stdin: false, terminal: tty }),
+    ]);
+    if (got.status === 'rejected' || made.status === 'rejected') {
+      // A copy of no streams holds nothing open: closing it only removes the FIFOs.
+      if (made.status === 'fulfilled')
+        await copyIo(made.value, {})
+          .close()
+          .catch(() => {});
+      throw got.status === 'rejected' ? got.reason : (made as PromiseRejectedResult).reason;
+    }
+    const fifos = made.value;
+    const spec = JSON.parse(got.value.spec!.value.toString()) as oci.Spec;
     const process: oci.Process = { ...spec.process!, args: [...req.cmd], terminal: tty };
     if (tty) process.env = [...(process.env ?? []), 'TERM=xterm'];
-    const execId = randomBytes(16).toString('hex');
-    const fifos = await newFifoSet(join(this.stateDir(rec.id), 'exec'), execId, {
-      stdin: false,
-      terminal: tty,
-    });
     const stdout = new CappedBuffer(EXEC_SYNC_MAX_OUTPUT);
     const stderr = new CappedBuffer(EXEC_SYNC_MAX_OUTPUT);
     const io = copyIo(fifos, { stdout, stderr });
@@ -962,8 +971,15 @@ export class ContainerManager {
       await Promise.race([io.wait(), sleep(IO_DRAIN_MS)]);
       return { stdout: stdout.value(), stderr: stderr.value(), exitCode: res.exitStatus };
     } finally {
-      if (created) await this.deps.tasks.deleteProcess(ctx, ref).catch(() => {});
-      await io.close().catch(() => {});
+      // The exit code and all the output are in hand: the caller has its answer while the exec
+      // is deleted in the shim and its FIFOs removed (a few round trips the answer need not wait
+      // for; what fails here, the container's own removal cleans up).
+      // Not the call's context: it is cancelled once the answer is sent.
+      const cleanup = this.cri.ctx();
+      void Promise.all([
+        created ? this.deps.tasks.deleteProcess(cleanup, ref).catch(() => {}) : undefined,
+        io.close().catch(() => {}),
+      ]);
     }
   }
 

@@ -4,7 +4,7 @@ import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { type Duplex, Writable } from 'node:stream';
 import { FailedPreconditionError, type wire } from '@berth/api';
-import { copyIo, newFifoSet, type oci } from '@berth/client';
+import { copyIo, newFifoSet, type oci, removeFifoSet } from '@berth/client';
 import { connectInNetns } from '@berth/sys';
 import type { CriService } from '../service';
 import type { RemoteIo } from './protocol';
@@ -57,16 +57,24 @@ export class CriStreamingRuntime implements StreamingRuntime {
     const rec = this.runningContainer(req.containerId);
     const deps = this.cri.deps;
     const ctx = this.cri.ctx();
-    const c = await deps.containers.get(ctx, rec.id);
-    const spec = JSON.parse(c.spec!.value.toString()) as oci.Spec;
     const tty = io.tty;
+    const execId = randomBytes(16).toString('hex');
+    // The spec and the FIFOs do not depend on each other: fetched and made at once.
+    const [got, made] = await Promise.allSettled([
+      deps.containers.get(ctx, rec.id),
+      newFifoSet(join(deps.state, 'containers', rec.id, 'exec'), execId, {
+        stdin: io.stdin !== undefined,
+        terminal: tty,
+      }),
+    ]);
+    if (got.status === 'rejected' || made.status === 'rejected') {
+      if (made.status === 'fulfilled') await removeFifoSet(made.value).catch(() => {});
+      throw got.status === 'rejected' ? got.reason : (made as PromiseRejectedResult).reason;
+    }
+    const fifos = made.value;
+    const spec = JSON.parse(got.value.spec!.value.toString()) as oci.Spec;
     const process: oci.Process = { ...spec.process!, args: [...req.cmd], terminal: tty };
     if (tty) process.env = [...(process.env ?? []), 'TERM=xterm'];
-    const execId = randomBytes(16).toString('hex');
-    const fifos = await newFifoSet(join(deps.state, 'containers', rec.id, 'exec'), execId, {
-      stdin: io.stdin !== undefined,
-      terminal: tty,
-    });
     const ref = { containerId: rec.id, execId };
     let started = false;
     let stdinEnded = false;
@@ -118,8 +126,12 @@ export class CriStreamingRuntime implements StreamingRuntime {
       return res.exitStatus;
     } finally {
       io.signal.removeEventListener('abort', kill);
-      if (created) await deps.tasks.deleteProcess(ctx, ref).catch(() => {});
-      await pio.close().catch(() => {});
+      // The exit code and all the output are in hand: the client learns them while the exec is
+      // deleted in the shim and its FIFOs removed (round trips the answer need not wait for).
+      void Promise.all([
+        created ? deps.tasks.deleteProcess(ctx, ref).catch(() => {}) : undefined,
+        pio.close().catch(() => {}),
+      ]);
     }
   }
 

@@ -3,7 +3,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import { Duplex, PassThrough, Writable } from 'node:stream';
 import { InvalidArgumentError, type wire } from '@berth/api';
-import { type WebSocket, WebSocketServer } from 'ws';
+import type { WebSocket } from 'ws';
 import {
   errorStatus,
   exitStatusJson,
@@ -308,6 +308,8 @@ export class StreamServer {
       );
       return;
     }
+    // ws is loaded with the first WebSocket client (~1 MiB of heap berthd need not hold before).
+    const { WebSocketServer } = require('ws') as typeof import('ws');
     const wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,

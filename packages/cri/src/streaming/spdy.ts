@@ -14,10 +14,14 @@ import * as zlib from 'node:zlib';
  */
 
 const VERSION = 3;
-// The SPDY/3 header-compression dictionary (a constant of the spec), from the maintained package.
-const DICTIONARY: Buffer = (
-  require('spdy-transport') as { protocol: { spdy: { dictionary: Record<number, Buffer> } } }
-).protocol.spdy.dictionary[3];
+// The SPDY/3 header-compression dictionary (a constant of the spec), from the maintained package;
+// loaded with the first session: spdy-transport and its dependencies hold ~1.5 MiB of heap.
+let dictionary: Buffer | undefined;
+function spdyDictionary(): Buffer {
+  dictionary ??= (require('spdy-transport') as { protocol: { spdy: { dictionary: Record<number, Buffer> } } })
+    .protocol.spdy.dictionary[3];
+  return dictionary;
+}
 
 export const FrameType = {
   SYN_STREAM: 1,
@@ -193,8 +197,8 @@ export class SpdyStream extends Duplex {
  * stream the client opens (after it was answered with SYN_REPLY), 'close' once the socket closed.
  */
 export class SpdySession extends EventEmitter {
-  private readonly inflate = zlib.createInflate({ dictionary: DICTIONARY });
-  private readonly deflate = zlib.createDeflate({ dictionary: DICTIONARY });
+  private readonly inflate = zlib.createInflate({ dictionary: spdyDictionary() });
+  private readonly deflate = zlib.createDeflate({ dictionary: spdyDictionary() });
   private readonly streams = new Map<number, SpdyStream>();
   private buffered: Buffer = Buffer.alloc(0);
   /** Frames are handled, and sent, one after the other: header blocks share one zlib context each way. */
