@@ -4,46 +4,20 @@
  * EPERM, and allowed it when they hold the capability; unconfined ones are not filtered; the
  * AppArmor, SELinux and localhost-profile errors reach crictl with the field named.
  */
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import {
-  buildImage,
-  ctr,
-  type Daemon,
-  pushToRegistry,
-  type Registry,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-  writePlainHttpHosts,
-} from '@berth/testkit';
+import { type CriDaemon, startCriDaemon } from '@berth/testkit';
 import { detectLsmHost } from '../src/security/lsm';
 
-const run = promisify(execFile);
-
+let cri: CriDaemon;
 let root: string;
-let registry: Registry;
-let berthd: Daemon;
-let daemonDir: string;
 let image: string;
 
-const crictl = (...args: string[]) => runCrictl(berthd.address, args);
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
-  return r.stdout.trim();
-}
+const crictl = (...args: string[]) => cri.crictl(...args);
+const ok = (...args: string[]) => cri.ok(...args);
 
 let seq = 0;
-async function writeJson(name: string, v: unknown): Promise<string> {
-  const path = join(root, `${name}-${++seq}.json`);
-  await writeFile(path, JSON.stringify(v));
-  return path;
-}
+const writeJson = async (name: string, v: unknown): Promise<string> => cri.writeJson(name, v);
 
 /** A host-network pod (no CNI needed) with the given pod security context. */
 async function pod(securityContext: Record<string, unknown> = {}): Promise<{ id: string; path: string }> {
@@ -78,54 +52,16 @@ async function running(name: string, securityContext: Record<string, unknown>) {
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-cri-sec-'));
-  daemonDir = join(root, 'daemon');
-  await mkdir(join(root, 'net.d'), { recursive: true });
-  registry = await startRegistry();
-  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
-  await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
-  await pushToRegistry(
-    registry.url,
-    'e2e/sec',
-    'v1',
-    buildImage({ layers: ['busybox'], config: { Cmd: ['sh'] } }),
-  );
-  image = `${registry.host}/e2e/sec:v1`;
-  const hostsDir = join(root, 'certs.d');
-  writePlainHttpHosts(hostsDir, registry.host);
-  const config = [
-    'version = 2',
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${registry.host}/e2e/pause:v1"`,
-    '  restrict_oom_score_adj = true',
-    '[plugins."io.containerd.grpc.v1.cri".cni]',
-    '  bin_dir = "/usr/lib/cni"',
-    `  conf_dir = "${join(root, 'net.d')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    '',
-  ].join('\n');
-  await mkdir(daemonDir, { recursive: true });
-  berthd = await startBerthd({ dir: daemonDir, config });
-  const pulled = await ctr(berthd.address, ['-n', 'k8s.io', 'images', 'pull', '--plain-http', image], {
-    timeoutMs: 60_000,
+  cri = await startCriDaemon({
+    name: 'sec',
+    images: { 'e2e/sec:v1': { layers: ['busybox'], config: { Cmd: ['sh'] } } },
+    pull: ['e2e/sec:v1'],
   });
-  if (pulled.code !== 0) throw new Error(`ctr pull: ${pulled.stderr}`);
+  root = cri.dir;
+  image = cri.image('e2e/sec:v1');
 }, 120_000);
 
-afterAll(async () => {
-  if (berthd) {
-    await crictl('rm', '--all', '--force').catch(() => {});
-    await crictl('rmp', '--all', '--force').catch(() => {});
-    await berthd.stop();
-  }
-  await registry?.stop();
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').reverse()) {
-    const mp = line.split(' ')[4];
-    if (mp?.startsWith(daemonDir)) await run('umount', ['-l', mp]).catch(() => {});
-  }
-  await rm(root, { recursive: true, force: true });
-}, 120_000);
+afterAll(() => cri?.stop(), 120_000);
 
 describe('seccomp runtime/default', () => {
   test('denies making namespaces with EPERM; the same call unconfined succeeds', async () => {
