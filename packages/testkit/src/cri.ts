@@ -274,9 +274,10 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
     const cri = 'plugins."io.containerd.grpc.v1.cri"';
     const lines = [
       'version = 2',
-      // containerd's opt plugin would install into /opt/containerd otherwise
-      '[plugins."io.containerd.internal.v1.opt"]',
-      `  path = ${toml(join(dir, 'opt'))}`,
+      // containerd's opt plugin would install into /opt/containerd otherwise (berthd has none)
+      ...(opts.daemon === 'containerd'
+        ? ['[plugins."io.containerd.internal.v1.opt"]', `  path = ${toml(join(dir, 'opt'))}`]
+        : []),
       `[${cri}]`,
       `  sandbox_image = ${toml(`${registry.host}/e2e/pause:3.6`)}`,
       // netns pins under the state dir, where the cleanup finds them
