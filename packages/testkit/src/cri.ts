@@ -82,6 +82,8 @@ export interface CriDaemon {
   ok(...args: string[]): Promise<string>;
   /** `ok(cmd, '-o', 'json', ...args)`, parsed. */
   json(cmd: string, ...args: string[]): Promise<any>;
+  /** `<dir>/logs/<name>`, made (as the kubelet makes a pod's log directory before it runs the pod). */
+  logDir(name: string): string;
   /** Writes `value` as JSON to a new file in `dir` named after `name`; its path. */
   writeJson(name: string, value: unknown): string;
   /** Polls `check` every 100 ms; throws naming `what`, `detail()` and the daemon's last logs after `timeoutMs`. */
@@ -99,6 +101,30 @@ export interface CriDaemon {
   restart(): Promise<Daemon>;
   /** Removes everything: pods, shims, the daemon, the registry if its own, mounts, network, cgroups, files. */
   stop(): Promise<void>;
+}
+
+// jest's hooks, as the test file that calls useCriDaemon sees them
+declare function beforeAll(fn: () => Promise<void>, timeoutMs?: number): void;
+declare function afterAll(fn: () => Promise<void>, timeoutMs?: number): void;
+
+/**
+ * startCriDaemon in the calling test file's (or describe block's) beforeAll and its stop() in
+ * afterAll; the CriDaemon it returns stands for the one started (using it before beforeAll ran throws).
+ */
+export function useCriDaemon(opts: CriDaemonOptions, timeoutMs = 180_000): CriDaemon {
+  let cri: CriDaemon | undefined;
+  beforeAll(async () => {
+    cri = await startCriDaemon(opts);
+  }, timeoutMs);
+  afterAll(async () => {
+    await cri?.stop();
+  }, 120_000);
+  return new Proxy({} as CriDaemon, {
+    get: (_, key) => {
+      if (!cri) throw new Error(`the CRI daemon of ${opts.name} is not running (it starts in beforeAll)`);
+      return Reflect.get(cri, key);
+    },
+  });
 }
 
 /** Calls `fn` until it resolves without throwing and gives its value; after `timeoutMs`, its last error. */
@@ -163,6 +189,7 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
   let berthd: Daemon | undefined;
   let net: CriNetwork | undefined;
   let ipForward = '';
+  let config = '';
 
   const start = (config: string) =>
     opts.daemon === 'containerd'
@@ -179,8 +206,12 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
   };
   let files = 0;
 
+  const running = (d: Daemon) => d.child.exitCode === null && d.child.signalCode === null;
   const stop = async (): Promise<void> => {
-    if (berthd && berthd.child.exitCode === null && berthd.child.signalCode === null) {
+    // A test that killed the daemon and failed before restarting it left pods whose processes
+    // outlive their shims: the daemon, back on its root, removes them as it removes any pod.
+    if (berthd && config && !running(berthd)) berthd = await start(config).catch(() => berthd);
+    if (berthd && running(berthd)) {
       await call(['rm', '--all', '--force']).catch(() => {});
       await call(['rmp', '--all', '--force']).catch(() => {});
     }
@@ -210,8 +241,20 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
       }
     }
     for (const h of existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup') : []) {
-      for (const d of [join('/sys/fs/cgroup', h, cgroupParent), join('/sys/fs/cgroup', cgroupParent)])
-        if (existsSync(d)) await run('find', [d, '-depth', '-type', 'd', '-delete']).catch(() => {});
+      for (const d of [join('/sys/fs/cgroup', h, cgroupParent), join('/sys/fs/cgroup', cgroupParent)]) {
+        if (!existsSync(d)) continue;
+        // what the daemon could not remove: the cgroup parent is this fixture's, so are its processes
+        const procs = (await run('find', [d, '-name', 'cgroup.procs', '-exec', 'cat', '{}', '+'])).stdout;
+        for (const pid of new Set(procs.split('\n').filter(Boolean))) {
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+        await waitUntil('the cgroup to empty', () => cgroupEmpty(d), 5000).catch(() => {});
+        await run('find', [d, '-depth', '-type', 'd', '-delete']).catch(() => {});
+      }
     }
     removeDir(dir);
   };
@@ -307,7 +350,7 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
       `  config_path = ${toml(hostsDir)}`,
       opts.extraConfig ?? '',
     );
-    const config = `${lines.join('\n')}\n`;
+    config = `${lines.join('\n')}\n`;
     berthd = await start(config);
     for (const name of opts.pull ?? []) await ok('pull', `${registry.host}/${name}`);
 
@@ -330,6 +373,11 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
       crictlWithInput: (input, ...args) => call(args, input),
       ok,
       json: async (cmd, ...args) => JSON.parse(await ok(cmd, '-o', 'json', ...args)),
+      logDir: (name) => {
+        const d = join(dir, 'logs', name);
+        mkdirSync(d, { recursive: true });
+        return d;
+      },
       writeJson: (name, value) => {
         const path = join(dir, `${name}-${++files}.json`);
         writeFileSync(path, JSON.stringify(value));
@@ -355,8 +403,14 @@ export async function startCriDaemon(opts: CriDaemonOptions): Promise<CriDaemon>
   }
 }
 
-/** Removes the portmap plugin's per-pod DNAT chains (CNI-DN-*) for `subnet` that a failed test left, and the jumps to them. */
-async function removeDnatChains(subnet: string): Promise<void> {
+/** Whether no process is left in a cgroup directory or below it. */
+async function cgroupEmpty(dir: string): Promise<boolean> {
+  const r = await run('find', [dir, '-name', 'cgroup.procs', '-exec', 'cat', '{}', '+']);
+  return r.stdout.trim() === '';
+}
+
+/** Removes the portmap plugin's per-pod DNAT chains (CNI-DN-*) for `subnet` (`10.1.2`) that a failed test left, and the jumps to them. */
+export async function removeDnatChains(subnet: string): Promise<void> {
   const rules = (await run('iptables', ['-w', '-t', 'nat', '-S']).catch(() => ({ stdout: '' }))).stdout;
   const chains = new Set<string>();
   for (const line of rules.split('\n')) {
