@@ -9,12 +9,9 @@ import { readFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { grpcService, protoType, type wire } from '@berth/api';
-import { type CriDaemon, ctr, type ImageRunConfig, startCriDaemon } from '@berth/testkit';
+import { ctr, type ImageRunConfig, useCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
-let cri: CriDaemon;
-let root: string;
-let image: string;
 const LOOP =
   "echo out-line; echo err-line >&2; trap 'exit 143' TERM; while true; do " +
   "if [ -f /tmp/long ]; then printf '%0100d\\n' 0; rm -f /tmp/long; fi; " +
@@ -28,7 +25,7 @@ const writeJson = async (name: string, v: unknown): Promise<string> => cri.write
 
 async function pod(): Promise<{ id: string; path: string; logDir: string; hostname: string }> {
   const n = ++seq;
-  const logDir = join(root, 'logs', `pod${n}`);
+  const logDir = cri.logDir(`pod${n}`);
   const path = await writeJson('pod', {
     metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
     hostname: `pod${n}-host`,
@@ -41,7 +38,7 @@ async function pod(): Promise<{ id: string; path: string; logDir: string; hostna
 async function ctrConfig(name: string, over: Record<string, unknown> = {}): Promise<string> {
   return writeJson(name, {
     metadata: { name, attempt: 0 },
-    image: { image },
+    image: { image: image() },
     log_path: `${name}.log`,
     labels: { app: name },
     ...over,
@@ -110,45 +107,40 @@ const inspect = async (id: string): Promise<Inspect> => JSON.parse(await ok('ins
 
 const until = (what: string, fn: () => Promise<boolean>) => cri.until(what, fn);
 
-beforeAll(async () => {
-  cri = await startCriDaemon({
-    name: 'ctr',
-    criConfig: { max_container_log_line_size: 64 },
-    images: {
-      'e2e/app:v1': {
-        layers: [
-          'busybox',
-          [
-            {
-              path: 'etc/passwd',
-              content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n',
-            },
-            { path: 'etc/group', content: 'root:x:0:\napp:x:1234:\nextra:x:2000:app\nother:x:3000:root\n' },
-            // a file of its own (busybox's applets are symlinks: masking one would mask busybox)
-            { path: 'bin/hello', content: '#!/bin/sh\necho hello\n', mode: 0o755 },
-            { path: 'vol/seed', content: 'from-image\n' },
-          ],
+const cri = useCriDaemon({
+  name: 'ctr',
+  criConfig: { max_container_log_line_size: 64 },
+  images: {
+    'e2e/app:v1': {
+      layers: [
+        'busybox',
+        [
+          {
+            path: 'etc/passwd',
+            content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n',
+          },
+          { path: 'etc/group', content: 'root:x:0:\napp:x:1234:\nextra:x:2000:app\nother:x:3000:root\n' },
+          // a file of its own (busybox's applets are symlinks: masking one would mask busybox)
+          { path: 'bin/hello', content: '#!/bin/sh\necho hello\n', mode: 0o755 },
+          { path: 'vol/seed', content: 'from-image\n' },
         ],
-        config: {
-          Entrypoint: ['/bin/sh', '-c'],
-          // prints on demand: a file in /tmp asks for a long line or a marker
-          Cmd: [LOOP],
-          Env: ['FROM_IMAGE=image', 'OVERRIDE=image'],
-          WorkingDir: '/tmp',
-          User: 'app',
-          Labels: { 'image.label': 'yes' },
-          // a declared volume: the container gets a directory of its own, seeded from the image
-          Volumes: { '/vol': {} },
-        } as ImageRunConfig,
-      },
+      ],
+      config: {
+        Entrypoint: ['/bin/sh', '-c'],
+        // prints on demand: a file in /tmp asks for a long line or a marker
+        Cmd: [LOOP],
+        Env: ['FROM_IMAGE=image', 'OVERRIDE=image'],
+        WorkingDir: '/tmp',
+        User: 'app',
+        Labels: { 'image.label': 'yes' },
+        // a declared volume: the container gets a directory of its own, seeded from the image
+        Volumes: { '/vol': {} },
+      } as ImageRunConfig,
     },
-    pull: ['e2e/app:v1'],
-  });
-  root = cri.dir;
-  image = cri.image('e2e/app:v1');
-}, 120_000);
-
-afterAll(() => cri?.stop(), 120_000);
+  },
+  pull: ['e2e/app:v1'],
+});
+const image = () => cri.image('e2e/app:v1');
 
 describe('containers through crictl', () => {
   test('create, start, ps, inspect, exec -s, the log file, stop, rm', async () => {

@@ -9,8 +9,7 @@
  * docker-registry and a build.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync } from 'node:fs';
 import {
   CRICTL,
   type CriDaemon,
@@ -37,8 +36,7 @@ describeIf('crictl workflow against berthd', () => {
   const json = (cmd: string, ...args: string[]) => cri.json(cmd, ...args);
 
   function podConfig(name: string, ports: { host: number; container: number }[] = []): string {
-    const logs = join(cri.dir, 'logs', name);
-    mkdirSync(logs, { recursive: true });
+    const logs = cri.logDir(name);
     return cri.writeJson(`${name}.pod`, {
       metadata: { name, namespace: 'e2e', uid: `uid-${name}`, attempt: 0 },
       hostname: name,

@@ -9,14 +9,18 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
 import { grpcService, parseCriLogLine } from '@berth/api';
-import { CRICTL, type CriDaemon, startCriDaemon } from '@berth/testkit';
+import { CRICTL, useCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
 const MAX_LINE = 64;
 
-let cri: CriDaemon;
-let root: string;
-let image: string;
+const cri = useCriDaemon({
+  name: 'logs',
+  criConfig: { max_container_log_line_size: MAX_LINE },
+  images: { 'logs/app:v1': { layers: ['busybox'], config: {} } },
+  pull: ['logs/app:v1'],
+});
+const image = () => cri.image('logs/app:v1');
 
 const crictl = (...args: string[]) => cri.crictl(...args);
 const ok = (...args: string[]) => cri.ok(...args);
@@ -27,7 +31,7 @@ const writeJson = async (name: string, v: unknown): Promise<string> => cri.write
 /** A host-network pod (no CNI), under `handler` ('' for berthd's default, berth's shim). */
 async function pod(handler = ''): Promise<{ id: string; path: string; logDir: string }> {
   const n = ++seq;
-  const logDir = join(root, 'logs', `pod${n}`);
+  const logDir = cri.logDir(`pod${n}`);
   const path = await writeJson('pod', {
     metadata: { name: `pod${n}`, namespace: 'logs', uid: `uid-${n}`, attempt: 0 },
     log_directory: logDir,
@@ -41,7 +45,7 @@ async function pod(handler = ''): Promise<{ id: string; path: string; logDir: st
 async function container(p: { id: string; path: string; logDir: string }, name: string, script: string) {
   const cfg = await writeJson(name, {
     metadata: { name, attempt: 0 },
-    image: { image },
+    image: { image: image() },
     command: ['/bin/sh', '-c', script],
     log_path: `${name}.log`,
   });
@@ -108,19 +112,6 @@ async function reopen(containerId: string): Promise<grpc.ServiceError | undefine
     client.close();
   }
 }
-
-beforeAll(async () => {
-  cri = await startCriDaemon({
-    name: 'logs',
-    criConfig: { max_container_log_line_size: MAX_LINE },
-    images: { 'logs/app:v1': { layers: ['busybox'], config: {} } },
-    pull: ['logs/app:v1'],
-  });
-  root = cri.dir;
-  image = cri.image('logs/app:v1');
-}, 120_000);
-
-afterAll(() => cri?.stop(), 120_000);
 
 describe('container logs written by the shim', () => {
   test('a line every 10 ms: none lost or doubled across a berthd SIGKILL and restart', async () => {

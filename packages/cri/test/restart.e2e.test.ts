@@ -18,7 +18,6 @@ const PODS = 10;
 const LOOP = "trap 'exit 143' TERM; i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.05; done";
 
 let cri: CriDaemon;
-let root: string;
 let subnet: string;
 let image: string;
 
@@ -64,8 +63,8 @@ const inspect = async (id: string): Promise<ContainerInspect> => JSON.parse(awai
 
 /** A pod with its container, run with the crictl a kubelet user would use. */
 async function startPod(n: number): Promise<Pod> {
-  const logDir = join(root, 'logs', `pod${n}`);
-  const podConfig = join(root, `pod${n}.json`);
+  const logDir = cri.logDir(`pod${n}`);
+  const podConfig = join(cri.dir, `pod${n}.json`);
   await writeFile(
     podConfig,
     JSON.stringify({
@@ -76,7 +75,7 @@ async function startPod(n: number): Promise<Pod> {
       linux: {},
     }),
   );
-  const ctrConfig = join(root, `ctr${n}.json`);
+  const ctrConfig = join(cri.dir, `ctr${n}.json`);
   await writeFile(
     ctrConfig,
     JSON.stringify({
@@ -164,7 +163,6 @@ beforeAll(async () => {
     images: { 'e2e/app:v1': { layers: ['busybox'] } },
     pull: ['e2e/app:v1'],
   });
-  root = cri.dir;
   subnet = cri.net!.subnet;
   image = cri.image('e2e/app:v1');
 }, 120_000);
@@ -264,7 +262,7 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
   let probe = '';
   for (let k = 0; probe === ''; k++) {
     if (k === 20) throw new Error('the subscribers never saw an event');
-    const cfg = join(root, `probe${k}.json`);
+    const cfg = join(cri.dir, `probe${k}.json`);
     await writeFile(
       cfg,
       JSON.stringify({ metadata: { name: `probe${k}` }, image: { image }, command: ['/bin/true'] }),

@@ -15,7 +15,6 @@ import { type CriDaemon, httpGetRetry, startCriDaemon } from '@berth/testkit';
 const run = promisify(execFile);
 
 let cri: CriDaemon;
-let root: string;
 let subnet: string; // "10.9x.N"
 const servers: ChildProcess[] = [];
 
@@ -44,7 +43,7 @@ async function podConfig(over: Record<string, unknown> = {}): Promise<string> {
   return cri.writeJson(`pod${n}`, {
     metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
     hostname: `pod${n}-host`,
-    log_directory: join(root, 'logs', `pod${n}`),
+    log_directory: cri.logDir(`pod${n}`),
     labels: { app: 'sandbox-e2e', n: String(n) },
     annotations: { 'e2e.berth/n': String(n) },
     linux: {},
@@ -89,7 +88,6 @@ beforeAll(async () => {
     // a second handler: containerd's runc shim, its state under a runc root of the test's own
     handler: { name: 'runc', options: (dir) => ({ Root: join(dir, 'runc') }) },
   });
-  root = cri.dir;
   subnet = cri.net!.subnet;
 }, 120_000);
 
@@ -205,7 +203,7 @@ describe('pod sandboxes through crictl', () => {
 
     // reachable from the host, and through the hostPort on the bridge's gateway
     await run('/bin/busybox', ['ping', '-c', '1', '-W', '5', ip]);
-    const www = join(root, 'www');
+    const www = join(cri.dir, 'www');
     await mkdir(www, { recursive: true });
     await writeFile(join(www, 'index.html'), 'hello from the pod');
     servers.push(
@@ -259,7 +257,7 @@ describe('pod sandboxes through crictl', () => {
     );
     expect(again.stderr).toContain(id);
 
-    const noUid = join(root, 'nouid.json');
+    const noUid = join(cri.dir, 'nouid.json');
     await writeFile(noUid, JSON.stringify({ metadata: { name: 'nouid', namespace: 'e2e' } }));
     const bad = await crictl('runp', noUid);
     expect(bad.stderr).toMatch(/code = InvalidArgument desc = .*uid/);
@@ -299,14 +297,14 @@ describe('pod sandboxes through crictl', () => {
     expect(st.info.runtimeHandler).toBe('runc');
     expect(st.status.network.ip.startsWith(`${subnet}.`)).toBe(true);
     // runc keeps its state under the configured Root, per namespace
-    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(true);
+    expect(existsSync(join(cri.dir, 'runc', 'k8s.io', id))).toBe(true);
     const spec = st.info.runtimeSpec as { linux: { cgroupsPath: string } };
     expect(spec.linux.cgroupsPath).toBe(`${cri.cgroupParent}/${id}`);
     const cgroup = await readFile(`/proc/${st.info.pid}/cgroup`, 'utf8');
     expect(cgroup).toContain(`${cri.cgroupParent}/${id}`);
     await ok('stopp', id);
     await ok('rmp', id);
-    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(false);
+    expect(existsSync(join(cri.dir, 'runc', 'k8s.io', id))).toBe(false);
   }, 60_000);
 
   test('a run that fails at task create undoes every earlier step (network, netns, shm, record, snapshot, name)', async () => {

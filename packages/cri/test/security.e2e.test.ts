@@ -6,12 +6,15 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type CriDaemon, startCriDaemon } from '@berth/testkit';
+import { useCriDaemon } from '@berth/testkit';
 import { detectLsmHost } from '../src/security/lsm';
 
-let cri: CriDaemon;
-let root: string;
-let image: string;
+const cri = useCriDaemon({
+  name: 'sec',
+  images: { 'e2e/sec:v1': { layers: ['busybox'], config: { Cmd: ['sh'] } } },
+  pull: ['e2e/sec:v1'],
+});
+const image = () => cri.image('e2e/sec:v1');
 
 const crictl = (...args: string[]) => cri.crictl(...args);
 const ok = (...args: string[]) => cri.ok(...args);
@@ -24,7 +27,7 @@ async function pod(securityContext: Record<string, unknown> = {}): Promise<{ id:
   const n = ++seq;
   const path = await writeJson('pod', {
     metadata: { name: `sec${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
-    log_directory: join(root, 'logs', `pod${n}`),
+    log_directory: cri.logDir(`pod${n}`),
     linux: { security_context: { namespace_options: { network: 2 }, ...securityContext } },
   });
   return { id: await ok('runp', path), path };
@@ -33,7 +36,7 @@ async function pod(securityContext: Record<string, unknown> = {}): Promise<{ id:
 async function container(name: string, securityContext: Record<string, unknown>) {
   return writeJson(name, {
     metadata: { name, attempt: 0 },
-    image: { image },
+    image: { image: image() },
     command: ['sleep', '100000'],
     linux: { security_context: securityContext },
   });
@@ -50,18 +53,6 @@ async function running(name: string, securityContext: Record<string, unknown>) {
   };
   return { sh, id, pod: p };
 }
-
-beforeAll(async () => {
-  cri = await startCriDaemon({
-    name: 'sec',
-    images: { 'e2e/sec:v1': { layers: ['busybox'], config: { Cmd: ['sh'] } } },
-    pull: ['e2e/sec:v1'],
-  });
-  root = cri.dir;
-  image = cri.image('e2e/sec:v1');
-}, 120_000);
-
-afterAll(() => cri?.stop(), 120_000);
 
 describe('seccomp runtime/default', () => {
   test('denies making namespaces with EPERM; the same call unconfined succeeds', async () => {
@@ -105,7 +96,7 @@ describe('seccomp runtime/default', () => {
 describe('errors reach crictl naming the field', () => {
   test('a missing localhost profile, AppArmor and SELinux that cannot be applied', async () => {
     const p = await pod();
-    const missing = join(root, 'no-such-profile.json');
+    const missing = join(cri.dir, 'no-such-profile.json');
     // crictl prints the gRPC status with its quotes escaped
     const create = async (name: string, sc: Record<string, unknown>) => {
       const r = await crictl('create', p.id, await container(name, sc), p.path);

@@ -7,7 +7,7 @@
  * are that cgroup's), under containerd's runc shim; one has none and runs under berth's shim (its figures are its
  * pause's and containers' summed). Needs root, runc, overlayfs, the CNI plugins, docker-registry, a build.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CRICTL, type CriDaemon, httpGet, registryInstalled, retry, startCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
@@ -67,8 +67,7 @@ describeIf('CRI stats against berthd', () => {
   }
 
   function podConfig(name: string, linux: object = {}): string {
-    const logs = join(cri.dir, 'logs', name);
-    mkdirSync(logs, { recursive: true });
+    const logs = cri.logDir(name);
     return cri.writeJson(`${name}.pod`, {
       metadata: { name, namespace: 'stats', uid: `uid-${name}`, attempt: 0 },
       hostname: name,

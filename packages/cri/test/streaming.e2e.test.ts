@@ -6,8 +6,7 @@
  * container, a stopped one. Needs root, runc, overlayfs, the CNI plugins, docker-registry, a build.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { CRICTL, type CriDaemon, freePort, httpGet, registryInstalled, startCriDaemon } from '@berth/testkit';
 
 const CAN_RUN =
@@ -41,10 +40,9 @@ describeIf('streaming with crictl against berthd', () => {
       pull: ['e2e/busybox:1.0'],
     });
     busybox = cri.image('e2e/busybox:1.0');
-    mkdirSync(join(cri.dir, 'logs'), { recursive: true });
     podFile = file('pod', {
       metadata: { name: 'stream', namespace: 'e2e', uid: 'uid-stream', attempt: 0 },
-      log_directory: join(cri.dir, 'logs'),
+      log_directory: cri.logDir('stream'),
       linux: {},
     });
     pod = await ok('runp', podFile);
