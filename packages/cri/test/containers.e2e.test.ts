@@ -4,58 +4,28 @@
  * file, user and groups from the image, errors, and berthd SIGKILLed and restarted under a
  * running container.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { grpcService, protoType, type wire } from '@berth/api';
-import {
-  buildImage,
-  ctr,
-  type Daemon,
-  type ImageRunConfig,
-  pushToRegistry,
-  type Registry,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-  writePlainHttpHosts,
-} from '@berth/testkit';
+import { ctr, type ImageRunConfig, useCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
-const run = promisify(execFile);
-
-let root: string;
-let registry: Registry;
-let berthd: Daemon;
-let daemonDir: string;
-let config: string;
-let image: string;
 const LOOP =
   "echo out-line; echo err-line >&2; trap 'exit 143' TERM; while true; do " +
   "if [ -f /tmp/long ]; then printf '%0100d\\n' 0; rm -f /tmp/long; fi; " +
   'if [ -f /tmp/go ]; then echo after-restart; rm -f /tmp/go; fi; sleep 0.1; done';
 
-const crictl = (...args: string[]) => runCrictl(berthd.address, args);
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
-  return r.stdout.trim();
-}
+const crictl = (...args: string[]) => cri.crictl(...args);
+const ok = (...args: string[]) => cri.ok(...args);
 
 let seq = 0;
-async function writeJson(name: string, v: unknown): Promise<string> {
-  const path = join(root, `${name}-${++seq}.json`);
-  await writeFile(path, JSON.stringify(v));
-  return path;
-}
+const writeJson = async (name: string, v: unknown): Promise<string> => cri.writeJson(name, v);
 
 async function pod(): Promise<{ id: string; path: string; logDir: string; hostname: string }> {
   const n = ++seq;
-  const logDir = join(root, 'logs', `pod${n}`);
+  const logDir = cri.logDir(`pod${n}`);
   const path = await writeJson('pod', {
     metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
     hostname: `pod${n}-host`,
@@ -68,7 +38,7 @@ async function pod(): Promise<{ id: string; path: string; logDir: string; hostna
 async function ctrConfig(name: string, over: Record<string, unknown> = {}): Promise<string> {
   return writeJson(name, {
     metadata: { name, attempt: 0 },
-    image: { image },
+    image: { image: image() },
     log_path: `${name}.log`,
     labels: { app: name },
     ...over,
@@ -89,7 +59,7 @@ async function listContainers(filter: Partial<wire.cri.ContainerFilter> = {}): P
       type.toObject(type.decode(b), { longs: String, enums: String, defaults: true }),
   };
   const Client = grpc.makeGenericClientConstructor(def, 'RuntimeService');
-  const client = new Client(`unix://${berthd.address}`, grpc.credentials.createInsecure()) as unknown as {
+  const client = new Client(`unix://${cri.berthd.address}`, grpc.credentials.createInsecure()) as unknown as {
     ListContainers(req: unknown, cb: (e: Error | null, r: wire.cri.ListContainersResponse) => void): void;
     close(): void;
   };
@@ -136,87 +106,42 @@ interface Inspect {
 
 const inspect = async (id: string): Promise<Inspect> => JSON.parse(await ok('inspect', id));
 
-async function until(what: string, fn: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 300; i++) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = (what: string, fn: () => Promise<boolean>) => cri.until(what, fn);
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-cri-ctr-'));
-  daemonDir = join(root, 'daemon');
-  await mkdir(join(root, 'net.d'), { recursive: true });
-  registry = await startRegistry();
-  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
-  await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
-  const app = buildImage({
-    layers: [
-      'busybox',
-      [
-        {
-          path: 'etc/passwd',
-          content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n',
-        },
-        { path: 'etc/group', content: 'root:x:0:\napp:x:1234:\nextra:x:2000:app\nother:x:3000:root\n' },
-        // a file of its own (busybox's applets are symlinks: masking one would mask busybox)
-        { path: 'bin/hello', content: '#!/bin/sh\necho hello\n', mode: 0o755 },
-        { path: 'vol/seed', content: 'from-image\n' },
+const cri = useCriDaemon({
+  name: 'ctr',
+  criConfig: { max_container_log_line_size: 64 },
+  images: {
+    'e2e/app:v1': {
+      layers: [
+        'busybox',
+        [
+          {
+            path: 'etc/passwd',
+            content: 'root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234:app:/tmp:/bin/sh\n',
+          },
+          { path: 'etc/group', content: 'root:x:0:\napp:x:1234:\nextra:x:2000:app\nother:x:3000:root\n' },
+          // a file of its own (busybox's applets are symlinks: masking one would mask busybox)
+          { path: 'bin/hello', content: '#!/bin/sh\necho hello\n', mode: 0o755 },
+          { path: 'vol/seed', content: 'from-image\n' },
+        ],
       ],
-    ],
-    config: {
-      Entrypoint: ['/bin/sh', '-c'],
-      // prints on demand: a file in /tmp asks for a long line or a marker
-      Cmd: [LOOP],
-      Env: ['FROM_IMAGE=image', 'OVERRIDE=image'],
-      WorkingDir: '/tmp',
-      User: 'app',
-      Labels: { 'image.label': 'yes' },
-      // a declared volume: the container gets a directory of its own, seeded from the image
-      Volumes: { '/vol': {} },
-    } as ImageRunConfig,
-  });
-  await pushToRegistry(registry.url, 'e2e/app', 'v1', app);
-  image = `${registry.host}/e2e/app:v1`;
-  const hostsDir = join(root, 'certs.d');
-  writePlainHttpHosts(hostsDir, registry.host);
-  config = [
-    'version = 2',
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${registry.host}/e2e/pause:v1"`,
-    '  max_container_log_line_size = 64',
-    // this host may withhold CAP_SYS_RESOURCE: the pause's -998 is then raised to the daemon's own score
-    '  restrict_oom_score_adj = true',
-    '[plugins."io.containerd.grpc.v1.cri".cni]',
-    '  bin_dir = "/usr/lib/cni"',
-    `  conf_dir = "${join(root, 'net.d')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    '',
-  ].join('\n');
-  await mkdir(daemonDir, { recursive: true });
-  berthd = await startBerthd({ dir: daemonDir, config });
-  // ImageService's PullImage is another part's: ctr pulls (and unpacks) into k8s.io meanwhile.
-  const pulled = await ctr(berthd.address, ['-n', 'k8s.io', 'images', 'pull', '--plain-http', image], {
-    timeoutMs: 60_000,
-  });
-  if (pulled.code !== 0) throw new Error(`ctr pull: ${pulled.stderr}`);
-}, 120_000);
-
-afterAll(async () => {
-  if (berthd) {
-    await crictl('rm', '--all', '--force').catch(() => {});
-    await crictl('rmp', '--all', '--force').catch(() => {});
-    await berthd.stop();
-  }
-  await registry?.stop();
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').reverse()) {
-    const mp = line.split(' ')[4];
-    if (mp?.startsWith(daemonDir)) await run('umount', ['-l', mp]).catch(() => {});
-  }
-  await rm(root, { recursive: true, force: true });
-}, 120_000);
+      config: {
+        Entrypoint: ['/bin/sh', '-c'],
+        // prints on demand: a file in /tmp asks for a long line or a marker
+        Cmd: [LOOP],
+        Env: ['FROM_IMAGE=image', 'OVERRIDE=image'],
+        WorkingDir: '/tmp',
+        User: 'app',
+        Labels: { 'image.label': 'yes' },
+        // a declared volume: the container gets a directory of its own, seeded from the image
+        Volumes: { '/vol': {} },
+      } as ImageRunConfig,
+    },
+  },
+  pull: ['e2e/app:v1'],
+});
+const image = () => cri.image('e2e/app:v1');
 
 describe('containers through crictl', () => {
   test('create, start, ps, inspect, exec -s, the log file, stop, rm', async () => {
@@ -302,7 +227,7 @@ describe('containers through crictl', () => {
     expect(await ok('exec', '-s', id, 'cat', '/vol/seed')).toBe('from-image');
     const vol = spec.mounts.find((m) => m.destination === '/vol');
     expect(
-      vol?.source.startsWith(join(berthd.root, 'io.containerd.grpc.v1.cri', 'containers', id, 'volumes')),
+      vol?.source.startsWith(join(cri.berthd.root, 'io.containerd.grpc.v1.cri', 'containers', id, 'volumes')),
     ).toBe(true);
     const id0 = await ok('exec', '-s', id, 'id', '-G');
     expect(id0.split(' ').map(Number)).toEqual(expect.arrayContaining([1234, 5000]));
@@ -457,13 +382,13 @@ describe('containers through crictl', () => {
     expect(st.status.state).toBe('CONTAINER_EXITED');
     expect(st.status.exitCode).toBe(137);
     const records = async () =>
-      (await ctr(berthd.address, ['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.split('\n');
-    const snapshots = async () => (await ctr(berthd.address, ['-n', 'k8s.io', 'snapshots', 'ls'])).stdout;
+      (await ctr(cri.berthd.address, ['-n', 'k8s.io', 'containers', 'ls', '-q'])).stdout.split('\n');
+    const snapshots = async () => (await ctr(cri.berthd.address, ['-n', 'k8s.io', 'snapshots', 'ls'])).stdout;
     expect(await records()).toContain(id);
     expect(await snapshots()).toContain(id);
     // the snapshot was a gc root only until the container record held it (the pod's too)
     for (const key of [id, p.id]) {
-      const info = await ctr(berthd.address, ['-n', 'k8s.io', 'snapshots', 'info', key]);
+      const info = await ctr(cri.berthd.address, ['-n', 'k8s.io', 'snapshots', 'info', key]);
       expect(info.stdout).toContain(key);
       expect(info.stdout).not.toContain('gc.root');
     }
@@ -477,7 +402,7 @@ describe('containers through crictl', () => {
     const p = await pod();
     /** The task's status and pid as ctr lists them; undefined when there is no task. */
     const task = async (id: string): Promise<{ status: string; pid: number } | undefined> => {
-      const out = (await ctr(berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout;
+      const out = (await ctr(cri.berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout;
       const row = out.split('\n').find((l) => l.startsWith(id));
       if (!row) return undefined;
       const [, pid, status] = row.trim().split(/\s+/);
@@ -485,7 +410,7 @@ describe('containers through crictl', () => {
     };
     const made = (id: string) =>
       until('the task made ahead', async () => (await task(id))?.status === 'CREATED');
-    const bundle = (id: string) => join(berthd.state, 'io.containerd.runtime.v2.task', 'k8s.io', id);
+    const bundle = (id: string) => join(cri.berthd.state, 'io.containerd.runtime.v2.task', 'k8s.io', id);
 
     // removed before its start: the waiting process, the task and its bundle go
     const unstarted = await ok(
@@ -562,7 +487,7 @@ describe('containers through crictl', () => {
     const noImage = await crictl(
       'create',
       p.id,
-      await ctrConfig('noimg', { image: { image: `${registry.host}/e2e/missing:v9` } }),
+      await ctrConfig('noimg', { image: { image: cri.image('e2e/missing:v9') } }),
       p.path,
     );
     expect(noImage.stderr).toMatch(/NotFound/);
@@ -580,22 +505,23 @@ describe('containers through crictl', () => {
 
   test('after SIGKILL and a restart a running container is listed, its exit noticed, stop and rm work', async () => {
     const p = await pod();
-    const id = await ok('create', p.id, await ctrConfig('survivor'), p.path);
+    const survivor = await ctrConfig('survivor');
+    const id = await ok('create', p.id, survivor, p.path);
     await ok('start', id);
     const created = await ok('create', p.id, await ctrConfig('idle'), p.path);
     // its task made ahead of a start, which the restart then finds
     await until('the task made ahead', async () =>
-      (await ctr(berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout.includes(created),
+      (await ctr(cri.berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout.includes(created),
     );
     const before = await inspect(id);
-    await berthd.stop('SIGKILL');
-    berthd = await startBerthd({ dir: daemonDir, config });
+    await cri.berthd.stop('SIGKILL');
+    await cri.restart();
     const after = await inspect(id);
     expect(after.status.state).toBe('CONTAINER_RUNNING');
     expect(after.info.pid).toBe(before.info.pid);
     expect((await inspect(created)).status.state).toBe('CONTAINER_CREATED');
     // the task made ahead lost its log readers with the daemon: the recovery deletes it
-    expect((await ctr(berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout).not.toContain(created);
+    expect((await ctr(cri.berthd.address, ['-n', 'k8s.io', 'tasks', 'ls'])).stdout).not.toContain(created);
     const ps = (await listContainers({ podSandboxId: p.id })).map((c) => c.id);
     expect(ps.sort()).toEqual([id, created].sort());
     // the log is read again: new output lands in the file
@@ -605,9 +531,7 @@ describe('containers through crictl', () => {
       (await readFile(logPath, 'utf8')).includes('after-restart'),
     );
     // the name stays reserved
-    expect((await crictl('create', p.id, join(root, `survivor-${seq - 1}.json`), p.path)).stderr).toMatch(
-      /AlreadyExists|reserved/,
-    );
+    expect((await crictl('create', p.id, survivor, p.path)).stderr).toMatch(/AlreadyExists|reserved/);
     // an exit after the restart is noticed
     process.kill(before.info.pid, 'SIGKILL');
     await until(
@@ -619,7 +543,7 @@ describe('containers through crictl', () => {
     await ok('start', created);
     await ok('stop', '--timeout', '0', created);
     await ok('rm', created);
-    expect(existsSync(join(berthd.root, 'io.containerd.grpc.v1.cri', 'containers', id))).toBe(false);
+    expect(existsSync(join(cri.berthd.root, 'io.containerd.grpc.v1.cri', 'containers', id))).toBe(false);
     await ok('rmp', '-f', p.id);
   }, 180_000);
 });

@@ -10,20 +10,17 @@ import {
   type BuiltImage,
   buildImage,
   CRICTL,
+  type CriDaemon,
   containerdInstalled,
   ctr,
   type Daemon,
   file,
-  makeTempDir,
   pushToRegistry,
   type Registry,
   registryInstalled,
-  removeDir,
   crictl as runCrictl,
-  startBerthd,
-  startContainerd,
+  startCriDaemon,
   startRegistry,
-  writePlainHttpHosts,
 } from '@berth/testkit';
 
 const ready = registryInstalled() && existsSync(CRICTL) && process.getuid?.() === 0;
@@ -44,37 +41,17 @@ suite('CRI ImageService through crictl', () => {
   let privateRegistry: Registry;
   let berthd: Daemon;
   let containerd: Daemon | undefined;
-  let tmp: string;
+  let fixtures: CriDaemon[] = [];
   let app: BuiltImage;
   let named: BuiltImage;
   let indexed: BuiltImage;
   const reg = () => registry.host;
 
-  const criConfig = (certs: string, dir: string) =>
-    [
-      'version = 2',
-      `[plugins."io.containerd.internal.v1.opt"]`,
-      `  path = "${join(dir, 'opt')}"`,
-      `[plugins."io.containerd.grpc.v1.cri"]`,
-      `  [plugins."io.containerd.grpc.v1.cri".containerd]`,
-      `    snapshotter = "overlayfs"`,
-      `  [plugins."io.containerd.grpc.v1.cri".cni]`,
-      `    conf_dir = "${join(dir, 'cni')}"`,
-      `  [plugins."io.containerd.grpc.v1.cri".registry]`,
-      `    config_path = "${certs}"`,
-      '',
-    ].join('\n');
-
   beforeAll(async () => {
-    tmp = makeTempDir('berth-cri-images-');
     [registry, privateRegistry] = await Promise.all([
       startRegistry(),
       startRegistry({ htpasswd: { alice: 's3cret:x' } }),
     ]);
-    const certs = join(tmp, 'certs.d');
-    for (const r of [registry, privateRegistry]) {
-      writePlainHttpHosts(certs, r.host);
-    }
     app = buildImage({
       layers: ['busybox', [file('etc/app', 'app\n')]],
       config: { Cmd: ['sh'], User: '1003:1004' },
@@ -97,22 +74,26 @@ suite('CRI ImageService through crictl', () => {
       username: 'alice',
       password: 's3cret:x',
     });
-    const bdir = makeTempDir('berthd-cri-images-');
-    berthd = await startBerthd({ dir: bdir, config: criConfig(certs, bdir) });
-    if (containerdInstalled()) {
-      const cdir = makeTempDir('containerd-cri-images-');
-      containerd = await startContainerd({ dir: cdir, config: criConfig(certs, cdir) });
-    }
+    // the same CRI config for both, each on its own directory
+    const start = (daemon: 'berthd' | 'containerd') =>
+      startCriDaemon({
+        name: `images-${daemon}`,
+        daemon,
+        registry,
+        plainHttp: [privateRegistry.host],
+        extraConfig: '[plugins."io.containerd.grpc.v1.cri".containerd]\n  snapshotter = "overlayfs"',
+      }).then((f) => {
+        fixtures.push(f);
+        return f.berthd;
+      });
+    berthd = await start('berthd');
+    if (containerdInstalled()) containerd = await start('containerd');
   }, 180_000);
 
   afterAll(async () => {
-    for (const d of [berthd, containerd]) {
-      if (!d) continue;
-      await d.stop();
-      removeDir(d.dir);
-    }
+    for (const f of fixtures) await f.stop();
+    fixtures = [];
     await Promise.all([registry?.stop(), privateRegistry?.stop()]);
-    if (tmp) removeDir(tmp);
   });
 
   const daemons = (): Array<[string, Daemon]> =>

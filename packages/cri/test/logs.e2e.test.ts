@@ -5,55 +5,33 @@
  * berthd copies); and the real crictl's `logs` and `logs -f`, long lines split at
  * max_container_log_line_size.
  */
-import { type ChildProcess, execFile, spawn } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { grpcService, parseCriLogLine } from '@berth/api';
-import {
-  buildImage,
-  CRICTL,
-  ctr,
-  type Daemon,
-  pushToRegistry,
-  type Registry,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-  writePlainHttpHosts,
-} from '@berth/testkit';
+import { CRICTL, useCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
-const run = promisify(execFile);
 const MAX_LINE = 64;
 
-let root: string;
-let registry: Registry;
-let berthd: Daemon;
-let daemonDir: string;
-let config: string;
-let image: string;
+const cri = useCriDaemon({
+  name: 'logs',
+  criConfig: { max_container_log_line_size: MAX_LINE },
+  images: { 'logs/app:v1': { layers: ['busybox'], config: {} } },
+  pull: ['logs/app:v1'],
+});
+const image = () => cri.image('logs/app:v1');
 
-const crictl = (...args: string[]) => runCrictl(berthd.address, args);
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
-  return r.stdout.trim();
-}
+const crictl = (...args: string[]) => cri.crictl(...args);
+const ok = (...args: string[]) => cri.ok(...args);
 
 let seq = 0;
-async function writeJson(name: string, v: unknown): Promise<string> {
-  const path = join(root, `${name}-${++seq}.json`);
-  await writeFile(path, JSON.stringify(v));
-  return path;
-}
+const writeJson = async (name: string, v: unknown): Promise<string> => cri.writeJson(name, v);
 
 /** A host-network pod (no CNI), under `handler` ('' for berthd's default, berth's shim). */
 async function pod(handler = ''): Promise<{ id: string; path: string; logDir: string }> {
   const n = ++seq;
-  const logDir = join(root, 'logs', `pod${n}`);
+  const logDir = cri.logDir(`pod${n}`);
   const path = await writeJson('pod', {
     metadata: { name: `pod${n}`, namespace: 'logs', uid: `uid-${n}`, attempt: 0 },
     log_directory: logDir,
@@ -67,7 +45,7 @@ async function pod(handler = ''): Promise<{ id: string; path: string; logDir: st
 async function container(p: { id: string; path: string; logDir: string }, name: string, script: string) {
   const cfg = await writeJson(name, {
     metadata: { name, attempt: 0 },
-    image: { image },
+    image: { image: image() },
     command: ['/bin/sh', '-c', script],
     log_path: `${name}.log`,
   });
@@ -112,13 +90,7 @@ function expectConsecutive(nums: number[]): void {
 
 const COUNTER = 'i=0; while true; do i=$((i+1)); echo $i; usleep 10000; done';
 
-async function until(what: string, fn: () => Promise<boolean>, tries = 300): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const until = (what: string, fn: () => Promise<boolean>) => cri.until(what, fn);
 
 const countOf = async (log: string) => numbers(await readLog(log).catch(() => [])).length;
 
@@ -128,7 +100,7 @@ async function reopen(containerId: string): Promise<grpc.ServiceError | undefine
     grpcService('runtime.v1.RuntimeService'),
     'RuntimeService',
   );
-  const client = new Client(`unix://${berthd.address}`, grpc.credentials.createInsecure()) as unknown as {
+  const client = new Client(`unix://${cri.berthd.address}`, grpc.credentials.createInsecure()) as unknown as {
     ReopenContainerLog(req: unknown, cb: (e: grpc.ServiceError | null) => void): void;
     close(): void;
   };
@@ -141,64 +113,18 @@ async function reopen(containerId: string): Promise<grpc.ServiceError | undefine
   }
 }
 
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-cri-logs-'));
-  daemonDir = join(root, 'daemon');
-  await mkdir(join(root, 'net.d'), { recursive: true });
-  registry = await startRegistry();
-  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
-  await pushToRegistry(registry.url, 'logs/pause', 'v1', pause);
-  await pushToRegistry(registry.url, 'logs/app', 'v1', buildImage({ layers: ['busybox'], config: {} }));
-  image = `${registry.host}/logs/app:v1`;
-  const hostsDir = join(root, 'certs.d');
-  writePlainHttpHosts(hostsDir, registry.host);
-  config = [
-    'version = 2',
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${registry.host}/logs/pause:v1"`,
-    `  max_container_log_line_size = ${MAX_LINE}`,
-    '  restrict_oom_score_adj = true',
-    '[plugins."io.containerd.grpc.v1.cri".cni]',
-    '  bin_dir = "/usr/lib/cni"',
-    `  conf_dir = "${join(root, 'net.d')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    '',
-  ].join('\n');
-  await mkdir(daemonDir, { recursive: true });
-  berthd = await startBerthd({ dir: daemonDir, config });
-  const pulled = await ctr(berthd.address, ['-n', 'k8s.io', 'images', 'pull', '--plain-http', image], {
-    timeoutMs: 60_000,
-  });
-  if (pulled.code !== 0) throw new Error(`ctr pull: ${pulled.stderr}`);
-}, 120_000);
-
-afterAll(async () => {
-  if (berthd) {
-    await crictl('rm', '--all', '--force').catch(() => {});
-    await crictl('rmp', '--all', '--force').catch(() => {});
-    await berthd.stop();
-  }
-  await registry?.stop();
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').reverse()) {
-    const mp = line.split(' ')[4];
-    if (mp?.startsWith(daemonDir)) await run('umount', ['-l', mp]).catch(() => {});
-  }
-  await rm(root, { recursive: true, force: true });
-}, 120_000);
-
 describe('container logs written by the shim', () => {
   test('a line every 10 ms: none lost or doubled across a berthd SIGKILL and restart', async () => {
     const p = await pod();
     const c = await container(p, 'counter', COUNTER);
     await until('the first lines', async () => (await countOf(c.log)) >= 50);
     const wallAtKill = BigInt(Date.now()) * 1_000_000n;
-    await berthd.stop('SIGKILL');
+    await cri.berthd.stop('SIGKILL');
     // While berthd is down the container goes on printing into the shim's log.
     const atKill = await countOf(c.log);
     await until('lines written while berthd is down', async () => (await countOf(c.log)) >= atKill + 50);
     const wallAtRestart = BigInt(Date.now()) * 1_000_000n;
-    berthd = await startBerthd({ dir: daemonDir, config });
+    await cri.restart();
     const afterRestart = await countOf(c.log);
     await until('lines after the restart', async () => (await countOf(c.log)) >= afterRestart + 50);
     await ok('stop', '--timeout', '0', c.id);
@@ -267,13 +193,7 @@ describe('container logs written by the shim', () => {
     expect(logs.stdout).toBe(`first\n${long}\n`);
     expect(logs.stderr).toBe('to-stderr\n');
     // -f: what is there, then what comes, until the container exits.
-    const follow: ChildProcess = spawn(CRICTL, [
-      '--runtime-endpoint',
-      `unix://${berthd.address}`,
-      'logs',
-      '-f',
-      c.id,
-    ]);
+    const follow: ChildProcess = spawn(CRICTL, [...cri.endpoint, 'logs', '-f', c.id]);
     let out = '';
     follow.stdout!.on('data', (d: Buffer) => {
       out += d.toString();

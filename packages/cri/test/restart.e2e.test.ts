@@ -6,62 +6,24 @@
  * shim, netns pin or CNI address behind, while GetContainerEvents subscribers see the stop
  * and removal events. Needs root, runc, /usr/lib/cni and crictl.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { grpcService, protoType, type wire } from '@berth/api';
-import {
-  buildImage,
-  type Daemon,
-  pushToRegistry,
-  type Registry,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-  writePlainHttpHosts,
-} from '@berth/testkit';
+import { type CriDaemon, startCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 
-const run = promisify(execFile);
 const PODS = 10;
-const BRIDGE = `brst${process.pid % 100000}`;
-const NET = `berth-restart-${process.pid}`;
 // prints a numbered line every 50 ms; exits 143 on SIGTERM
 const LOOP = "trap 'exit 143' TERM; i=0; while true; do i=$((i+1)); echo line-$i; sleep 0.05; done";
 
-let root: string;
+let cri: CriDaemon;
 let subnet: string;
-let ipForward = '';
-let registry: Registry;
-let berthd: Daemon;
-let daemonDir: string;
-let config: string;
 let image: string;
 
-const crictl = (...args: string[]) => runCrictl(berthd.address, args);
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
-  return r.stdout.trim();
-}
-
-async function until(
-  what: string,
-  fn: () => Promise<boolean> | boolean,
-  ms = 20_000,
-  detail: () => string = () => '',
-): Promise<void> {
-  const end = Date.now() + ms;
-  while (Date.now() < end) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what} ${detail()}\n${berthd.logs().slice(-3000)}`);
-}
+const ok = (...args: string[]) => cri.ok(...args);
+const until = (what: string, fn: () => Promise<boolean> | boolean, ms = 20_000, detail?: () => string) =>
+  cri.until(what, fn, ms, detail);
 
 const isAlive = (pid: number): boolean => {
   try {
@@ -72,34 +34,10 @@ const isAlive = (pid: number): boolean => {
   }
 };
 
-/** Shims started by this test's berthd (their argv names its socket), whatever other daemons run. */
-function shimPids(): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
-      const shim = argv.slice(0, 2).some((a) => /(^|\/)containerd-shim-[^/]+$/.test(a));
-      const at = argv.indexOf('-address');
-      if (shim && at !== -1 && argv[at + 1] === berthd.address) pids.push(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
-const mountsUnder = (dir: string): string[] =>
-  readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m?.startsWith(`${dir}/`) === true);
-
+const shimPids = () => cri.shimPids();
+const mountsUnder = () => cri.mounts();
 /** Addresses host-local holds for this test's network. */
-const allocations = async (): Promise<string[]> =>
-  (await readdir(join(root, 'ipam', NET)).catch(() => [] as string[])).filter((f) =>
-    f.startsWith(`${subnet}.`),
-  );
+const allocations = () => cri.net!.leases();
 
 interface Pod {
   n: number;
@@ -125,8 +63,8 @@ const inspect = async (id: string): Promise<ContainerInspect> => JSON.parse(awai
 
 /** A pod with its container, run with the crictl a kubelet user would use. */
 async function startPod(n: number): Promise<Pod> {
-  const logDir = join(root, 'logs', `pod${n}`);
-  const podConfig = join(root, `pod${n}.json`);
+  const logDir = cri.logDir(`pod${n}`);
+  const podConfig = join(cri.dir, `pod${n}.json`);
   await writeFile(
     podConfig,
     JSON.stringify({
@@ -137,7 +75,7 @@ async function startPod(n: number): Promise<Pod> {
       linux: {},
     }),
   );
-  const ctrConfig = join(root, `ctr${n}.json`);
+  const ctrConfig = join(cri.dir, `ctr${n}.json`);
   await writeFile(
     ctrConfig,
     JSON.stringify({
@@ -186,7 +124,7 @@ function subscribe(): {
       type.toObject(type.decode(b), { longs: String, enums: String, defaults: true }),
   };
   const Client = grpc.makeGenericClientConstructor(def, 'RuntimeService');
-  const client = new Client(`unix://${berthd.address}`, grpc.credentials.createInsecure()) as EventClient;
+  const client = new Client(`unix://${cri.berthd.address}`, grpc.credentials.createInsecure()) as EventClient;
   const events: wire.cri.ContainerEventResponse[] = [];
   const stream = client.GetContainerEvents({});
   stream.on('data', (ev: wire.cri.ContainerEventResponse) => events.push(ev));
@@ -218,83 +156,19 @@ async function lastLine(path: string): Promise<number> {
 }
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-cri-restart-'));
-  daemonDir = join(root, 'daemon');
-  await mkdir(join(root, 'net.d'), { recursive: true });
-  ipForward = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
-  const routes = (await run('ip', ['-4', 'route'])).stdout;
-  for (;;) {
-    const n = 1 + Math.floor(Math.random() * 254);
-    if (!routes.includes(`10.97.${n}.`)) {
-      subnet = `10.97.${n}`;
-      break;
-    }
-  }
-  await writeFile(
-    join(root, 'net.d', '10-restart.conflist'),
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: NET,
-      plugins: [
-        {
-          type: 'bridge',
-          bridge: BRIDGE,
-          isGateway: true,
-          ipMasq: false,
-          ipam: {
-            type: 'host-local',
-            dataDir: join(root, 'ipam'),
-            ranges: [[{ subnet: `${subnet}.0/24` }]],
-          },
-        },
-      ],
-    }),
-  );
-  registry = await startRegistry();
-  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
-  await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
-  await pushToRegistry(registry.url, 'e2e/app', 'v1', buildImage({ layers: ['busybox'] }));
-  image = `${registry.host}/e2e/app:v1`;
-  const hostsDir = join(root, 'certs.d');
-  writePlainHttpHosts(hostsDir, registry.host);
   // no runtime configured: pods run under the default handler, `berth` (berth's shim)
-  config = [
-    'version = 2',
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${registry.host}/e2e/pause:v1"`,
-    '  netns_mounts_under_state_dir = true',
-    '  restrict_oom_score_adj = true',
-    '[plugins."io.containerd.grpc.v1.cri".cni]',
-    '  bin_dir = "/usr/lib/cni"',
-    `  conf_dir = "${join(root, 'net.d')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    '',
-  ].join('\n');
-  await mkdir(daemonDir, { recursive: true });
-  berthd = await startBerthd({ dir: daemonDir, config });
-  await ok('pull', image);
+  cri = await startCriDaemon({
+    name: 'restart',
+    network: {},
+    images: { 'e2e/app:v1': { layers: ['busybox'] } },
+    pull: ['e2e/app:v1'],
+  });
+  subnet = cri.net!.subnet;
+  image = cri.image('e2e/app:v1');
 }, 120_000);
 
-afterAll(async () => {
-  if (berthd) {
-    await crictl('rmp', '--all', '--force').catch(() => {});
-    // whatever a failed test left running
-    for (const pid of shimPids()) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    await berthd.stop();
-  }
-  await registry?.stop();
-  for (const mp of mountsUnder(daemonDir).reverse()) await run('umount', ['-l', mp]).catch(() => {});
-  await run('ip', ['link', 'del', BRIDGE]).catch(() => {});
-  if (ipForward) await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward).catch(() => {});
-  await rm(root, { recursive: true, force: true });
-}, 120_000);
+// whatever a failed test left running: pods, shims, mounts, the bridge
+afterAll(() => cri?.stop(), 120_000);
 
 test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopped and removed clean`, async () => {
   const t0 = Date.now();
@@ -322,7 +196,7 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
 
   // A subscriber of the first daemon sees its stream end with the daemon, not hang.
   const early = subscribe();
-  await berthd.stop('SIGKILL');
+  await cri.berthd.stop('SIGKILL');
   const tKilled = Date.now();
   expect((await early.ended).code).not.toBe(grpc.status.OK);
   early.cancel();
@@ -333,7 +207,7 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
     expect(isAlive(p.pid)).toBe(true);
   }
 
-  berthd = await startBerthd({ dir: daemonDir, config });
+  await cri.restart();
   const tRestarted = Date.now();
 
   // Listed as before, by crictl: the same pods and containers, states, IPs and processes.
@@ -388,7 +262,7 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
   let probe = '';
   for (let k = 0; probe === ''; k++) {
     if (k === 20) throw new Error('the subscribers never saw an event');
-    const cfg = join(root, `probe${k}.json`);
+    const cfg = join(cri.dir, `probe${k}.json`);
     await writeFile(
       cfg,
       JSON.stringify({ metadata: { name: `probe${k}` }, image: { image }, command: ['/bin/true'] }),
@@ -454,8 +328,8 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
     expect(isAlive(p.pid)).toBe(false);
   }
   // No netns pin and no /dev/shm is left; the pins' directory is a bind of its own while berthd runs.
-  const netnsDir = join(berthd.state, 'io.containerd.grpc.v1.cri', 'netns');
-  expect(mountsUnder(daemonDir).filter((m) => m !== netnsDir)).toEqual([]);
+  const netnsDir = join(cri.berthd.state, 'io.containerd.grpc.v1.cri', 'netns');
+  expect(mountsUnder().filter((m) => m !== netnsDir)).toEqual([]);
   expect(existsSync(netnsDir) ? await readdir(netnsDir) : []).toEqual([]);
   expect(await allocations()).toEqual([]);
 
@@ -536,7 +410,7 @@ test(`${PODS} pods outlive a berthd SIGKILL: listed, exec'd, logging, then stopp
   b.cancel();
   // The restarted daemon had nothing to complain about (with ten pods, Node's listener warning once did).
   expect(
-    berthd
+    cri.berthd
       .logs()
       .split('\n')
       .filter((l) => /level=(warning|error|fatal)|Warning:/.test(l)),

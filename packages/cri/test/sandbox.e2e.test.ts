@@ -1,54 +1,29 @@
 /**
- * Pod sandboxes end to end: berthd with a CNI conf dir (bridge with a name of its own,
- * host-local on a random 10.98.N.0/24, portmap) and a pause image (static busybox sleep)
- * from a loopback registry, driven by crictl. Everything made here (bridge, DNAT chains,
- * netns pins, shm mounts) is removed in afterAll.
+ * Pod sandboxes end to end: berthd (the CRI e2e fixture) with a CNI conf dir (a bridge of its
+ * own, host-local on a free /24, portmap) and a pause image (static busybox sleep) from a
+ * loopback registry, driven by crictl. Everything made here (bridge, DNAT chains, netns pins,
+ * shm mounts, the cgroup parent) is removed in afterAll.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Client } from '@berth/client';
-import {
-  buildImage,
-  type Daemon,
-  httpGetRetry,
-  pushToRegistry,
-  type Registry,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-  writePlainHttpHosts,
-} from '@berth/testkit';
+import { type CriDaemon, httpGetRetry, startCriDaemon } from '@berth/testkit';
 
 const run = promisify(execFile);
-const BRIDGE = `bsbx${process.pid % 100000}`;
-const NET = `berth-sbx-${process.pid}`;
-// the cgroup parent of a pod in the runc test, removed (in every hierarchy) in afterAll
-const CGROUP_PARENT = `/berth-sbx-e2e-${process.pid}`;
 
-let root: string;
-let subnet: string; // "10.98.N"
-let ipForward = '';
-let registry: Registry;
-let berthd: Daemon;
-let daemonDir: string;
-let config: string;
+let cri: CriDaemon;
+let subnet: string; // "10.9x.N"
 const servers: ChildProcess[] = [];
 
-const crictl = (...args: string[]) => runCrictl(berthd.address, args);
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
-  return r.stdout.trim();
-}
+const crictl = (...args: string[]) => cri.crictl(...args);
+const ok = (...args: string[]) => cri.ok(...args);
 
 /** One RuntimeService call straight over gRPC, for what crictl checks before calling (e.g. rmp looks the pod up first). */
 async function call(method: string, request: object): Promise<unknown> {
-  const client = new Client(berthd.address);
+  const client = new Client(cri.berthd.address);
   try {
     const stub = client.stubFor('runtime.v1.RuntimeService') as unknown as Record<
       string,
@@ -65,18 +40,15 @@ async function call(method: string, request: object): Promise<unknown> {
 let podSeq = 0;
 async function podConfig(over: Record<string, unknown> = {}): Promise<string> {
   const n = ++podSeq;
-  const cfg = {
+  return cri.writeJson(`pod${n}`, {
     metadata: { name: `pod${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
     hostname: `pod${n}-host`,
-    log_directory: join(root, 'logs', `pod${n}`),
+    log_directory: cri.logDir(`pod${n}`),
     labels: { app: 'sandbox-e2e', n: String(n) },
     annotations: { 'e2e.berth/n': String(n) },
     linux: {},
     ...over,
-  };
-  const path = join(root, `pod${n}.json`);
-  await writeFile(path, JSON.stringify(cfg));
-  return path;
+  });
 }
 
 interface Inspect {
@@ -105,130 +77,24 @@ async function inspect(id: string): Promise<Inspect> {
   return out;
 }
 const natRules = async () => (await run('iptables', ['-w', '-t', 'nat', '-S'])).stdout;
-const mounts = () => readFile('/proc/self/mountinfo', 'utf8');
-const vethsOnBridge = async () =>
-  (await run('ip', ['-o', 'link', 'show', 'master', BRIDGE]).catch(() => ({ stdout: '' }))).stdout.trim();
-const leases = async () =>
-  (await readdir(join(root, 'ipam', NET)).catch(() => [] as string[])).filter((f) =>
-    f.startsWith(`${subnet}.`),
-  );
-
-async function until(what: string, fn: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await fn()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+const vethsOnBridge = () => cri.net!.veths();
+const leases = () => cri.net!.leases();
+const until = (what: string, fn: () => Promise<boolean>) => cri.until(what, fn);
 
 beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-cri-sbx-'));
-  daemonDir = join(root, 'daemon');
-  await mkdir(join(root, 'net.d'), { recursive: true });
-  ipForward = (await readFile('/proc/sys/net/ipv4/ip_forward', 'utf8')).trim();
-  const routes = (await run('ip', ['-4', 'route'])).stdout;
-  for (;;) {
-    const n = 1 + Math.floor(Math.random() * 254);
-    if (!routes.includes(`10.98.${n}.`)) {
-      subnet = `10.98.${n}`;
-      break;
-    }
-  }
-  await writeFile(
-    join(root, 'net.d', '10-sbx.conflist'),
-    JSON.stringify({
-      cniVersion: '1.0.0',
-      name: NET,
-      plugins: [
-        {
-          type: 'bridge',
-          bridge: BRIDGE,
-          isGateway: true,
-          ipMasq: false,
-          hairpinMode: true,
-          ipam: {
-            type: 'host-local',
-            dataDir: join(root, 'ipam'),
-            ranges: [[{ subnet: `${subnet}.0/24` }]],
-            routes: [{ dst: '0.0.0.0/0' }],
-          },
-        },
-        { type: 'portmap', capabilities: { portMappings: true } },
-      ],
-    }),
-  );
-  registry = await startRegistry();
-  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
-  await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
-  const hostsDir = join(root, 'certs.d');
-  writePlainHttpHosts(hostsDir, registry.host);
-  config = [
-    'version = 2',
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${registry.host}/e2e/pause:v1"`,
-    '  netns_mounts_under_state_dir = true',
-    // this host may withhold CAP_SYS_RESOURCE: then -998 cannot be set, the daemon's own score is the floor
-    '  restrict_oom_score_adj = true',
-    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]',
-    '  runtime_type = "io.containerd.runc.v2"',
-    '[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]',
-    `  Root = "${join(root, 'runc')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".cni]',
-    '  bin_dir = "/usr/lib/cni"',
-    `  conf_dir = "${join(root, 'net.d')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    '',
-  ].join('\n');
-  await mkdir(daemonDir, { recursive: true });
-  berthd = await startBerthd({ dir: daemonDir, config });
+  cri = await startCriDaemon({
+    name: 'sbx',
+    network: { portmap: true },
+    // a second handler: containerd's runc shim, its state under a runc root of the test's own
+    handler: { name: 'runc', options: (dir) => ({ Root: join(dir, 'runc') }) },
+  });
+  subnet = cri.net!.subnet;
 }, 120_000);
 
 afterAll(async () => {
   for (const s of servers) s.kill('SIGKILL');
-  if (berthd) {
-    await crictl('rmp', '--all', '--force').catch(() => {});
-    await berthd.stop();
-  }
-  await registry?.stop();
-  // whatever a failed test left: shm mounts and netns pins under the daemon's state, the bridge, DNAT chains
-  for (const line of (await mounts()).split('\n').reverse()) {
-    const mp = line.split(' ')[4];
-    if (mp?.startsWith(daemonDir)) await run('umount', ['-l', mp]).catch(() => {});
-  }
-  await run('ip', ['link', 'del', BRIDGE]).catch(() => {});
-  const rules = await natRules().catch(() => '');
-  const chains = new Set<string>();
-  for (const line of rules.split('\n')) {
-    const m = /^-A (CNI-DN-[0-9a-f]+) .*/.exec(line);
-    if (m && line.includes(`${subnet}.`)) chains.add(m[1]!);
-  }
-  for (const parent of ['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-SETMARK', 'CNI-HOSTPORT-MASQ']) {
-    const list = (
-      await run('iptables', ['-w', '-t', 'nat', '-L', parent, '-n', '--line-numbers']).catch(() => ({
-        stdout: '',
-      }))
-    ).stdout;
-    const nums = list
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/))
-      .filter((f) => chains.has(f[1]!))
-      .map((f) => Number(f[0]))
-      .sort((a, b) => b - a);
-    for (const n of nums) await run('iptables', ['-w', '-t', 'nat', '-D', parent, String(n)]).catch(() => {});
-  }
-  for (const c of chains) {
-    await run('iptables', ['-w', '-t', 'nat', '-F', c]).catch(() => {});
-    await run('iptables', ['-w', '-t', 'nat', '-X', c]).catch(() => {});
-  }
-  for (const h of await readdir('/sys/fs/cgroup').catch(() => [] as string[])) {
-    const dir = join('/sys/fs/cgroup', h, CGROUP_PARENT);
-    const v2 = join('/sys/fs/cgroup', CGROUP_PARENT);
-    for (const d of [dir, v2])
-      if (existsSync(d)) await run('find', [d, '-depth', '-type', 'd', '-delete']).catch(() => {});
-  }
-  if (ipForward) await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward).catch(() => {});
-  await rm(root, { recursive: true, force: true });
+  // whatever a failed test left: pods, shm mounts and netns pins, the bridge, DNAT chains, the cgroup parent
+  await cri?.stop();
 }, 120_000);
 
 describe('pod sandboxes through crictl', () => {
@@ -236,7 +102,7 @@ describe('pod sandboxes through crictl', () => {
     const networkReady = async () =>
       JSON.parse(await ok('info')).status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
     expect((await networkReady()).status).toBe(true);
-    const conf = join(root, 'net.d', '10-sbx.conflist');
+    const conf = cri.net!.conflist;
     await rename(conf, `${conf}.off`);
     try {
       expect(await networkReady()).toMatchObject({
@@ -266,7 +132,7 @@ describe('pod sandboxes through crictl', () => {
     );
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     // the pause container's record and snapshot in k8s.io; the lease that held the snapshot meanwhile is gone
-    const ctrArgs = ['--address', berthd.address, '-n', 'k8s.io'];
+    const ctrArgs = ['--address', cri.berthd.address, '-n', 'k8s.io'];
     expect((await run('ctr', [...ctrArgs, 'containers', 'ls', '-q'])).stdout.split('\n')).toContain(id);
     expect((await run('ctr', [...ctrArgs, 'snapshots', 'ls'])).stdout).toMatch(new RegExp(`^${id}\\s`, 'm'));
     expect((await run('ctr', [...ctrArgs, 'leases', 'ls', '-q'])).stdout.trim()).toBe('');
@@ -294,9 +160,9 @@ describe('pod sandboxes through crictl', () => {
 
     // the pause process lives in the pinned netns, which is under the state dir
     const netns = st.info.netns;
-    expect(netns.startsWith(join(berthd.state, 'io.containerd.grpc.v1.cri', 'netns'))).toBe(true);
+    expect(netns.startsWith(join(cri.berthd.state, 'io.containerd.grpc.v1.cri', 'netns'))).toBe(true);
     expect((await stat(`/proc/${st.info.pid}/ns/net`)).ino).toBe((await stat(netns)).ino);
-    const own = Number((await readFile(`/proc/${berthd.pid}/oom_score_adj`, 'utf8')).trim());
+    const own = Number((await readFile(`/proc/${cri.berthd.pid}/oom_score_adj`, 'utf8')).trim());
     expect(Number((await readFile(`/proc/${st.info.pid}/oom_score_adj`, 'utf8')).trim())).toBe(
       Math.max(-998, own),
     );
@@ -315,13 +181,13 @@ describe('pod sandboxes through crictl', () => {
     expect(spec.linux.namespaces).toContainEqual({ type: 'network', path: netns });
 
     // files for the pod's containers, and its /dev/shm
-    const criRoot = join(berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes', id);
+    const criRoot = join(cri.berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes', id);
     expect(await readFile(join(criRoot, 'resolv.conf'), 'utf8')).toBe(
       'search e2e.svc\nnameserver 10.0.0.10\noptions ndots:5\n',
     );
     expect(await readFile(join(criRoot, 'hostname'), 'utf8')).toBe(`pod${podSeq}-host\n`);
-    const shm = join(berthd.state, 'io.containerd.grpc.v1.cri', 'sandboxes', id, 'shm');
-    expect(await mounts()).toContain(` ${shm} `);
+    const shm = join(cri.berthd.state, 'io.containerd.grpc.v1.cri', 'sandboxes', id, 'shm');
+    expect(cri.mounts()).toContain(shm);
     expect(spec.mounts).toContainEqual({
       destination: '/dev/shm',
       type: 'bind',
@@ -337,7 +203,7 @@ describe('pod sandboxes through crictl', () => {
 
     // reachable from the host, and through the hostPort on the bridge's gateway
     await run('/bin/busybox', ['ping', '-c', '1', '-W', '5', ip]);
-    const www = join(root, 'www');
+    const www = join(cri.dir, 'www');
     await mkdir(www, { recursive: true });
     await writeFile(join(www, 'index.html'), 'hello from the pod');
     servers.push(
@@ -349,7 +215,7 @@ describe('pod sandboxes through crictl', () => {
     expect(await httpGetRetry(`http://${subnet}.1:${hostPort}/`)).toBe('hello from the pod');
     expect(await natRules()).toContain(`--dport ${hostPort}`);
     expect(await leases()).toContain(ip);
-    expect(await vethsOnBridge()).not.toBe('');
+    expect(await vethsOnBridge()).not.toEqual([]);
     servers.pop()?.kill('SIGKILL');
 
     await ok('stopp', id);
@@ -359,16 +225,16 @@ describe('pod sandboxes through crictl', () => {
     expect(stopped.info.pid).toBe(0);
     expect(stopped.info.processStatus).toBe('deleted');
     expect(existsSync(netns)).toBe(false);
-    expect(await vethsOnBridge()).toBe('');
+    expect(await vethsOnBridge()).toEqual([]);
     expect(await leases()).not.toContain(ip);
     expect(await natRules()).not.toContain(`--dport ${hostPort}`);
-    expect(await mounts()).not.toContain(` ${shm} `);
+    expect(cri.mounts()).not.toContain(shm);
     await ok('stopp', id); // a second stop is fine
 
     await ok('rmp', id);
     expect(JSON.parse(await ok('pods', '-o', 'json')).items).toEqual([]);
     expect(existsSync(criRoot)).toBe(false);
-    const ctr = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
+    const ctr = await run('ctr', ['--address', cri.berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
     expect(ctr.stdout).not.toContain(id);
     // removing a pod that is gone is no error, as containerd answers; stopping one is NotFound
     await expect(call('RemovePodSandbox', { podSandboxId: id })).resolves.toEqual({});
@@ -391,7 +257,7 @@ describe('pod sandboxes through crictl', () => {
     );
     expect(again.stderr).toContain(id);
 
-    const noUid = join(root, 'nouid.json');
+    const noUid = join(cri.dir, 'nouid.json');
     await writeFile(noUid, JSON.stringify({ metadata: { name: 'nouid', namespace: 'e2e' } }));
     const bad = await crictl('runp', noUid);
     expect(bad.stderr).toMatch(/code = InvalidArgument desc = .*uid/);
@@ -424,26 +290,26 @@ describe('pod sandboxes through crictl', () => {
       'runp',
       '--runtime',
       'runc',
-      await podConfig({ linux: { cgroup_parent: CGROUP_PARENT } }),
+      await podConfig({ linux: { cgroup_parent: cri.cgroupParent } }),
     );
     const st = await inspect(id);
     expect(st.status.state).toBe('SANDBOX_READY');
     expect(st.info.runtimeHandler).toBe('runc');
     expect(st.status.network.ip.startsWith(`${subnet}.`)).toBe(true);
     // runc keeps its state under the configured Root, per namespace
-    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(true);
+    expect(existsSync(join(cri.dir, 'runc', 'k8s.io', id))).toBe(true);
     const spec = st.info.runtimeSpec as { linux: { cgroupsPath: string } };
-    expect(spec.linux.cgroupsPath).toBe(`${CGROUP_PARENT}/${id}`);
+    expect(spec.linux.cgroupsPath).toBe(`${cri.cgroupParent}/${id}`);
     const cgroup = await readFile(`/proc/${st.info.pid}/cgroup`, 'utf8');
-    expect(cgroup).toContain(`${CGROUP_PARENT}/${id}`);
+    expect(cgroup).toContain(`${cri.cgroupParent}/${id}`);
     await ok('stopp', id);
     await ok('rmp', id);
-    expect(existsSync(join(root, 'runc', 'k8s.io', id))).toBe(false);
+    expect(existsSync(join(cri.dir, 'runc', 'k8s.io', id))).toBe(false);
   }, 60_000);
 
   test('a run that fails at task create undoes every earlier step (network, netns, shm, record, snapshot, name)', async () => {
     const podsBefore = JSON.parse(await ok('pods', '-o', 'json')).items.length;
-    const netnsDir = join(berthd.state, 'io.containerd.grpc.v1.cri', 'netns');
+    const netnsDir = join(cri.berthd.state, 'io.containerd.grpc.v1.cri', 'netns');
     const pinsBefore = await readdir(netnsDir).catch(() => [] as string[]);
     // runc refuses a sysctl the kernel does not have: the pause task cannot be created
     const cfg = await podConfig({ linux: { sysctls: { 'net.ipv4.berth_no_such_sysctl': '1' } } });
@@ -452,16 +318,16 @@ describe('pod sandboxes through crictl', () => {
     expect(failed.stderr).toMatch(/berth_no_such_sysctl/);
     expect(JSON.parse(await ok('pods', '-o', 'json')).items).toHaveLength(podsBefore);
     expect(await readdir(netnsDir)).toEqual(pinsBefore);
-    expect(await vethsOnBridge()).toBe('');
+    expect(await vethsOnBridge()).toEqual([]);
     expect(await leases()).toEqual([]);
-    // this daemon's own: other daemons on the machine may hold pods meanwhile
-    const shm = (await mounts()).split('\n').filter((l) => l.split(' ')[4]?.startsWith(daemonDir));
-    expect(shm.join('\n')).not.toMatch(/io\.containerd\.grpc\.v1\.cri\/sandboxes\/[0-9a-f]{64}\/shm/);
-    const ctr = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
+    expect(
+      cri.mounts().filter((m) => /io\.containerd\.grpc\.v1\.cri\/sandboxes\/[0-9a-f]{64}\/shm$/.test(m)),
+    ).toEqual([]);
+    const ctr = await run('ctr', ['--address', cri.berthd.address, '-n', 'k8s.io', 'containers', 'ls', '-q']);
     expect(ctr.stdout.trim()).toBe('');
-    const snaps = await run('ctr', ['--address', berthd.address, '-n', 'k8s.io', 'snapshots', 'ls']);
+    const snaps = await run('ctr', ['--address', cri.berthd.address, '-n', 'k8s.io', 'snapshots', 'ls']);
     expect(snaps.stdout).not.toMatch(/^[0-9a-f]{64}\s/m);
-    const sandboxes = await readdir(join(berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes')).catch(
+    const sandboxes = await readdir(join(cri.berthd.root, 'io.containerd.grpc.v1.cri', 'sandboxes')).catch(
       () => [],
     );
     expect(sandboxes).toEqual([]);
@@ -490,9 +356,9 @@ describe('pod sandboxes through crictl', () => {
     const id = await ok('runp', cfg);
     const other = await ok('runp', await podConfig());
     const before = await inspect(id);
-    expect(await vethsOnBridge()).not.toBe('');
-    await berthd.stop('SIGKILL');
-    berthd = await startBerthd({ dir: daemonDir, config });
+    expect(await vethsOnBridge()).not.toEqual([]);
+    await cri.berthd.stop('SIGKILL');
+    await cri.restart();
     // the restarted daemon watches the pause processes again
     process.kill((await inspect(other)).info.pid, 'SIGKILL');
     await until(
@@ -510,7 +376,7 @@ describe('pod sandboxes through crictl', () => {
     expect(dup.stderr).toMatch(/AlreadyExists/);
 
     await ok('stopp', id);
-    expect(await vethsOnBridge()).toBe('');
+    expect(await vethsOnBridge()).toEqual([]);
     expect(await leases()).not.toContain(before.status.network.ip);
     expect(existsSync(before.info.netns)).toBe(false);
     expect(existsSync(`/proc/${before.info.pid}`)).toBe(false);

@@ -4,53 +4,30 @@
  * EPERM, and allowed it when they hold the capability; unconfined ones are not filtered; the
  * AppArmor, SELinux and localhost-profile errors reach crictl with the field named.
  */
-import { execFile } from 'node:child_process';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
-import {
-  buildImage,
-  ctr,
-  type Daemon,
-  pushToRegistry,
-  type Registry,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-  writePlainHttpHosts,
-} from '@berth/testkit';
+import { useCriDaemon } from '@berth/testkit';
 import { detectLsmHost } from '../src/security/lsm';
 
-const run = promisify(execFile);
+const cri = useCriDaemon({
+  name: 'sec',
+  images: { 'e2e/sec:v1': { layers: ['busybox'], config: { Cmd: ['sh'] } } },
+  pull: ['e2e/sec:v1'],
+});
+const image = () => cri.image('e2e/sec:v1');
 
-let root: string;
-let registry: Registry;
-let berthd: Daemon;
-let daemonDir: string;
-let image: string;
-
-const crictl = (...args: string[]) => runCrictl(berthd.address, args);
-
-async function ok(...args: string[]): Promise<string> {
-  const r = await crictl(...args);
-  if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: ${r.stderr}\n${berthd.logs().slice(-3000)}`);
-  return r.stdout.trim();
-}
+const crictl = (...args: string[]) => cri.crictl(...args);
+const ok = (...args: string[]) => cri.ok(...args);
 
 let seq = 0;
-async function writeJson(name: string, v: unknown): Promise<string> {
-  const path = join(root, `${name}-${++seq}.json`);
-  await writeFile(path, JSON.stringify(v));
-  return path;
-}
+const writeJson = async (name: string, v: unknown): Promise<string> => cri.writeJson(name, v);
 
 /** A host-network pod (no CNI needed) with the given pod security context. */
 async function pod(securityContext: Record<string, unknown> = {}): Promise<{ id: string; path: string }> {
   const n = ++seq;
   const path = await writeJson('pod', {
     metadata: { name: `sec${n}`, namespace: 'e2e', uid: `uid-${n}`, attempt: 0 },
-    log_directory: join(root, 'logs', `pod${n}`),
+    log_directory: cri.logDir(`pod${n}`),
     linux: { security_context: { namespace_options: { network: 2 }, ...securityContext } },
   });
   return { id: await ok('runp', path), path };
@@ -59,7 +36,7 @@ async function pod(securityContext: Record<string, unknown> = {}): Promise<{ id:
 async function container(name: string, securityContext: Record<string, unknown>) {
   return writeJson(name, {
     metadata: { name, attempt: 0 },
-    image: { image },
+    image: { image: image() },
     command: ['sleep', '100000'],
     linux: { security_context: securityContext },
   });
@@ -76,56 +53,6 @@ async function running(name: string, securityContext: Record<string, unknown>) {
   };
   return { sh, id, pod: p };
 }
-
-beforeAll(async () => {
-  root = await mkdtemp(join(tmpdir(), 'berth-cri-sec-'));
-  daemonDir = join(root, 'daemon');
-  await mkdir(join(root, 'net.d'), { recursive: true });
-  registry = await startRegistry();
-  const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '100000000'] } });
-  await pushToRegistry(registry.url, 'e2e/pause', 'v1', pause);
-  await pushToRegistry(
-    registry.url,
-    'e2e/sec',
-    'v1',
-    buildImage({ layers: ['busybox'], config: { Cmd: ['sh'] } }),
-  );
-  image = `${registry.host}/e2e/sec:v1`;
-  const hostsDir = join(root, 'certs.d');
-  writePlainHttpHosts(hostsDir, registry.host);
-  const config = [
-    'version = 2',
-    '[plugins."io.containerd.grpc.v1.cri"]',
-    `  sandbox_image = "${registry.host}/e2e/pause:v1"`,
-    '  restrict_oom_score_adj = true',
-    '[plugins."io.containerd.grpc.v1.cri".cni]',
-    '  bin_dir = "/usr/lib/cni"',
-    `  conf_dir = "${join(root, 'net.d')}"`,
-    '[plugins."io.containerd.grpc.v1.cri".registry]',
-    `  config_path = "${hostsDir}"`,
-    '',
-  ].join('\n');
-  await mkdir(daemonDir, { recursive: true });
-  berthd = await startBerthd({ dir: daemonDir, config });
-  const pulled = await ctr(berthd.address, ['-n', 'k8s.io', 'images', 'pull', '--plain-http', image], {
-    timeoutMs: 60_000,
-  });
-  if (pulled.code !== 0) throw new Error(`ctr pull: ${pulled.stderr}`);
-}, 120_000);
-
-afterAll(async () => {
-  if (berthd) {
-    await crictl('rm', '--all', '--force').catch(() => {});
-    await crictl('rmp', '--all', '--force').catch(() => {});
-    await berthd.stop();
-  }
-  await registry?.stop();
-  for (const line of (await readFile('/proc/self/mountinfo', 'utf8')).split('\n').reverse()) {
-    const mp = line.split(' ')[4];
-    if (mp?.startsWith(daemonDir)) await run('umount', ['-l', mp]).catch(() => {});
-  }
-  await rm(root, { recursive: true, force: true });
-}, 120_000);
 
 describe('seccomp runtime/default', () => {
   test('denies making namespaces with EPERM; the same call unconfined succeeds', async () => {
@@ -169,7 +96,7 @@ describe('seccomp runtime/default', () => {
 describe('errors reach crictl naming the field', () => {
   test('a missing localhost profile, AppArmor and SELinux that cannot be applied', async () => {
     const p = await pod();
-    const missing = join(root, 'no-such-profile.json');
+    const missing = join(cri.dir, 'no-such-profile.json');
     // crictl prints the gRPC status with its quotes escaped
     const create = async (name: string, sc: Record<string, unknown>) => {
       const r = await crictl('create', p.id, await container(name, sc), p.path);

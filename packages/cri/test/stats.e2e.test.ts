@@ -7,24 +7,9 @@
  * are that cgroup's), under containerd's runc shim; one has none and runs under berth's shim (its figures are its
  * pause's and containers' summed). Needs root, runc, overlayfs, the CNI plugins, docker-registry, a build.
  */
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import {
-  buildImage,
-  CRICTL,
-  type Daemon,
-  makeTempDir,
-  pushToRegistry,
-  type Registry,
-  registryInstalled,
-  removeDir,
-  run,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-} from '@berth/testkit';
+import { CRICTL, type CriDaemon, httpGet, registryInstalled, retry, startCriDaemon } from '@berth/testkit';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
 
@@ -32,40 +17,13 @@ const CAN_RUN =
   process.getuid?.() === 0 && existsSync(CRICTL) && existsSync('/usr/lib/cni/bridge') && registryInstalled();
 const describeIf = CAN_RUN ? describe : describe.skip;
 
-const BRIDGE = `bsts${process.pid % 100000}`;
-const SUBNET_OCTET = 100 + ((process.pid + 37) % 100);
-/** The first pod's cgroup parent, removed from every hierarchy in afterAll. */
-const CGROUP_PARENT = `/berth-stats-e2e-${process.pid}`;
 const MiB = 1024 * 1024;
 const CRI_PROTO = join(__dirname, '../../api/proto/k8s.io/cri-api/runtime/v1/api.proto');
 /** crictl's table output, without the screen-clearing escapes it starts with. */
 const ESC = String.fromCharCode(27);
 const table = (out: string) => out.replace(new RegExp(`${ESC}\\[[0-9;]*[A-Za-z]`, 'g'), '');
 
-function httpGet(host: string, port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host, port, path: '/', timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (b) => (body += b));
-      res.on('end', () => resolve(body));
-    });
-    req.on('timeout', () => req.destroy(new Error(`GET http://${host}:${port}/ timed out`)));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
-async function eventually<T>(fn: () => Promise<T> | T, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (Date.now() > deadline) throw e;
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-}
+const eventually = <T>(fn: () => Promise<T> | T) => retry(fn, 20_000, 250);
 
 interface U64 {
   value: string | number;
@@ -73,9 +31,7 @@ interface U64 {
 const n = (v: U64 | undefined): number => Number(v?.value ?? 0);
 
 describeIf('CRI stats against berthd', () => {
-  let dir: string;
-  let registry: Registry;
-  let daemon: Daemon | undefined;
+  let cri: CriDaemon;
   let busybox: string;
   let podA = ''; // cgroup parent, runc handler (containerd's shim)
   let podB = ''; // no cgroup parent, default handler (berth's shim)
@@ -86,13 +42,8 @@ describeIf('CRI stats against berthd', () => {
   let webId = '';
   let idleId = ''; // created, never started
 
-  const crictl = (...args: string[]) => runCrictl(daemon!.address, args);
-  const ok = async (...args: string[]) => {
-    const r = await crictl(...args);
-    if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-    return r.stdout.trim();
-  };
-  const json = async (cmd: string, ...args: string[]) => JSON.parse(await ok(cmd, '-o', 'json', ...args));
+  const ok = (...args: string[]) => cri.ok(...args);
+  const json = (cmd: string, ...args: string[]) => cri.json(cmd, ...args);
 
   /**
    * One RuntimeService call over gRPC, for what crictl does not call (ContainerStats,
@@ -103,7 +54,7 @@ describeIf('CRI stats against berthd', () => {
     const def = loadSync(CRI_PROTO, { longs: String, enums: String, defaults: false, keepCase: false });
     const pkg = grpc.loadPackageDefinition(def) as any;
     const client = new pkg.runtime.v1.RuntimeService(
-      `unix://${daemon!.address}`,
+      `unix://${cri.berthd.address}`,
       grpc.credentials.createInsecure(),
     );
     try {
@@ -116,34 +67,24 @@ describeIf('CRI stats against berthd', () => {
   }
 
   function podConfig(name: string, linux: object = {}): string {
-    const file = join(dir, `${name}.pod.json`);
-    mkdirSync(join(dir, 'logs', name), { recursive: true });
-    writeFileSync(
-      file,
-      JSON.stringify({
-        metadata: { name, namespace: 'stats', uid: `uid-${name}`, attempt: 0 },
-        hostname: name,
-        log_directory: join(dir, 'logs', name),
-        labels: { pod: name },
-        linux,
-      }),
-    );
-    return file;
+    const logs = cri.logDir(name);
+    return cri.writeJson(`${name}.pod`, {
+      metadata: { name, namespace: 'stats', uid: `uid-${name}`, attempt: 0 },
+      hostname: name,
+      log_directory: logs,
+      labels: { pod: name },
+      linux,
+    });
   }
 
   function containerConfig(name: string, command: string[], labels: Record<string, string> = {}): string {
-    const file = join(dir, `${name}.ctr.json`);
-    writeFileSync(
-      file,
-      JSON.stringify({
-        metadata: { name },
-        image: { image: busybox },
-        command,
-        labels,
-        log_path: `${name}.log`,
-      }),
-    );
-    return file;
+    return cri.writeJson(`${name}.ctr`, {
+      metadata: { name },
+      image: { image: busybox },
+      command,
+      labels,
+      log_path: `${name}.log`,
+    });
   }
 
   async function startContainer(pod: string, podCfg: string, name: string, command: string[], labels = {}) {
@@ -153,52 +94,17 @@ describeIf('CRI stats against berthd', () => {
   }
 
   beforeAll(async () => {
-    dir = makeTempDir('berth-stats-');
-    registry = await startRegistry();
-    const base = buildImage({ layers: ['busybox'], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } });
-    const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '2147483647'] } });
-    await pushToRegistry(registry.url, 'e2e/busybox', '1.0', base);
-    await pushToRegistry(registry.url, 'e2e/pause', '3.6', pause);
-    busybox = `${registry.host}/e2e/busybox:1.0`;
-    const netd = join(dir, 'net.d');
-    mkdirSync(netd, { recursive: true });
-    writeFileSync(
-      join(netd, '10-e2e.conflist'),
-      JSON.stringify({
-        cniVersion: '1.0.0',
-        name: 'stats-e2e',
-        plugins: [
-          {
-            type: 'bridge',
-            bridge: BRIDGE,
-            isGateway: true,
-            ipMasq: false,
-            ipam: {
-              type: 'host-local',
-              dataDir: join(dir, 'ipam'),
-              ranges: [[{ subnet: `10.${SUBNET_OCTET}.0.0/16` }]],
-            },
-          },
-        ],
-      }),
-    );
-    const cri = 'plugins."io.containerd.grpc.v1.cri"';
-    const config = [
-      'version = 2',
-      `[${cri}]`,
-      `  sandbox_image = "${registry.host}/e2e/pause:3.6"`,
-      '  netns_mounts_under_state_dir = true',
-      // this machine refuses a lower oom_score_adj than the test's own
-      '  restrict_oom_score_adj = true',
-      `[${cri}.cni]`,
-      '  bin_dir = "/usr/lib/cni"',
-      `  conf_dir = "${netd}"`,
-      '',
-    ].join('\n');
-    daemon = await startBerthd({ config, dir: join(dir, 'berthd') });
-    await ok('pull', busybox);
+    cri = await startCriDaemon({
+      name: 'stats',
+      network: {},
+      images: {
+        'e2e/busybox:1.0': { layers: ['busybox'], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } },
+      },
+      pull: ['e2e/busybox:1.0'],
+    });
+    busybox = cri.image('e2e/busybox:1.0');
 
-    podAConfig = podConfig('alpha', { cgroup_parent: CGROUP_PARENT });
+    podAConfig = podConfig('alpha', { cgroup_parent: cri.cgroupParent });
     podA = await ok('runp', '--runtime', 'runc', podAConfig);
     podBConfig = podConfig('beta');
     podB = await ok('runp', podBConfig);
@@ -223,33 +129,7 @@ describeIf('CRI stats against berthd', () => {
     });
   }, 180_000);
 
-  afterAll(async () => {
-    if (daemon) {
-      const pods = await crictl('pods', '-q').catch(() => undefined);
-      for (const id of pods?.stdout.split('\n').filter(Boolean) ?? []) {
-        await crictl('stopp', id).catch(() => {});
-        await crictl('rmp', id).catch(() => {});
-      }
-      await daemon.dispose();
-    }
-    await registry?.stop();
-    try {
-      execFileSync('ip', ['link', 'del', BRIDGE]);
-    } catch {
-      // never made, or gone
-    }
-    const left = readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter((mp): mp is string => !!mp && !!dir && mp.startsWith(dir))
-      .sort((a, b) => b.length - a.length);
-    for (const mp of left) await run('umount', ['-l', mp]).catch(() => {});
-    for (const h of existsSync('/sys/fs/cgroup') ? readdirSync('/sys/fs/cgroup') : []) {
-      for (const d of [join('/sys/fs/cgroup', h, CGROUP_PARENT), join('/sys/fs/cgroup', CGROUP_PARENT)])
-        if (existsSync(d)) await run('find', [d, '-depth', '-type', 'd', '-delete']).catch(() => {});
-    }
-    if (dir) removeDir(dir);
-  }, 120_000);
+  afterAll(() => cri?.stop(), 120_000);
 
   it('crictl stats -o json: the memory container has a working set above its 32 MiB, its file in the writable layer', async () => {
     const out = await json('stats', '--id', memId);
@@ -327,8 +207,8 @@ describeIf('CRI stats against berthd', () => {
   it("a pod's eth0 rx grows after traffic; a pod without a cgroup parent sums its containers", async () => {
     const ip = (await json('inspectp', podB)).status.network.ip as string;
     const before = (await json('statsp', '--id', podB)).stats[0];
-    expect(await eventually(() => httpGet(ip, 80))).toBe('hello\n');
-    for (let i = 0; i < 5; i++) await httpGet(ip, 80);
+    expect(await eventually(() => httpGet(`http://${ip}/`))).toBe('hello\n');
+    for (let i = 0; i < 5; i++) await httpGet(`http://${ip}/`);
     const after = (await json('statsp', '--id', podB)).stats[0];
     const rx = (s: any) => n(s.linux.network.defaultInterface.rxBytes);
     const tx = (s: any) => n(s.linux.network.defaultInterface.txBytes);

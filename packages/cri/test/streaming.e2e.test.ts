@@ -5,137 +5,49 @@
  * inside a pod's network namespace with several connections at once. Error paths: an unknown
  * container, a stopped one. Needs root, runc, overlayfs, the CNI plugins, docker-registry, a build.
  */
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
-import { join } from 'node:path';
-import {
-  buildImage,
-  CRICTL,
-  type Daemon,
-  freePort,
-  makeTempDir,
-  pushToRegistry,
-  type Registry,
-  registryInstalled,
-  removeDir,
-  crictl as runCrictl,
-  startBerthd,
-  startRegistry,
-} from '@berth/testkit';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { CRICTL, type CriDaemon, freePort, httpGet, registryInstalled, startCriDaemon } from '@berth/testkit';
 
 const CAN_RUN =
   process.getuid?.() === 0 && existsSync(CRICTL) && existsSync('/usr/lib/cni/bridge') && registryInstalled();
 const describeIf = CAN_RUN ? describe : describe.skip;
 
-const BRIDGE = `bstr${process.pid % 100000}`;
-const SUBNET_OCTET = 100 + ((process.pid + 37) % 100);
-
-function httpGet(port: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path: '/', timeout: 10_000, agent: false }, (res) => {
-      let body = '';
-      res.on('data', (b) => (body += b));
-      res.on('end', () => resolve(body));
-    });
-    req.on('timeout', () => req.destroy(new Error('GET timed out')));
-    req.on('error', reject);
-    req.end();
-  });
-}
-
 describeIf('streaming with crictl against berthd', () => {
-  let dir: string;
-  let registry: Registry;
-  let daemon: Daemon | undefined;
+  let cri: CriDaemon;
   let busybox: string;
   let pod: string;
+  let podFile: string;
   let shell: string;
   let web: string;
 
-  const endpoint = () => [
-    '--runtime-endpoint',
-    `unix://${daemon!.address}`,
-    '--image-endpoint',
-    `unix://${daemon!.address}`,
-  ];
-  const crictl = (...args: string[]) => runCrictl(daemon!.address, args);
-  const ok = async (...args: string[]) => {
-    const r = await crictl(...args);
-    if (r.code !== 0) throw new Error(`crictl ${args.join(' ')}: exit ${r.code}\n${r.stderr}`);
-    return r.stdout.trim();
-  };
+  const endpoint = () => cri.endpoint;
+  const crictl = (...args: string[]) => cri.crictl(...args);
+  const ok = (...args: string[]) => cri.ok(...args);
   /** crictl with `input` on its stdin. */
-  const withInput = (input: string, ...args: string[]) =>
-    new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
-      const child = execFile(
-        CRICTL,
-        [...endpoint(), ...args],
-        { maxBuffer: 16 << 20 },
-        (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr }),
-      );
-      child.stdin!.end(input);
-    });
+  const withInput = (input: string, ...args: string[]) => cri.crictlWithInput(input, ...args);
 
-  function file(name: string, content: unknown): string {
-    const f = join(dir, name);
-    writeFileSync(f, JSON.stringify(content));
-    return f;
-  }
+  const file = (name: string, content: unknown): string => cri.writeJson(name, content);
 
   beforeAll(async () => {
-    dir = makeTempDir('berth-stream-');
-    registry = await startRegistry();
-    const base = buildImage({ layers: ['busybox'], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } });
-    const pause = buildImage({ layers: ['busybox'], config: { Entrypoint: ['/bin/sleep', '2147483647'] } });
-    await pushToRegistry(registry.url, 'e2e/busybox', '1.0', base);
-    await pushToRegistry(registry.url, 'e2e/pause', '3.6', pause);
-    busybox = `${registry.host}/e2e/busybox:1.0`;
-    const netd = join(dir, 'net.d');
-    mkdirSync(netd, { recursive: true });
-    writeFileSync(
-      join(netd, '10-e2e.conflist'),
-      JSON.stringify({
-        cniVersion: '1.0.0',
-        name: 'stream-e2e',
-        plugins: [
-          {
-            type: 'bridge',
-            bridge: BRIDGE,
-            isGateway: true,
-            ipam: {
-              type: 'host-local',
-              dataDir: join(dir, 'ipam'),
-              ranges: [[{ subnet: `10.${SUBNET_OCTET}.0.0/16` }]],
-            },
-          },
-        ],
-      }),
-    );
-    const cri = 'plugins."io.containerd.grpc.v1.cri"';
-    const config = [
-      'version = 2',
-      `[${cri}]`,
-      `  sandbox_image = "${registry.host}/e2e/pause:3.6"`,
-      '  netns_mounts_under_state_dir = true',
-      '  stream_server_port = "0"',
-      '  restrict_oom_score_adj = true',
-      `[${cri}.cni]`,
-      '  bin_dir = "/usr/lib/cni"',
-      `  conf_dir = "${netd}"`,
-      '',
-    ].join('\n');
-    daemon = await startBerthd({ config, dir: join(dir, 'berthd') });
-    await ok('pull', busybox);
-    mkdirSync(join(dir, 'logs'), { recursive: true });
-    const podFile = file('pod.json', {
+    cri = await startCriDaemon({
+      name: 'stream',
+      network: {},
+      criConfig: { stream_server_port: '0' },
+      images: {
+        'e2e/busybox:1.0': { layers: ['busybox'], config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] } },
+      },
+      pull: ['e2e/busybox:1.0'],
+    });
+    busybox = cri.image('e2e/busybox:1.0');
+    podFile = file('pod', {
       metadata: { name: 'stream', namespace: 'e2e', uid: 'uid-stream', attempt: 0 },
-      log_directory: join(dir, 'logs'),
+      log_directory: cri.logDir('stream'),
       linux: {},
     });
     pod = await ok('runp', podFile);
     const ctr = (name: string, command: string[], extra: object = {}) =>
-      file(`${name}.json`, {
+      file(name, {
         metadata: { name },
         image: { image: busybox },
         command,
@@ -158,28 +70,7 @@ describeIf('streaming with crictl against berthd', () => {
     await ok('start', web);
   }, 180_000);
 
-  afterAll(async () => {
-    if (daemon) {
-      if (pod) {
-        await crictl('stopp', pod).catch(() => {});
-        await crictl('rmp', pod).catch(() => {});
-      }
-      await daemon.dispose();
-    }
-    await registry?.stop();
-    try {
-      execFile('ip', ['link', 'del', BRIDGE]);
-    } catch {
-      // gone
-    }
-    const left = readFileSync('/proc/self/mountinfo', 'utf8')
-      .split('\n')
-      .map((l) => l.split(' ')[4])
-      .filter((mp): mp is string => !!mp && !!dir && mp.startsWith(dir))
-      .reverse();
-    for (const mp of left) await new Promise((r) => execFile('umount', ['-l', mp], r));
-    if (dir) removeDir(dir);
-  }, 60_000);
+  afterAll(() => cri?.stop(), 60_000);
 
   it('execs: stdout and stderr apart, the exit code, and output well past 64 KiB', async () => {
     const r = await crictl('exec', shell, 'sh', '-c', 'echo out; echo err >&2; exit 3');
@@ -265,7 +156,8 @@ describeIf('streaming with crictl against berthd', () => {
         });
         child.on('exit', (code) => reject(new Error(`crictl port-forward exited ${code}: ${out}`)));
       });
-      const bodies = await Promise.all([httpGet(local), httpGet(local), httpGet(local)]);
+      const url = `http://127.0.0.1:${local}/`;
+      const bodies = await Promise.all([httpGet(url, 10_000), httpGet(url, 10_000), httpGet(url, 10_000)]);
       expect(bodies).toEqual(['hello-pf\n', 'hello-pf\n', 'hello-pf\n']);
     } finally {
       child.kill();
@@ -307,13 +199,13 @@ describeIf('streaming with crictl against berthd', () => {
     const stopped = await ok(
       'create',
       pod,
-      file('stopped.json', {
+      file('stopped', {
         metadata: { name: 'stopped' },
         image: { image: busybox },
         command: ['true'],
         linux: {},
       }),
-      file('pod.json', JSON.parse(readFileSync(join(dir, 'pod.json'), 'utf8'))),
+      file('pod', JSON.parse(readFileSync(podFile, 'utf8'))),
     );
     const r = await crictl('exec', stopped, 'true');
     expect(r.stderr).toMatch(

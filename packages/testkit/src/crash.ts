@@ -9,16 +9,21 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, wri
 import { join } from 'node:path';
 import { ctr } from './daemons';
 
-/** Polls `check` every 10 ms until it holds; throws naming `what` after `limitMs`. */
+/**
+ * Polls `check` (every 10 ms unless `everyMs` says otherwise: a check that runs a process wants
+ * less) until it holds; throws naming `what`, and what `detail()` adds, after `limitMs`.
+ */
 export async function waitUntil(
   what: string,
   check: () => boolean | Promise<boolean>,
   limitMs = 20_000,
+  opts: { everyMs?: number; detail?: () => string } = {},
 ): Promise<void> {
   const until = Date.now() + limitMs;
   while (!(await check())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
+    if (Date.now() > until)
+      throw new Error(`timed out waiting for ${what} ${opts.detail?.() ?? ''}`.trimEnd());
+    await new Promise((r) => setTimeout(r, opts.everyMs ?? 10));
   }
 }
 

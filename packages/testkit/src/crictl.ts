@@ -15,21 +15,33 @@ export interface CrictlResult {
   stderr: string;
 }
 
+/** The endpoint flags that point crictl's runtime and image clients at a daemon's socket. */
+export function crictlEndpoint(address: string): string[] {
+  const endpoint = `unix://${address}`;
+  return ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint];
+}
+
 /**
  * Runs crictl against the CRI on a daemon's socket (runtime and image endpoints alike) and
- * resolves with its exit code and output whatever the code; `timeout` is crictl's own.
+ * resolves with its exit code and output whatever the code; `timeout` is crictl's own, `input`
+ * is written to its stdin (closed at once when there is none).
  */
-export function crictl(address: string, args: readonly string[], timeout = '60s'): Promise<CrictlResult> {
-  const endpoint = `unix://${address}`;
+export function crictl(
+  address: string,
+  args: readonly string[],
+  timeout = '60s',
+  input?: string,
+): Promise<CrictlResult> {
   return new Promise((resolve) => {
-    execFile(
+    const child = execFile(
       CRICTL,
-      ['--runtime-endpoint', endpoint, '--image-endpoint', endpoint, '--timeout', timeout, ...args],
+      [...crictlEndpoint(address), '--timeout', timeout, ...args],
       { maxBuffer: 64 << 20 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
         resolve({ code, stdout, stderr });
       },
     );
+    child.stdin?.end(input);
   });
 }

@@ -1,4 +1,5 @@
 export * from './crash';
+export * from './cri';
 export * from './crictl';
 export * from './daemons';
 export * from './full-disk';

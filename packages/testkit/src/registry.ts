@@ -525,3 +525,20 @@ export async function httpGetRetry(url: string): Promise<string> {
   }
   throw new Error(`GET ${url}: ${(last as Error)?.message}`);
 }
+
+/**
+ * One GET of `url` on a connection of its own (no keep-alive pool: concurrent calls are as many
+ * connections); the body, or a rejection on an error or after `timeoutMs`.
+ */
+export function httpGet(url: string, timeoutMs = 5000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { timeout: timeoutMs, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (b) => (body += b));
+      res.on('end', () => resolve(body));
+    });
+    req.on('timeout', () => req.destroy(new Error(`GET ${url} timed out`)));
+    req.on('error', reject);
+    req.end();
+  });
+}
