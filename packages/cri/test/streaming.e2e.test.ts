@@ -181,7 +181,7 @@ describeIf('streaming with crictl against berthd', () => {
         child.on('exit', (code) => reject(new Error(`crictl port-forward exited ${code}: ${out}`)));
       });
       // httpd listens on 8080 only: the dial inside the pod's netns is refused, not answered by the host.
-      await expect(httpGet(local)).rejects.toThrow();
+      await expect(httpGet(`http://127.0.0.1:${local}/`, 5000)).rejects.toThrow();
       const deadline = Date.now() + 10_000;
       while (!stderr.includes('error forwarding port') && Date.now() < deadline)
         await new Promise((r) => setTimeout(r, 50));
