@@ -3,7 +3,7 @@ import { setMaxListeners } from 'node:events';
 import { cp, mkdir, stat } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { PassThrough, type Readable, Writable } from 'node:stream';
 import {
   type Container,
   type Context,
@@ -20,7 +20,16 @@ import {
   removeTree,
   type wire,
 } from '@berth/api';
-import { copyIo, fifoSetOf, newFifoSet, oci, type ProcessIo, withReadonlyRootfs } from '@berth/client';
+import {
+  type CopyOptions,
+  copyIo,
+  fifoSetOf,
+  newFifoSet,
+  oci,
+  type ProcessIo,
+  removeFifoSet,
+  withReadonlyRootfs,
+} from '@berth/client';
 import { BERTH_RUNTIME_TYPE, passedPodAnnotations } from '../config';
 import { type ContainerRecord, containerName, type SandboxRecord } from '../records';
 import { goJson } from '../sandbox/info';
@@ -101,6 +110,19 @@ const discard = () =>
       cb();
     },
   });
+
+/** An exec process ContainerManager.startExec started. */
+export interface ExecProcess {
+  ref: { containerId: string; execId: string };
+  /** Its FIFOs' copy (closeStdin() once the caller's stdin ended, then Tasks.CloseIO). */
+  io: ProcessIo;
+  /** The task service's Wait for it. */
+  exited: Promise<wire.tasks.WaitResponse>;
+  /** Resolves once its output reached the caller's streams (at most IO_DRAIN_MS after the exit). */
+  drained(): Promise<void>;
+  /** Deletes it in the shim and removes its FIFOs, in the background: call once done with it. */
+  release(): void;
+}
 
 /** Containers of pods: OCI specs from CRI configs, run through the daemon's task service. */
 export class ContainerManager {
@@ -909,49 +931,93 @@ export class ContainerManager {
     return {};
   }
 
-  async execSync(ctx: Context, req: wire.cri.ExecSyncRequest): Promise<wire.cri.ExecSyncResponse> {
-    const rec = this.cri.containers.get(req.containerId);
+  /**
+   * Runs `cmd` as an exec process of a running container (its process spec, a terminal when
+   * `tty`), its FIFOs copied from `streams.stdin` and to `streams.stdout`/`stderr` (dropped
+   * when absent). Resolves once the process started; ExecSync and the streaming Exec share it.
+   */
+  async startExec(
+    ctx: Context,
+    id: string,
+    cmd: readonly string[],
+    tty: boolean,
+    streams: { stdin?: Readable; stdout?: Writable; stderr?: Writable },
+    opts: CopyOptions = {},
+  ): Promise<ExecProcess> {
+    const rec = this.cri.containers.get(id);
     if (rec.state !== 'CONTAINER_RUNNING')
       throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
-    if (!req.cmd || req.cmd.length === 0) throw new InvalidArgumentError('exec command must not be empty');
-    const tty = rec.config.tty;
     const execId = randomBytes(16).toString('hex');
     // The spec and the FIFOs do not depend on each other: fetched and made at once.
     const [got, made] = await Promise.allSettled([
       this.deps.containers.get(ctx, rec.id),
-      newFifoSet(join(this.stateDir(rec.id), 'exec'), execId, { stdin: false, terminal: tty }),
+      newFifoSet(join(this.stateDir(rec.id), 'exec'), execId, {
+        stdin: streams.stdin !== undefined,
+        terminal: tty,
+      }),
     ]);
     if (got.status === 'rejected' || made.status === 'rejected') {
-      // A copy of no streams holds nothing open: closing it only removes the FIFOs.
-      if (made.status === 'fulfilled')
-        await copyIo(made.value, {})
-          .close()
-          .catch(() => {});
+      if (made.status === 'fulfilled') await removeFifoSet(made.value).catch(() => {});
       throw got.status === 'rejected' ? got.reason : (made as PromiseRejectedResult).reason;
     }
     const fifos = made.value;
     const spec = JSON.parse(got.value.spec!.value.toString()) as oci.Spec;
-    const process: oci.Process = { ...spec.process!, args: [...req.cmd], terminal: tty };
+    const process: oci.Process = { ...spec.process!, args: [...cmd], terminal: tty };
     if (tty) process.env = [...(process.env ?? []), 'TERM=xterm'];
-    const stdout = new CappedBuffer(EXEC_SYNC_MAX_OUTPUT);
-    const stderr = new CappedBuffer(EXEC_SYNC_MAX_OUTPUT);
-    const io = copyIo(fifos, { stdout, stderr });
+    const io = copyIo(
+      fifos,
+      { stdin: streams.stdin, stdout: streams.stdout ?? discard(), stderr: streams.stderr ?? discard() },
+      opts,
+    );
     const ref = { containerId: rec.id, execId };
     let created = false;
+    // The exit code and all the output are in hand before this runs: the caller has its answer
+    // while the exec is deleted in the shim and its FIFOs removed (a few round trips the answer
+    // need not wait for; what fails here, the container's own removal cleans up). Not the
+    // call's context: it is cancelled once the answer is sent.
+    const release = () => {
+      const cleanup = this.cri.ctx();
+      void Promise.all([
+        created ? this.deps.tasks.deleteProcess(cleanup, ref).catch(() => {}) : undefined,
+        io.close().catch(() => {}),
+      ]);
+    };
     try {
       await this.deps.tasks.exec(ctx, {
         ...ref,
-        stdin: '',
+        stdin: fifos.stdin,
         stdout: fifos.stdout,
         stderr: fifos.stderr,
         terminal: tty,
         spec: { typeUrl: PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(process)) },
       });
       created = true;
-      const waiting = this.deps.tasks.wait(ctx, ref);
+      const exited = this.deps.tasks.wait(ctx, ref);
       // A start that fails leaves this wait to end with the exec's deletion: no unhandled rejection.
-      waiting.catch(() => {});
+      exited.catch(() => {});
       await this.deps.tasks.start(ctx, ref);
+      return {
+        ref,
+        io,
+        exited,
+        drained: () => Promise.race([io.wait(), sleep(IO_DRAIN_MS)]),
+        release,
+      };
+    } catch (e) {
+      release();
+      throw e;
+    }
+  }
+
+  async execSync(ctx: Context, req: wire.cri.ExecSyncRequest): Promise<wire.cri.ExecSyncResponse> {
+    const rec = this.cri.containers.get(req.containerId);
+    if (rec.state !== 'CONTAINER_RUNNING')
+      throw new FailedPreconditionError(`container "${rec.id}" is in ${stateName(rec.state)} state`);
+    if (!req.cmd || req.cmd.length === 0) throw new InvalidArgumentError('exec command must not be empty');
+    const stdout = new CappedBuffer(EXEC_SYNC_MAX_OUTPUT);
+    const stderr = new CappedBuffer(EXEC_SYNC_MAX_OUTPUT);
+    const exec = await this.startExec(ctx, rec.id, req.cmd, rec.config.tty, { stdout, stderr });
+    try {
       let timer: NodeJS.Timeout | undefined;
       const timedOut =
         req.timeout > 0
@@ -959,27 +1025,19 @@ export class ContainerManager {
               timer = setTimeout(() => r('timeout'), req.timeout * 1000);
             })
           : new Promise<never>(() => {});
-      const res = await Promise.race([waiting, timedOut]);
+      const res = await Promise.race([exec.exited, timedOut]);
       clearTimeout(timer);
       if (res === 'timeout') {
-        await this.deps.tasks.kill(ctx, { ...ref, signal: 9, all: false }).catch(() => {});
-        await Promise.race([waiting.catch(() => {}), sleep(IO_DRAIN_MS)]);
+        await this.deps.tasks.kill(ctx, { ...exec.ref, signal: 9, all: false }).catch(() => {});
+        await Promise.race([exec.exited.catch(() => {}), sleep(IO_DRAIN_MS)]);
         throw new DeadlineExceededError(
           `failed to exec in container: timeout ${req.timeout}s exceeded: context deadline exceeded`,
         );
       }
-      await Promise.race([io.wait(), sleep(IO_DRAIN_MS)]);
+      await exec.drained();
       return { stdout: stdout.value(), stderr: stderr.value(), exitCode: res.exitStatus };
     } finally {
-      // The exit code and all the output are in hand: the caller has its answer while the exec
-      // is deleted in the shim and its FIFOs removed (a few round trips the answer need not wait
-      // for; what fails here, the container's own removal cleans up).
-      // Not the call's context: it is cancelled once the answer is sent.
-      const cleanup = this.cri.ctx();
-      void Promise.all([
-        created ? this.deps.tasks.deleteProcess(cleanup, ref).catch(() => {}) : undefined,
-        io.close().catch(() => {}),
-      ]);
+      exec.release();
     }
   }
 

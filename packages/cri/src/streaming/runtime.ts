@@ -1,25 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { connect, type Socket } from 'node:net';
-import { join } from 'node:path';
-import { type Duplex, Writable } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { FailedPreconditionError, type wire } from '@berth/api';
-import { copyIo, newFifoSet, type oci, removeFifoSet } from '@berth/client';
 import { connectInNetns } from '@berth/sys';
+import type { ExecProcess } from '../container/service';
 import type { CriService } from '../service';
 import type { RemoteIo } from './protocol';
-
-const PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
-// How long output may keep arriving after the process exited before its streams are cut.
-const IO_DRAIN_MS = 2000;
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
-const discard = () =>
-  new Writable({
-    write(_c, _e, cb) {
-      cb();
-    },
-  });
 
 /** What the streaming server runs once a client came with its token. */
 export interface StreamingRuntime {
@@ -54,43 +40,27 @@ export class CriStreamingRuntime implements StreamingRuntime {
   }
 
   async exec(req: wire.cri.ExecRequest, io: RemoteIo): Promise<number> {
-    const rec = this.runningContainer(req.containerId);
     const deps = this.cri.deps;
     const ctx = this.cri.ctx();
-    const tty = io.tty;
-    const execId = randomBytes(16).toString('hex');
-    // The spec and the FIFOs do not depend on each other: fetched and made at once.
-    const [got, made] = await Promise.allSettled([
-      deps.containers.get(ctx, rec.id),
-      newFifoSet(join(deps.state, 'containers', rec.id, 'exec'), execId, {
-        stdin: io.stdin !== undefined,
-        terminal: tty,
-      }),
-    ]);
-    if (got.status === 'rejected' || made.status === 'rejected') {
-      if (made.status === 'fulfilled') await removeFifoSet(made.value).catch(() => {});
-      throw got.status === 'rejected' ? got.reason : (made as PromiseRejectedResult).reason;
-    }
-    const fifos = made.value;
-    const spec = JSON.parse(got.value.spec!.value.toString()) as oci.Spec;
-    const process: oci.Process = { ...spec.process!, args: [...req.cmd], terminal: tty };
-    if (tty) process.env = [...(process.env ?? []), 'TERM=xterm'];
-    const ref = { containerId: rec.id, execId };
-    let started = false;
+    let exec: ExecProcess | undefined;
     let stdinEnded = false;
     let stdinClosed = false;
     // The process reads EOF once our end of the FIFO and the shim's (CloseIO) are closed.
     const closeStdin = () => {
-      if (!started || !stdinEnded || stdinClosed) return;
+      if (!exec || !stdinEnded || stdinClosed) return;
       stdinClosed = true;
+      const { io: pio, ref } = exec;
       void pio
         .closeStdin()
         .then(() => deps.tasks.closeIO(ctx, { ...ref, stdin: true }))
         .catch(() => {});
     };
-    const pio = copyIo(
-      fifos,
-      { stdin: io.stdin, stdout: io.stdout ?? discard(), stderr: io.stderr ?? discard() },
+    exec = await this.cri.containerManager.startExec(
+      ctx,
+      req.containerId,
+      req.cmd,
+      io.tty,
+      { stdin: io.stdin, stdout: io.stdout, stderr: io.stderr },
       {
         onStdinEnd: () => {
           stdinEnded = true;
@@ -98,40 +68,22 @@ export class CriStreamingRuntime implements StreamingRuntime {
         },
       },
     );
-    let created = false;
+    const ref = exec.ref;
     const kill = () => void deps.tasks.kill(ctx, { ...ref, signal: 9, all: false }).catch(() => {});
     try {
-      await deps.tasks.exec(ctx, {
-        ...ref,
-        stdin: fifos.stdin,
-        stdout: fifos.stdout,
-        stderr: fifos.stderr,
-        terminal: tty,
-        spec: { typeUrl: PROCESS_TYPE_URL, value: Buffer.from(JSON.stringify(process)) },
-      });
-      created = true;
-      const waiting = deps.tasks.wait(ctx, ref);
-      waiting.catch(() => {});
-      await deps.tasks.start(ctx, ref);
-      started = true;
       closeStdin();
-      if (tty)
+      if (io.tty)
         io.onResize((s) => {
           void deps.tasks.resizePty(ctx, { ...ref, width: s.width, height: s.height }).catch(() => {});
         });
       // A client that went away takes its process with it (containerd cancels the exec).
       io.signal.addEventListener('abort', kill, { once: true });
-      const res = await waiting;
-      await Promise.race([pio.wait(), sleep(IO_DRAIN_MS)]);
+      const res = await exec.exited;
+      await exec.drained();
       return res.exitStatus;
     } finally {
       io.signal.removeEventListener('abort', kill);
-      // The exit code and all the output are in hand: the client learns them while the exec is
-      // deleted in the shim and its FIFOs removed (round trips the answer need not wait for).
-      void Promise.all([
-        created ? deps.tasks.deleteProcess(ctx, ref).catch(() => {}) : undefined,
-        pio.close().catch(() => {}),
-      ]);
+      exec.release();
     }
   }
 
