@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Cni, cacheFile, createNetns, netnsExists, releaseNetnsDir, removeNetns } from '@berth/cni';
-import { httpGetRetry } from '@berth/testkit';
+import { httpGetRetry, removeDnatChains } from '@berth/testkit';
 
 // Root, the Debian CNI plugins in /usr/lib/cni, iptables and iproute2: a real bridge, real
 // host-local leases and real portmap DNAT rules, all removed again in afterAll.
@@ -115,29 +115,7 @@ afterAll(async () => {
   await run('umount', [nsDir]).catch(() => {});
   await run('ip', ['link', 'del', BRIDGE]).catch(() => {});
   // portmap's per-container chains, if a failed test left any: only those for our subnet
-  const rules = await natRules().catch(() => '');
-  const chains = new Set<string>();
-  for (const line of rules.split('\n')) {
-    const m = /^-A (CNI-DN-[0-9a-f]+) .*/.exec(line);
-    if (m && line.includes(`${subnet}.`)) chains.add(m[1]!);
-  }
-  for (const parent of ['CNI-HOSTPORT-DNAT', 'CNI-HOSTPORT-SETMARK', 'CNI-HOSTPORT-MASQ']) {
-    const list = await sh('iptables', '-w', '-t', 'nat', '-L', parent, '-n', '--line-numbers').catch(
-      () => '',
-    );
-    // by rule number, highest first, so the numbers still left stay valid
-    const nums = list
-      .split('\n')
-      .map((l) => l.trim().split(/\s+/))
-      .filter((f) => chains.has(f[1]!))
-      .map((f) => Number(f[0]))
-      .sort((a, b) => b - a);
-    for (const n of nums) await run('iptables', ['-w', '-t', 'nat', '-D', parent, String(n)]).catch(() => {});
-  }
-  for (const c of chains) {
-    await run('iptables', ['-w', '-t', 'nat', '-F', c]).catch(() => {});
-    await run('iptables', ['-w', '-t', 'nat', '-X', c]).catch(() => {});
-  }
+  await removeDnatChains(subnet);
   // the bridge plugin turns forwarding on for a gateway bridge
   if (ipForward) await writeFile('/proc/sys/net/ipv4/ip_forward', ipForward).catch(() => {});
   await rm(root, { recursive: true, force: true });
