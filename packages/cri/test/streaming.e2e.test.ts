@@ -144,9 +144,10 @@ describeIf('streaming with crictl against berthd', () => {
     );
   });
 
-  it('port-forwards to the pod: several connections at once reach httpd inside its netns', async () => {
+  /** `crictl port-forward POD LOCAL:port`, once it says it is forwarding (the caller kills it). */
+  async function portForward(port: number) {
     const local = await freePort();
-    const child = spawn(CRICTL, [...endpoint(), 'port-forward', pod, `${local}:8080`], { stdio: 'pipe' });
+    const child = spawn(CRICTL, [...endpoint(), 'port-forward', pod, `${local}:${port}`], { stdio: 'pipe' });
     try {
       await new Promise<void>((resolve, reject) => {
         let out = '';
@@ -156,6 +157,16 @@ describeIf('streaming with crictl against berthd', () => {
         });
         child.on('exit', (code) => reject(new Error(`crictl port-forward exited ${code}: ${out}`)));
       });
+    } catch (e) {
+      child.kill();
+      throw e;
+    }
+    return { local, child };
+  }
+
+  it('port-forwards to the pod: several connections at once reach httpd inside its netns', async () => {
+    const { local, child } = await portForward(8080);
+    try {
       const url = `http://127.0.0.1:${local}/`;
       const bodies = await Promise.all([httpGet(url, 10_000), httpGet(url, 10_000), httpGet(url, 10_000)]);
       expect(bodies).toEqual(['hello-pf\n', 'hello-pf\n', 'hello-pf\n']);
@@ -165,21 +176,12 @@ describeIf('streaming with crictl against berthd', () => {
   });
 
   it('port-forward to a port nobody listens on in the pod answers the refusal on the error stream', async () => {
-    const local = await freePort();
-    const child = spawn(CRICTL, [...endpoint(), 'port-forward', pod, `${local}:8081`], { stdio: 'pipe' });
+    const { local, child } = await portForward(8081);
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => {
       stderr += d.toString();
     });
     try {
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        child.stdout.on('data', (d: Buffer) => {
-          out += d.toString();
-          if (out.includes('Forwarding from')) resolve();
-        });
-        child.on('exit', (code) => reject(new Error(`crictl port-forward exited ${code}: ${out}`)));
-      });
       // httpd listens on 8080 only: the dial inside the pod's netns is refused, not answered by the host.
       await expect(httpGet(`http://127.0.0.1:${local}/`, 5000)).rejects.toThrow();
       const deadline = Date.now() + 10_000;
