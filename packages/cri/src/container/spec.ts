@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { mkdir, readFile, realpath } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { posix } from 'node:path';
@@ -305,18 +305,10 @@ let swapAvailable: boolean | undefined;
  */
 export function swapControllerAvailable(): boolean {
   if (swapAvailable === undefined) {
-    const exists = (p: string) => {
-      try {
-        statSync(p);
-        return true;
-      } catch {
-        return false;
-      }
-    };
-    swapAvailable = exists('/sys/fs/cgroup/cgroup.controllers')
-      ? exists('/sys/fs/cgroup/init.scope/memory.swap.max') ||
-        exists('/sys/fs/cgroup/system.slice/memory.swap.max')
-      : exists('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes');
+    swapAvailable = cgroupUnified()
+      ? existsSync('/sys/fs/cgroup/init.scope/memory.swap.max') ||
+        existsSync('/sys/fs/cgroup/system.slice/memory.swap.max')
+      : existsSync('/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes');
   }
   return swapAvailable;
 }
@@ -362,12 +354,7 @@ export function withCriSeccomp(
 
 /** Whether the host mounts cgroup v2 alone (containerd's cgroups.Mode() == Unified). */
 function cgroupUnified(): boolean {
-  try {
-    statSync('/sys/fs/cgroup/cgroup.controllers');
-    return true;
-  } catch {
-    return false;
-  }
+  return existsSync('/sys/fs/cgroup/cgroup.controllers');
 }
 
 /** The pod's namespaces by the pause process: network, IPC, UTS always; PID unless the container's own. */
@@ -401,15 +388,7 @@ export function sandboxMounts(
     propagation: 'PROPAGATION_PRIVATE',
   });
   const out: wire.cri.Mount[] = [];
-  const exists = (p: string) => {
-    try {
-      statSync(p);
-      return true;
-    } catch {
-      return false;
-    }
-  };
-  if (files.hostnamePath && !inCri('/etc/hostname') && exists(files.hostnamePath))
+  if (files.hostnamePath && !inCri('/etc/hostname') && existsSync(files.hostnamePath))
     out.push(mount('/etc/hostname', files.hostnamePath, readonly));
   if (files.hostsPath && !inCri('/etc/hosts')) out.push(mount('/etc/hosts', files.hostsPath, readonly));
   if (files.resolvConfPath && !inCri('/etc/resolv.conf'))
