@@ -3,9 +3,11 @@
  * by the two writers of a CRI log: the CRI plugin (a container whose shim only offers FIFOs)
  * and berth's shim (stdio URI `cri-log://`), and by the readers that follow such a file.
  */
-import { isAbsolute } from 'node:path';
+import { closeSync, constants, mkdirSync, openSync, writeSync } from 'node:fs';
+import { dirname, isAbsolute } from 'node:path';
+import { Writable } from 'node:stream';
 import { InvalidArgumentError } from './errors';
-import { formatRFC3339Nano, type NanoDate, parseRFC3339 } from './time';
+import { formatRFC3339Nano, type NanoDate, parseRFC3339, preciseNow } from './time';
 
 export type LogStream = 'stdout' | 'stderr';
 
@@ -140,4 +142,76 @@ export function parseCriLogUri(uri: string): CriLogTarget {
   }
   if (maxLineSize === undefined) throw bad('max_line_size is missing');
   return { path, maxLineSize };
+}
+
+/**
+ * A container's CRI log file, written by whichever side reads the process's output (berth's
+ * shim for `cri-log://`, the CRI plugin for a shim that only offers FIFOs): stdout and stderr
+ * interleave line by line, each line one write(2) on an O_APPEND descriptor, so a reader never
+ * sees half a line and a rotation (the kubelet renames the file) loses nothing: lines go to
+ * the renamed file until reopen().
+ */
+export class CriLogFile {
+  private fd: number;
+  private readonly splitters: CriLineSplitter[] = [];
+
+  /** `onWriteError` hears of a line a write failed to store (a full disk). */
+  constructor(
+    readonly target: CriLogTarget,
+    private readonly onWriteError: (err: unknown) => void = () => {},
+  ) {
+    this.fd = CriLogFile.open(target.path);
+  }
+
+  private static open(path: string): number {
+    mkdirSync(dirname(path), { recursive: true });
+    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
+  }
+
+  /** The Writable one stream's output goes into; ending it writes an unterminated last line. */
+  stream(name: LogStream): Writable {
+    const splitter = new CriLineSplitter(this.target.maxLineSize, (partial, text) =>
+      this.writeLine(criLogLine(preciseNow(), name, partial, text)),
+    );
+    this.splitters.push(splitter);
+    return new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        splitter.push(chunk);
+        cb();
+      },
+      final(cb) {
+        splitter.end();
+        cb();
+      },
+    });
+  }
+
+  private writeLine(line: Buffer): void {
+    if (this.fd < 0) return;
+    try {
+      writeSync(this.fd, line);
+    } catch (err) {
+      // A full disk loses log lines, never the container (which would block on its pipe).
+      this.onWriteError(err);
+    }
+  }
+
+  /**
+   * ReopenContainerLog: later lines go to a new file at the path (the old one was renamed;
+   * lines in the splitters' hands are not lost: they are written once they are complete).
+   */
+  reopen(): void {
+    if (this.fd < 0) return;
+    const fd = CriLogFile.open(this.target.path);
+    const old = this.fd;
+    this.fd = fd;
+    closeSync(old);
+  }
+
+  /** Writes what the streams still hold unterminated, and closes the file. */
+  close(): void {
+    for (const s of this.splitters) s.end();
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
 }

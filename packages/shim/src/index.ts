@@ -18,5 +18,5 @@ export { decodeRuncOptions, decodeShimMessage, encodeShimMessage, type RuncOptio
 export { type EventSink, Publisher, TOPICS } from './publisher';
 export { DEFAULT_RUNTIME_ROOT, type RunningShim, serve } from './serve';
 export { LOG_SERVICE, TASK_SERVICE, TaskService } from './service';
-export { CriLogWriter, criLogOf, resolveStdio, type StdioPaths } from './stdio';
+export { criLogOf, resolveStdio, type StdioPaths } from './stdio';
 export { SHIM_VERSION } from './version';

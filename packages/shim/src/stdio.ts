@@ -16,27 +16,22 @@ import {
   fchownSync,
   read as fsRead,
   write as fsWrite,
-  mkdirSync,
   mkdtempSync,
   openSync,
   statSync,
-  writeSync,
 } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { PassThrough, type Readable, Writable } from 'node:stream';
 import * as tty from 'node:tty';
 import {
   CRI_LOG_SCHEME,
-  CriLineSplitter,
+  CriLogFile,
   type CriLogTarget,
-  criLogLine,
   InvalidArgumentError,
-  type LogStream,
   NotImplementedError,
   parseCriLogUri,
-  preciseNow,
   removeTreeSync,
 } from '@berth/api';
 import { dup, listenUnix, pipe, receiveFd, setNonblocking, setWinsize } from '@berth/sys';
@@ -107,72 +102,6 @@ export function resolveStdio(paths: StdioPaths): StdioPaths {
 /** The CRI log a process's stdout URI asks this shim to write, if it does. */
 export function criLogOf(paths: StdioPaths): CriLogTarget | undefined {
   return schemeOf(paths.stdout) === CRI_LOG_SCHEME ? parseCriLogUri(paths.stdout) : undefined;
-}
-
-/**
- * A process's CRI log file, written by the shim (so the log keeps growing while the daemon is
- * down, and a container never blocks on a daemon that does not read): stdout and stderr
- * interleave line by line, each line one write(2) on an O_APPEND descriptor, so a reader never
- * sees half a line and a rotation (the kubelet renames the file) loses nothing: lines go to the
- * renamed file until reopen().
- */
-export class CriLogWriter {
-  private fd: number;
-  private readonly splitters: CriLineSplitter[] = [];
-
-  constructor(
-    readonly target: CriLogTarget,
-    private readonly log: Logger,
-  ) {
-    this.fd = CriLogWriter.open(target.path);
-  }
-
-  private static open(path: string): number {
-    mkdirSync(dirname(path), { recursive: true });
-    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o640);
-  }
-
-  /** The Writable one stream's output goes into; ending it writes an unterminated last line. */
-  stream(name: LogStream): Writable {
-    const splitter = new CriLineSplitter(this.target.maxLineSize, (partial, text) =>
-      this.writeLine(criLogLine(preciseNow(), name, partial, text)),
-    );
-    this.splitters.push(splitter);
-    return new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        splitter.push(chunk);
-        cb();
-      },
-      final(cb) {
-        splitter.end();
-        cb();
-      },
-    });
-  }
-
-  private writeLine(line: Buffer): void {
-    if (this.fd < 0) return;
-    try {
-      writeSync(this.fd, line);
-    } catch (err) {
-      // A full disk loses log lines, never the container (which would block on its pipe).
-      this.log.warn('cri log: write', { path: this.target.path, error: err });
-    }
-  }
-
-  /** ReopenContainerLog: later lines go to a new file at the path (the old one was renamed). */
-  reopen(): void {
-    if (this.fd < 0) return;
-    const fd = CriLogWriter.open(this.target.path);
-    const old = this.fd;
-    this.fd = fd;
-    closeQuietly(old);
-  }
-
-  close(): void {
-    closeQuietly(this.fd);
-    this.fd = -1;
-  }
 }
 
 /** An output destination: the writable side and what to close once it is finished. */
@@ -261,14 +190,16 @@ abstract class BaseIO {
   protected readonly releases: (() => void)[] = [];
 
   /** The CRI log the output goes to, when stdout is a cri-log:// URI. */
-  protected readonly criLog: CriLogWriter | undefined;
+  protected readonly criLog: CriLogFile | undefined;
 
   constructor(
     readonly paths: StdioPaths,
     protected readonly log: Logger,
   ) {
     const target = criLogOf(paths);
-    this.criLog = target ? new CriLogWriter(target, log) : undefined;
+    this.criLog = target
+      ? new CriLogFile(target, (error) => log.warn('cri log: write', { path: target.path, error }))
+      : undefined;
   }
 
   /** ReopenContainerLog; false when this process's output does not go to a CRI log. */

@@ -8,7 +8,7 @@ import {
   type Container,
   type Context,
   CRI_LOG_SCHEME,
-  type CriLineSplitter,
+  CriLogFile,
   criLogUri,
   DeadlineExceededError,
   FailedPreconditionError,
@@ -35,7 +35,7 @@ import { type ContainerRecord, containerName, type SandboxRecord } from '../reco
 import { goJson } from '../sandbox/info';
 import type { CriService } from '../service';
 import { type AttachIo, OutputFanout } from './attach';
-import { CappedBuffer, CriLogFile } from './log';
+import { CappedBuffer } from './log';
 import { LogFollower } from './log-follow';
 import { containerSpec, imageVolumeMounts, linuxResources, sandboxMounts, withLinuxResources } from './spec';
 import { readStatus, writeStatus } from './status';
@@ -63,7 +63,6 @@ type Metadata = Omit<
 interface Live {
   io?: ProcessIo;
   log?: CriLogFile;
-  splitters: CriLineSplitter[];
   stdinHold?: PassThrough;
   /** Output for Attach: fed by the FIFO copy, or read back from the log berth's shim writes. */
   output?: OutputFanout | LogFollower;
@@ -156,7 +155,7 @@ export class ContainerManager {
   private liveOf(id: string): Live {
     let l = this.live.get(id);
     if (!l) {
-      l = { splitters: [], starting: false, removing: false, oom: false };
+      l = { starting: false, removing: false, oom: false };
       this.live.set(id, l);
     }
     return l;
@@ -378,12 +377,10 @@ export class ContainerManager {
     let stdout: Writable = discard();
     let stderr: Writable = discard();
     if (rec.logPath) {
-      const log = new CriLogFile(rec.logPath, this.cri.config.maxContainerLogLineSize);
+      const log = new CriLogFile({ path: rec.logPath, maxLineSize: this.cri.config.maxContainerLogLineSize });
       live.log = log;
-      const o = log.stream('stdout');
-      const e = log.stream('stderr');
-      stdout = o.writable;
-      stderr = e.writable;
+      stdout = log.stream('stdout');
+      stderr = log.stream('stderr');
     }
     const output = new OutputFanout();
     live.output = output;
