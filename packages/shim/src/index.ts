@@ -11,7 +11,7 @@ export {
   groupKey,
   socketAddress,
 } from './address';
-export { Cgroup, type CgroupMode, cgroupMode } from './cgroups';
+export { Cgroup, type CgroupMode, cgroupMode, parseProcCgroup } from './cgroups';
 export { parseFlags, type ShimFlags } from './flags';
 export { main } from './main';
 export { decodeRuncOptions, decodeShimMessage, encodeShimMessage, type RuncOptions } from './protos';

@@ -6,8 +6,9 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { posix } from 'node:path';
+import { type CgroupMode, parseProcCgroup } from '@berth/shim';
 
-export type CgroupMode = 'v1' | 'v2';
+export type { CgroupMode };
 
 /**
  * Where one cgroup lives: for v2 one path below the root; for v1 a path per controller
@@ -92,17 +93,6 @@ export function cgroupfsPath(cgroupsPath: string): string {
   }
   if (cgroupsPath.endsWith('.slice') && !cgroupsPath.includes('/')) return expandSlice(cgroupsPath);
   return posix.join('/', cgroupsPath);
-}
-
-/** /proc/<pid>/cgroup: controller (`name=systemd`, or '' for the v2 line) → path. */
-export function parseProcCgroup(text: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const m = /^\d+:([^:]*):(.*)$/.exec(line);
-    if (!m) continue;
-    for (const c of m[1]!.split(',')) out.set(c, m[2]!);
-  }
-  return out;
 }
 
 /** `key value` lines (memory.stat, cpu.stat); a value that is not a number is a parse error. */
